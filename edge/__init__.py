@@ -1,0 +1,1 @@
+"""The `edge` command line, device profiles, demos and the shipped default bundle."""

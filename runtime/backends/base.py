@@ -1,0 +1,88 @@
+"""The one protocol every backend implements.
+
+A backend owns inference only: it runs a decoder over token ids or embeddings and
+returns next-token logits, and encodes images into embeddings. Everything that makes
+Extract+Think what it is (prompts, tokenization, the token-budget controller,
+sampling, stopping, caching) lives above it in `runtime` and is shared by all backends,
+so budget forcing and NoWait mean the same thing on llama.cpp and ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    threads: int | None = None  # None: physical cores
+    context_length: int | None = None  # None: the manifest's (capped by the planner)
+    gpu_layers: int = 0  # llama.cpp offload (Jetson/CUDA builds); 0 = CPU
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = CPU
+    # llama.cpp KV cache type: "f16" (default, ~1e-2 parity) or "f32" (exact parity tests)
+    kv_cache_type: str = "f16"
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """One decoding sequence with a KV cache.
+
+    `feed_*` append to the sequence and return float32 logits [n_vocab] for the last
+    position. `truncate(n)` drops everything after the first n positions so a shared
+    prompt prefix can be reused.
+    """
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    @property
+    def n_past(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+    def truncate(self, n: int) -> None: ...
+
+    def feed_tokens(self, ids: Sequence[int]) -> np.ndarray: ...
+
+    def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class VisionEncoder(Protocol):
+    """Image -> embeddings in the language model's input space.
+
+    `encode` takes an RGB uint8 array [size, size, 3] already resized by
+    `runtime.image.preprocess` (so every backend sees identical pixels) and returns
+    float32 [tokens_per_image, hidden]. Normalisation (mean/std) is the backend's job.
+    """
+
+    @property
+    def tokens_per_image(self) -> int: ...
+
+    def encode(self, image: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenizerLike(Protocol):
+    """What the runtime needs from a tokenizer (bundle tokenizer.json or a GGUF vocab)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode_plain(self, text: str) -> list[int]: ...
+
+    def token_id(self, token: str) -> int | None: ...
+
+    def token_bytes(self, token_id: int) -> bytes: ...
+
+    def vocab(self) -> dict[int, str]: ...

@@ -1,0 +1,151 @@
+"""The bundle manifest: the one contract between `export` and `runtime`.
+
+Schema documented in docs/bundle-format.md. Everything here is plain data; loading
+goes through `runtime.config_io.from_dict`, which rejects unknown keys and wrong types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FORMAT_NAME = "extract-think-bundle"
+FORMAT_VERSION = 1
+
+BackendFormat = Literal["gguf", "onnx"]
+Role = Literal["perception", "reasoner"]
+
+GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
+ONNX_QUANTS = ("fp32", "f32", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TextShape:
+    """Decoder dimensions; the runtime checks loaded models against these."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    context_length: int
+    rope_theta: float
+    rms_norm_eps: float
+    tie_word_embeddings: bool
+
+
+@dataclass(frozen=True)
+class VisionShape:
+    image_size: int
+    patch_size: int
+    hidden_size: int
+    num_layers: int  # layers actually run (the feature layer's depth)
+    num_heads: int
+    intermediate_size: int
+    tokens_per_image: int
+    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+
+
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """How pixels reach the vision encoder, exactly as training saw them."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resample: Literal["bicubic", "bilinear"] = "bicubic"
+    # "resize": stretch to size x size (SigLIP processor); "pad": pad to a square with
+    # the mean colour first (LLaVA "pad" aspect mode), then resize.
+    mode: Literal["resize", "pad"] = "resize"
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the tokens the runtime steers by (see runtime.chat_format.SPECIAL_ROLES)."""
+
+    im_start: int
+    im_end: int
+    end_of_text: int
+    think_start: int | None = None
+    think_end: int | None = None
+    image: int | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported form of a model. `files` maps a part to a bundle-relative path.
+
+    gguf parts: "model" (text decoder), "mmproj" (vision encoder + projector).
+    onnx parts: "decoder" (inputs_embeds + KV cache -> logits), "embed" (ids -> embeds),
+    "vision" (pixel_values -> image embeddings).
+    """
+
+    format: BackendFormat
+    quant: str
+    files: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    role: Role
+    architecture: Literal["llava-qwen3", "qwen3"]
+    text: TextShape
+    tokenizer: str  # bundle-relative path of a tokenizer.json
+    special_tokens: SpecialTokens
+    artifacts: tuple[Artifact, ...]
+    vision: VisionShape | None = None
+    image: ImagePreprocess | None = None
+    system_prompt: str | None = None
+    source: str | None = None  # checkpoint folder or hub id it was exported from
+    source_sha256: str | None = None  # hash of the source weights (parity checks)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Default token budgets; edge presets are much smaller than the paper's 4096."""
+
+    hint: int = 24
+    extraction: int = 256
+    thinking: int = 512
+    answer: int = 64
+    non_thinking_answer: int = 128
+
+
+@dataclass(frozen=True)
+class Provenance:
+    tool: str
+    tool_version: str
+    created: str  # ISO 8601 UTC
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: Literal["extract-think-bundle"]
+    format_version: int
+    name: str
+    models: dict[str, ModelEntry]  # keyed by role
+    files: dict[str, FileEntry]  # every file the bundle holds, bundle-relative
+    provenance: Provenance
+    budgets: Budgets = field(default_factory=Budgets)
+    chat_format: Literal["qwen3-chatml"] = "qwen3-chatml"
+    examples: tuple[dict[str, str], ...] = ()  # {"image", "question", "answer"} demos
+
+    def model(self, role: str) -> ModelEntry:
+        from runtime.errors import BundleError
+
+        try:
+            return self.models[role]
+        except KeyError:
+            raise BundleError(f"bundle {self.name!r} has no {role} model") from None
+
+    def formats(self) -> set[str]:
+        return {a.format for m in self.models.values() for a in m.artifacts}

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny real-architecture checkpoints built once per test session.
+
+Nothing is downloaded: tokenizers are trained or rebuilt offline, models are random
+weights with the real SigLIP / Qwen3 / LLaVA code, saved and reloaded like any
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The tests must never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    from training.fixtures import tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_tokenizer")
+    tiny_tokenizer(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer_dir(tmp_path_factory) -> Path:
+    from training.fixtures import qwen3_tokenizer
+
+    out = tmp_path_factory.mktemp("qwen3_tokenizer")
+    qwen3_tokenizer(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_perception_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from training.fixtures import tiny_perception
+
+    return tiny_perception(tmp_path_factory.mktemp("tiny_perception"), tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_reasoner_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from training.fixtures import tiny_reasoner
+
+    return tiny_reasoner(tmp_path_factory.mktemp("tiny_reasoner"), tiny_tokenizer_dir)

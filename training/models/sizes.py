@@ -1,0 +1,121 @@
+"""Named model sizes with every hyperparameter spelled out.
+
+The published sizes match the released configs exactly, so real checkpoints
+(`Qwen/Qwen3-*`, `google/siglip-so400m-patch14-384`, the paper's perception models)
+load into them. The small sizes are what the tests and the shipped default bundle use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runtime.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TextSize:
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int = 151_936
+    max_position_embeddings: int = 40_960
+    rope_theta: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+
+
+@dataclass(frozen=True)
+class VisionSize:
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int  # layers kept: the perception features come from the last one
+    num_attention_heads: int
+    image_size: int
+    patch_size: int
+    layer_norm_eps: float = 1e-6
+
+    @property
+    def tokens_per_image(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def qwen3_0_6b() -> TextSize:
+    return TextSize(1024, 3072, 28, 16, 8, 128)
+
+
+def qwen3_1_7b() -> TextSize:
+    return TextSize(2048, 6144, 28, 16, 8, 128)
+
+
+def qwen3_4b() -> TextSize:
+    return TextSize(2560, 9728, 36, 32, 8, 128)
+
+
+def qwen3_8b() -> TextSize:
+    return TextSize(4096, 12288, 36, 32, 8, 128, tie_word_embeddings=False)
+
+
+def qwen3_tiny() -> TextSize:
+    """Two layers, GQA and head_dim != hidden/heads like every real Qwen3: for tests."""
+    return TextSize(64, 128, 2, 4, 2, 32, vocab_size=1_280, max_position_embeddings=2_048)
+
+
+def qwen3_edge_s() -> TextSize:
+    """The shipped default bundle's decoder (a few M parameters, CPU-trainable)."""
+    return TextSize(256, 704, 4, 4, 2, 64, vocab_size=2_048, max_position_embeddings=4_096)
+
+
+def siglip_so400m_patch14_384(layers_used: int = 26) -> VisionSize:
+    """SigLIP-so400m at 384 px: 27 layers published; LLaVA-OneVision drops the last one."""
+    return VisionSize(1152, 4304, layers_used, 16, 384, 14)
+
+
+def siglip_tiny() -> VisionSize:
+    return VisionSize(32, 80, 2, 2, 32, 8)
+
+
+def siglip_edge_s() -> VisionSize:
+    return VisionSize(192, 512, 4, 3, 64, 8)
+
+
+TEXT_SIZES: dict[str, Callable[[], TextSize]] = {
+    "qwen3-0.6b": qwen3_0_6b,
+    "qwen3-1.7b": qwen3_1_7b,
+    "qwen3-4b": qwen3_4b,
+    "qwen3-8b": qwen3_8b,
+    "qwen3-tiny": qwen3_tiny,
+    "qwen3-edge-s": qwen3_edge_s,
+}
+
+VISION_SIZES: dict[str, Callable[[], VisionSize]] = {
+    "siglip-so400m-patch14-384": siglip_so400m_patch14_384,
+    "siglip-tiny": siglip_tiny,
+    "siglip-edge-s": siglip_edge_s,
+}
+
+# Hub ids of the published checkpoints for each named size.
+HUB_IDS: dict[str, str] = {
+    "qwen3-0.6b": "Qwen/Qwen3-0.6B",
+    "qwen3-1.7b": "Qwen/Qwen3-1.7B",
+    "qwen3-4b": "Qwen/Qwen3-4B",
+    "qwen3-8b": "Qwen/Qwen3-8B",
+    "siglip-so400m-patch14-384": "google/siglip-so400m-patch14-384",
+}
+
+
+def text_size(name: str) -> TextSize:
+    try:
+        return TEXT_SIZES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown text size {name!r} (known: {', '.join(TEXT_SIZES)})") from None
+
+
+def vision_size(name: str) -> VisionSize:
+    try:
+        return VISION_SIZES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown vision size {name!r} (known: {', '.join(VISION_SIZES)})") from None
