@@ -16,8 +16,6 @@ import sys
 # subcommand -> module; each module defines `add_parser(subparsers)` which registers
 # the subcommand and sets `func` on its parser.
 COMMANDS: dict[str, str] = {
-    "run": "edge.commands.run",
-    "export": "edge.commands.export",
 }
 
 
