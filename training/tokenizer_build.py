@@ -13,9 +13,24 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
-from runtime.chat_format import CHAT_TEMPLATE, END_OF_TEXT, IM_END, QWEN3_BPE_SIZE, QWEN3_SPECIAL_TOKENS
+from runtime.chat_format import (
+    CHAT_TEMPLATE,
+    END_OF_TEXT,
+    IM_END,
+    QWEN3_BPE_SIZE,
+    QWEN3_SPECIAL_TOKENS,
+)
 from runtime.config_io import atomic_write_text
 from runtime.errors import ConfigError
 

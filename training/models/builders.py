@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 from training.models.sizes import TextSize, VisionSize
 
 if TYPE_CHECKING:
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
