@@ -16,6 +16,7 @@ import sys
 # subcommand -> module; each module defines `add_parser(subparsers)` which registers
 # the subcommand and sets `func` on its parser.
 COMMANDS: dict[str, str] = {
+    "export": "edge.commands.export",
 }
 
 

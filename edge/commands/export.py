@@ -1,0 +1,116 @@
+"""`edge export`: checkpoint folders -> a verified GGUF and/or ONNX bundle.
+
+    edge export --perception DIR --reasoner DIR --format both --quant q4_k_m --quant int8 --out B
+    edge export verify B            parity of B's files against its source checkpoints
+    edge export convert SRC --out DIR   a paper (LLaVA-OneVision) checkpoint -> project format
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export checkpoints to a GGUF/ONNX bundle (also: verify, convert)",
+        description="Export a perception VLM and/or a reasoning LLM (transformers checkpoint "
+        "folders or hub ids) to a bundle the runtime runs: GGUF (llama.cpp) and/or ONNX, "
+        "quantized. The bundle is written under a temporary name, checked, verified for parity "
+        "against the source and only then renamed into place.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="quant names: gguf f32 f16 bf16 q8_0 q4_0 q4_k_m q5_k_m q6_k; onnx fp32 int8 int4 "
+        "(f32 means full precision in every format). Repeat --quant or separate with commas.",
+    )
+    p.add_argument("--perception", type=Path, help="perception checkpoint folder (LLaVA-style SigLIP+Qwen3)")
+    p.add_argument("--reasoner", type=Path, help="reasoner checkpoint folder (Qwen3)")
+    p.add_argument("--format", choices=("gguf", "onnx", "both"), default="gguf")
+    p.add_argument("--quant", action="append", default=None, metavar="NAME",
+                   help="quantization (repeatable); default q8_0 for gguf, int8 for onnx")
+    p.add_argument("--out", type=Path, help="bundle directory to create")
+    p.add_argument("--name", help="bundle name recorded in the manifest (default: the folder name)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--no-verify", action="store_true", help="skip the parity check before publishing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=main_export)
+
+    sub2 = p.add_subparsers(dest="export_command", metavar="{verify,convert}")
+    v = sub2.add_parser("verify", help="check a bundle's parity against its source checkpoints",
+                        description="Load the source checkpoints recorded in the manifest and "
+                        "compare every exported file's outputs with PyTorch (logits, image "
+                        "embeddings, top-1 agreement), with tolerances per quantization.")
+    v.add_argument("bundle", type=Path)
+    v.add_argument("--role", choices=("perception", "reasoner"), action="append")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=main_verify)
+    c = sub2.add_parser("convert", help="convert a paper (LLaVA-OneVision Qwen3) checkpoint",
+                        description="Convert markendo/llava-extract-qwen3-* style checkpoints "
+                        "(LLaVA-OneVision layout) into the project's perception format, single-view "
+                        "(one 384 px view, 729 tokens). Then export the result with `edge export`.")
+    c.add_argument("src", type=Path, help="paper checkpoint folder")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--tokenizer", type=Path, help="folder or tokenizer.json (default: the checkpoint's)")
+    c.add_argument("--vision-heads", type=int, help="attention heads of an unknown vision tower")
+    c.add_argument("--force", action="store_true")
+    c.set_defaults(func=main_convert)
+
+
+def main_export(args: argparse.Namespace) -> int:
+    from edge.progress import ProgressPrinter
+    from export.bundle_writer import ExportRequest, export_bundle
+    from runtime.errors import ConfigError
+
+    if args.out is None:
+        raise ConfigError("--out is required")
+    formats = ("gguf", "onnx") if args.format == "both" else (args.format,)
+    quants = [q for item in (args.quant or []) for q in item.split(",") if q.strip()]
+    if not quants:
+        quants = [{"gguf": "q8_0", "onnx": "int8"}[f] for f in formats]
+    progress = ProgressPrinter("export", enabled=not args.quiet)
+    out = export_bundle(
+        ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
+                      formats=formats, quants=tuple(quants), name=args.name,
+                      overwrite=args.force, verify=not args.no_verify),
+        progress=progress,
+    )
+    progress.done(f"wrote {out}")
+    from runtime.bundle import read_manifest
+
+    m = read_manifest(out)
+    if args.json:
+        print(json.dumps({"bundle": str(out), "files": {k: v.size for k, v in m.files.items()}}))
+    else:
+        for rel, entry in sorted(m.files.items()):
+            print(f"{entry.size / 1e6:10.2f} MB  {rel}")
+    return 0
+
+
+def main_verify(args: argparse.Namespace) -> int:
+    from edge.progress import ProgressPrinter
+    from export.verify import verify_bundle
+
+    progress = ProgressPrinter("verify", enabled=not args.quiet)
+    report = verify_bundle(args.bundle, roles=tuple(args.role) if args.role else None, progress=progress)
+    progress.done()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for r in report["artifacts"]:
+            metrics = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in r.items() if k not in ("role", "format", "quant", "passed", "tolerances"))
+            print(f"{'PASS' if r['passed'] else 'FAIL'}  {r['role']:10s} {r['format']}/{r['quant']:7s} {metrics}")
+    return 0 if report["passed"] else 1
+
+
+def main_convert(args: argparse.Namespace) -> int:
+    from edge.progress import ProgressPrinter
+    from export.convert_llava_ov import convert_llava_ov
+
+    progress = ProgressPrinter("convert", enabled=not args.quiet)
+    out = convert_llava_ov(args.src, args.out, tokenizer=args.tokenizer,
+                           vision_heads=args.vision_heads, overwrite=args.force, progress=progress)
+    progress.done(f"wrote {out}")
+    print(f"converted to {out}; next: edge export --perception {out} --format both --out BUNDLE")
+    return 0

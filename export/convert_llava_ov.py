@@ -1,0 +1,231 @@
+"""Convert the paper's released perception checkpoints into the project's model format.
+
+`markendo/llava-extract-qwen3-0.6B` / `-1.7B` are LLaVA-OneVision-fork checkpoints
+(model_type `llava_qwen_3`): a Qwen3 config plus `mm_*` fields, and weights named
+`model.vision_tower.vision_tower.vision_model.*` (SigLIP with its last layer already
+removed, no pooling head), `model.mm_projector.{0,2}.*` (2-layer GELU MLP),
+`model.layers.*`, `model.embed_tokens.*`, `model.norm.*`, `model.image_newline` and
+`lm_head.*`. They become a transformers `LlavaForConditionalGeneration` run
+single-view: one 384 px view, 729 image tokens. The learned `image_newline` only
+separates rows of any-resolution tiles, which a single view never has, so it is dropped
+(and recorded in `conversion.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runtime.config_io import atomic_write_text
+from runtime.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PAPER_MODEL_TYPES = ("llava_qwen_3", "llava_qwen3")
+VISION_PREFIX = "model.vision_tower.vision_tower.vision_model."
+# Attention heads cannot be read off the weights; known towers by name.
+KNOWN_VISION_HEADS = {"siglip-so400m-patch14-384": 16, "siglip-so400m-patch14-224": 16, "siglip-base-patch16": 12}
+
+KEY_MAP = (
+    (VISION_PREFIX, "model.vision_tower."),
+    ("model.mm_projector.0.", "model.multi_modal_projector.linear_1."),
+    ("model.mm_projector.2.", "model.multi_modal_projector.linear_2."),
+    ("model.layers.", "model.language_model.layers."),
+    ("model.embed_tokens.", "model.language_model.embed_tokens."),
+    ("model.norm.", "model.language_model.norm."),
+    ("lm_head.", "lm_head."),
+)
+DROPPED = ("model.image_newline",)
+PAPER_SYSTEM_PROMPT = "You are a helpful assistant."
+
+
+def is_paper_checkpoint(folder: str | Path) -> bool:
+    cfg = Path(folder) / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("model_type") in PAPER_MODEL_TYPES
+    except (OSError, ValueError):
+        return False
+
+
+def map_key(key: str) -> str | None:
+    """Paper-layout key -> project key; None for keys that are dropped on purpose."""
+    if key in DROPPED or key.endswith(".inv_freq"):
+        return None
+    for old, new in KEY_MAP:
+        if key.startswith(old):
+            return new + key[len(old):]
+    raise ConfigError(f"unexpected weight {key!r}: not a LLaVA-OneVision Qwen3 checkpoint")
+
+
+def read_paper_weights(folder: Path) -> dict[str, Any]:
+    """All tensors of a paper checkpoint (safetensors only; .bin is refused)."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ConfigError(f"{folder}: no .safetensors weights (pickled checkpoints are refused)")
+    state: dict[str, Any] = {}
+    for f in files:
+        try:
+            state.update(load_file(str(f)))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ConfigError(f"{f}: unreadable safetensors file ({exc})") from None
+    return state
+
+
+def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None):
+    from training.models.sizes import VisionSize
+
+    layer_ids = {int(m.group(1)) for k in state if (m := re.match(re.escape(VISION_PREFIX) + r"encoder\.layers\.(\d+)\.", k))}
+    if not layer_ids:
+        raise ConfigError("checkpoint has no vision tower weights")
+    patch_w = state[VISION_PREFIX + "embeddings.patch_embedding.weight"]
+    positions = state[VISION_PREFIX + "embeddings.position_embedding.weight"].shape[0]
+    hidden, patch = patch_w.shape[0], patch_w.shape[2]
+    side = round(positions ** 0.5)
+    if side * side != positions:
+        raise ConfigError(f"vision position table has {positions} rows, not a square grid")
+    if heads is None:
+        name = str(cfg.get("mm_vision_tower", ""))
+        heads = next((h for k, h in KNOWN_VISION_HEADS.items() if k in name), None)
+        if heads is None:
+            raise ConfigError(f"unknown vision tower {name!r}: pass the number of attention heads (--vision-heads)")
+    inter = state[VISION_PREFIX + "encoder.layers.0.mlp.fc1.weight"].shape[0]
+    return VisionSize(hidden, inter, max(layer_ids) + 1, heads, side * patch, patch)
+
+
+def _text_size(cfg: dict[str, Any]):
+    from training.models.sizes import TextSize
+
+    try:
+        rope = cfg.get("rope_parameters") or {}
+        return TextSize(
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_hidden_layers=cfg["num_hidden_layers"],
+            num_attention_heads=cfg["num_attention_heads"],
+            num_key_value_heads=cfg["num_key_value_heads"],
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"],
+            vocab_size=cfg["vocab_size"],
+            max_position_embeddings=cfg.get("max_position_embeddings", 40_960),
+            rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 1_000_000.0))),
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"paper config.json lacks {exc.args[0]}") from None
+
+
+def convert_llava_ov(
+    src: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    vision_heads: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> Path:
+    """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
+    import torch
+
+    from training.models.builders import perception_config
+    from runtime.tokenizer import BundleTokenizer
+
+    progress = progress or (lambda s, f: None)
+    src, out = Path(src), Path(out).resolve()
+    if not (src / "config.json").is_file():
+        raise ConfigError(f"{src}: no config.json")
+    cfg = json.loads((src / "config.json").read_text())
+    if cfg.get("model_type") not in PAPER_MODEL_TYPES:
+        raise ConfigError(f"{src}: model_type {cfg.get('model_type')!r} is not a paper checkpoint "
+                          f"({', '.join(PAPER_MODEL_TYPES)})")
+    proj = cfg.get("mm_projector_type", "mlp2x_gelu")
+    if proj != "mlp2x_gelu":
+        raise ConfigError(f"{src}: projector {proj!r} is not supported (mlp2x_gelu only)")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    tok_dir = Path(tokenizer) if tokenizer else src
+    tok_json = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
+    if not tok_json.is_file():
+        raise ConfigError(f"no tokenizer.json in {tok_dir} (pass --tokenizer with Qwen3's tokenizer)")
+    tok = BundleTokenizer(tok_json)
+    image_id = tok.token_id("<|image_pad|>")
+    if image_id is None:
+        raise ConfigError(f"{tok_json}: tokenizer has no <|image_pad|> token")
+
+    progress("read weights", 0.0)
+    state = read_paper_weights(src)
+    vision = _vision_size(state, cfg, vision_heads)
+    text = _text_size(cfg)
+    config = perception_config(vision, text, image_token_id=image_id,
+                               eos_token_id=tok.token_id("<|im_end|>"), pad_token_id=tok.token_id("<|endoftext|>"))
+    mapped, dropped = {}, []
+    for key, value in state.items():
+        new = map_key(key)
+        if new is None:
+            dropped.append(key)
+        else:
+            mapped[new] = value
+    progress("build model", 0.4)
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected = set(shapes)
+    missing = sorted(expected - set(mapped))
+    if text.tie_word_embeddings and "lm_head.weight" in missing:
+        missing.remove("lm_head.weight")
+    unexpected = sorted(set(mapped) - expected)
+    # The paper tower keeps SigLIP's post-layernorm weights although features are taken
+    # before it; our model has the same (unused) module, so nothing is lost either way.
+    if missing or unexpected:
+        raise ConfigError(f"weights do not match the architecture: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for k, v in mapped.items():
+        if tuple(v.shape) != shapes[k]:
+            raise ConfigError(f"{k}: shape {tuple(v.shape)} in the checkpoint, {shapes[k]} expected")
+    # Only persistent weights are assigned; meta-device buffers (rotary tables, position
+    # ids) are never saved and are rebuilt when the converted folder is loaded.
+    model.load_state_dict(mapped, strict=False, assign=True)
+    if text.tie_word_embeddings:
+        model.tie_weights()
+    dtype = next(iter(mapped.values())).dtype
+    model.config.dtype = dtype
+
+    progress("save", 0.7)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        shutil.copyfile(tok_json, tmp / "tokenizer.json")
+        if (tok_json.parent / "tokenizer_config.json").is_file():
+            shutil.copyfile(tok_json.parent / "tokenizer_config.json", tmp / "tokenizer_config.json")
+        note = {
+            "converted_from": str(src),
+            "source_model_type": cfg.get("model_type"),
+            "mode": "single-view",
+            "tokens_per_image": vision.tokens_per_image,
+            "vision_layers": vision.num_hidden_layers,
+            "dropped_weights": dropped,
+            "why_dropped": "image_newline separates any-resolution tile rows; single-view inference has none",
+            # LLaVA-OneVision's qwen_1_5 conversation template, which the paper's models saw.
+            "system_prompt": PAPER_SYSTEM_PROMPT,
+        }
+        atomic_write_text(tmp / "conversion.json", json.dumps(note, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress("done", 1.0)
+    log.info("converted %s -> %s (%d vision layers, %d image tokens)", src, out,
+             vision.num_hidden_layers, vision.tokens_per_image)
+    return out
