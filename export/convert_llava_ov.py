@@ -134,8 +134,8 @@ def convert_llava_ov(
     """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
     import torch
 
-    from training.models.builders import perception_config
     from runtime.tokenizer import BundleTokenizer
+    from training.models.builders import perception_config
 
     progress = progress or (lambda s, f: None)
     src, out = Path(src), Path(out).resolve()
