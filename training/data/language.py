@@ -1,0 +1,95 @@
+"""Words and phrases of the synthetic world, shared by questions, targets and traces.
+
+Referring expressions and filters are plain dicts (JSON-ready, stored in each record's
+`query`): a *ref* such as {"color": "red", "shape": "circle"} names one shape; a *filter*
+with the same keys names a set of shapes. Keeping the wording here means the questions,
+the descriptions and the traces always call a thing by the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from training.data.scene import Scene, Shape, TextMark, region_name
+
+ATTRS = ("size", "color", "shape")
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def plural(noun: str) -> str:
+    return noun + ("es" if noun.endswith(("s", "x", "sh", "ch")) else "s")
+
+
+def ref_phrase(ref: Mapping[str, str], *, many: bool = False, noun: str = "shape") -> str:
+    """{"size": "large", "color": "red", "shape": "circle"} -> "large red circle"."""
+    words = [ref[k] for k in ("size", "color") if k in ref]
+    noun = ref.get("shape", noun)
+    words.append(plural(noun) if many else noun)
+    phrase = " ".join(words)
+    if "region" in ref:
+        phrase += f" in the {ref['region']}"
+    return phrase
+
+
+def count_phrase(n: int, flt: Mapping[str, str]) -> str:
+    """3, {"color": "red"} -> "3 red shapes"; 1 -> "1 red shape"; 0 -> "no red shapes"."""
+    if n == 0:
+        return f"no {ref_phrase(flt, many=True)}"
+    return f"{n} {ref_phrase(flt, many=n != 1)}"
+
+
+def there_are(n: int, flt: Mapping[str, str]) -> str:
+    return f"There {'is' if n == 1 else 'are'} {count_phrase(n, flt)}."
+
+
+def triple(s: Shape) -> dict[str, str]:
+    return {"size": s.size, "color": s.color, "shape": s.shape}
+
+
+def shape_name(s: Shape) -> str:
+    """The full description: "large red circle"."""
+    return ref_phrase(triple(s))
+
+
+def article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def text_name(t: TextMark) -> str:
+    return f"the number {t.text}" if t.is_number else f"the word {t.text}"
+
+
+def where(item: Shape | TextMark, scene: Scene) -> str:
+    return region_name(item.row, item.col, scene.grid)
+
+
+def matches(s: Shape, ref: Mapping[str, str], scene: Scene | None = None) -> bool:
+    for key, value in ref.items():
+        if key == "region":
+            if scene is None or region_name(s.row, s.col, scene.grid) != value:
+                return False
+        elif getattr(s, key) != value:
+            return False
+    return True
+
+
+def select(scene: Scene, flt: Mapping[str, str]) -> list[Shape]:
+    return [s for s in scene.shapes if matches(s, flt, scene)]
+
+
+def listing(items: Iterable[str], conj: str = "and") -> str:
+    items = list(items)
+    if not items:
+        return ""
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + f" {conj} " + items[-1]
+
+
+def direction_phrase(direction: str) -> str:
+    return {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}[direction]
+
+
+def bar_name(color: str) -> str:
+    return f"{color} bar"
