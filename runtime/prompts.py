@@ -62,9 +62,14 @@ def extraction_text(focus: str | None) -> str:
     return text
 
 
-def hint_prompt(question: str) -> list[Segment]:
-    """Question -> focus phrase; the reasoner answers in non-thinking mode."""
-    return render_prompt([Message("user", HINT_INSTRUCTION.format(question=question.strip()))], thinking=False)
+def hint_prompt(question: str, *, think_tags: bool = True) -> list[Segment]:
+    """Question -> focus phrase; the reasoner answers in non-thinking mode.
+
+    `think_tags=False` is for a reasoner whose vocabulary has no <think> (a stock GGUF
+    chat model): no empty think block is inserted.
+    """
+    text = HINT_INSTRUCTION.format(question=question.strip())
+    return render_prompt([Message("user", text)], thinking=False if think_tags else None)
 
 
 def extraction_prompt(focus: str | None, *, system: str | None = None) -> list[Segment]:
@@ -85,10 +90,27 @@ def reasoning_user_text(description: str, question: str, options: Sequence[str] 
 
 
 def reasoning_prompt(
-    description: str, question: str, options: Sequence[str] | None, *, thinking: bool
+    description: str, question: str, options: Sequence[str] | None, *, thinking: bool,
+    think_tags: bool = True,
 ) -> list[Segment]:
     text = reasoning_user_text(description, question, options, thinking=thinking)
-    return render_prompt([Message("user", text)], thinking=thinking)
+    return render_prompt([Message("user", text)], thinking=thinking if think_tags else None)
+
+
+BLIND_ROLE = (
+    "You are a reasoning expert. A question about an image follows, but neither you nor "
+    "anyone else can describe the image: answer from the question alone."
+)
+
+
+def blind_prompt(
+    question: str, options: Sequence[str] | None, *, thinking: bool, think_tags: bool = True
+) -> list[Segment]:
+    """The blind baseline: the reasoner answers without any description of the image."""
+    form = "<letter>" if options else "<short answer>"
+    fmt = (THINKING_FORMAT if thinking else DIRECT_FORMAT).format(form=form)
+    text = f"{BLIND_ROLE}\n\nQuestion: {question_block(question, options)}\n\n{fmt}"
+    return render_prompt([Message("user", text)], thinking=thinking if think_tags else None)
 
 
 def end_to_end_prompt(question: str, options: Sequence[str] | None, *, system: str | None = None) -> list[Segment]:

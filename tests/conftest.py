@@ -49,3 +49,18 @@ def tiny_reasoner_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     from training.fixtures import tiny_reasoner
 
     return tiny_reasoner(tmp_path_factory.mktemp("tiny_reasoner"), tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory, tiny_perception_dir, tiny_reasoner_dir) -> Path:
+    """The tiny perception + reasoner exported once per session to GGUF f32 and ONNX fp32.
+
+    Parity verification is skipped here (tests/export covers it) to keep the session fast.
+    """
+    from export.bundle_writer import ExportRequest, export_bundle
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
+    return export_bundle(ExportRequest(
+        out=out, perception=tiny_perception_dir, reasoner=tiny_reasoner_dir,
+        formats=("gguf", "onnx"), quants=("f32",), verify=False,
+    ))

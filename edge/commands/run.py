@@ -1,0 +1,161 @@
+"""`edge run`: answer one question about one image with Extract+Think.
+
+    edge run                                   # the shipped default bundle's example
+    edge run --image photo.jpg --question "How many cups?" --options 1 2 3 4
+    edge run ... --thinking-budget 128 --deadline 20 --stream
+    edge run ... --json                        # one JSON object (see docs/runtime.md)
+
+With `--stream --json` every event is printed as one JSON line as it happens, the last
+one being {"type": "done", "result": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+MODES = ("extract-think", "end-to-end", "caption-think", "blind")
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="answer a question about an image",
+        description="Answer a question about an image: focus hint, perception extraction, "
+        "reasoning under a token budget. With no --image/--question, runs the bundle's example.",
+    )
+    p.add_argument("--image", metavar="PATH", help="image file (JPEG, PNG, WEBP, BMP, GIF, TIFF)")
+    p.add_argument("--question", metavar="TEXT", help="the question")
+    p.add_argument("--options", nargs="+", metavar="OPT", help="multiple-choice options (shown as A, B, C...)")
+    p.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
+    p.add_argument("--backend", choices=("auto", "llamacpp", "onnx"), default="auto")
+    p.add_argument("--quant", metavar="Q", help="quantization to run (e.g. q8_0, q4_k_m, int8)")
+    p.add_argument("--reasoner-gguf", metavar="FILE", help="a stock GGUF chat model to use as the reasoner")
+    p.add_argument("--mode", choices=MODES, default="extract-think")
+    p.add_argument("--thinking-budget", type=int, metavar="N", help="thinking tokens (default: the bundle's)")
+    p.add_argument("--answer-budget", type=int, metavar="N", help="answer tokens after thinking")
+    p.add_argument("--extraction-budget", type=int, metavar="N", help="perception tokens")
+    p.add_argument("--hint-budget", type=int, metavar="N", help="focus-hint tokens")
+    p.add_argument("--no-thinking", action="store_true", help="answer without thinking")
+    p.add_argument("--no-hint", action="store_true", help="skip the focus hint")
+    p.add_argument("--no-nowait", action="store_true", help="allow reflexive tokens (wait, hmm...) while thinking")
+    p.add_argument("--focus", metavar="TEXT", help="what the perception model should pay attention to")
+    p.add_argument("--deadline", type=float, metavar="S", help="answer within S seconds (plans the budgets)")
+    p.add_argument("--max-memory", metavar="SIZE", help="memory cap, e.g. 2G or 512M (default: what is free)")
+    p.add_argument("--residency", choices=("auto", "resident", "sequential"), default="auto",
+                   help="keep both models loaded, or load them one after the other")
+    p.add_argument("--context", type=int, metavar="N", help="context length per model")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    p.add_argument("--json", action="store_true", help="print one JSON object (JSON lines with --stream)")
+    p.set_defaults(func=main)
+
+
+def _example(bundle: Any) -> tuple[str, str, list[str] | None]:
+    from runtime.errors import InputError
+
+    examples = bundle.manifest.examples
+    if not examples:
+        raise InputError(f"bundle {bundle.manifest.name!r} has no example: give --image and --question")
+    ex = examples[0]
+    if "image" not in ex or "question" not in ex:
+        raise InputError(f"bundle {bundle.manifest.name!r} has a malformed example (needs image and question)")
+    opts = [o for o in ex.get("options", "").split("\n") if o.strip()] or None
+    return str(bundle.path(ex["image"])), ex["question"], opts
+
+
+def main(args: argparse.Namespace) -> int:
+    from runtime.bundle import open_bundle
+    from runtime.defaults import default_bundle_path
+    from runtime.errors import InputError
+    from runtime.pipeline import ExtractThink
+
+    image, question, options = args.image, args.question, args.options
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    bundle = open_bundle(args.bundle if args.bundle else default_bundle_path())
+    if image is None and question is None:
+        image, question, ex_options = _example(bundle)
+        options = options or ex_options
+    elif question is None:
+        raise InputError("give --question (or neither --image nor --question to run the bundle's example)")
+    elif image is None and args.mode != "blind":
+        raise InputError("give --image (or --mode blind to answer without one)")
+
+    et = ExtractThink.load(
+        bundle, backend=args.backend, quant=args.quant, threads=args.threads, max_memory=args.max_memory,
+        reasoner_gguf=args.reasoner_gguf, context_length=args.context, residency=args.residency,
+    )
+    try:
+        events = et.stream(
+            image, question, options, mode=args.mode, thinking=not args.no_thinking, hint=not args.no_hint,
+            focus=args.focus, hint_budget=args.hint_budget, extraction_budget=args.extraction_budget,
+            thinking_budget=args.thinking_budget, answer_budget=args.answer_budget, deadline_s=args.deadline,
+            sampling="greedy" if args.greedy else "paper", seed=args.seed, nowait=not args.no_nowait,
+        )
+        result = _consume(events, stream=args.stream, as_json=args.json)
+    finally:
+        et.close()
+    if args.json and not args.stream:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    elif not args.json:
+        _print_result(result, streamed=args.stream)
+    return 0
+
+
+def _consume(events: Any, *, stream: bool, as_json: bool) -> Any:
+    from runtime.result import Done, StageFinished, StageStarted, TokenEvent, event_to_dict
+
+    out = sys.stdout
+    result = None
+    for ev in events:
+        if isinstance(ev, Done):
+            result = ev.result
+        if not stream:
+            continue
+        if as_json:
+            out.write(json.dumps(event_to_dict(ev), ensure_ascii=False) + "\n")
+            out.flush()
+        elif isinstance(ev, StageStarted):
+            out.write(f"[{ev.stage}] ")
+            out.flush()
+        elif isinstance(ev, TokenEvent) and ev.text:
+            out.write(ev.text)
+            out.flush()
+        elif isinstance(ev, StageFinished):
+            extra = " (cached)" if ev.stats.cached else ""
+            out.write(f"{extra}\n")
+            out.flush()
+    return result
+
+
+def _print_result(result: Any, *, streamed: bool) -> None:
+    from runtime.prompts import LETTERS
+
+    lines = []
+    if not streamed:
+        if result.hint:
+            lines.append(f"Focus:      {result.hint}")
+        if result.extraction is not None:
+            lines.append(f"Extraction: {result.extraction.strip() or '(empty)'}")
+        if result.thinking is not None:
+            lines.append(f"Thinking:   {result.thinking.strip() or '(empty)'}")
+    answer = result.answer if result.answer is not None else "(no answer found)"
+    if result.options and result.answer in LETTERS[: len(result.options)]:
+        answer = f"{answer}. {result.options[LETTERS.index(result.answer)]}"
+    lines.append(f"Answer:     {answer}")
+    parts = []
+    for name, s in result.stages.items():
+        if s.cached:
+            parts.append(f"{name} cached")
+        elif name == "vision":
+            parts.append(f"{name} {s.seconds:.2f} s")
+        else:
+            parts.append(f"{name} {s.tokens} tok {s.seconds:.2f} s ({s.tokens_per_s:.1f} tok/s)")
+    lines.append("Stages:     " + " | ".join(parts))
+    lines.append(f"Total:      {result.seconds:.2f} s, peak RSS {result.peak_rss_mb:.0f} MiB, {result.residency}")
+    print("\n".join(lines))
