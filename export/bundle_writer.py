@@ -53,7 +53,7 @@ def _formats():
 
 # Quant names users type, and which format each belongs to. "f32" means full precision in
 # both formats (ONNX spells it fp32).
-GGUF_QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+GGUF_QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
 ONNX_QUANT_NAMES = ("fp32", "int8", "int4")
 
 

@@ -1,0 +1,132 @@
+"""HF checkpoints -> GGUF files for llama.cpp, and their parity check.
+
+`export_gguf` writes the text decoder (architecture "qwen3", full tokenizer metadata and
+the project's chat template) and, for the perception model, the vision tower + projector
+as a `clip` mmproj. Every file is written under a temporary name and renamed when
+complete. `verify_gguf` runs the written files through the project's llama.cpp backend
+and compares them with the torch model. Layout, keys and quant table: docs/gguf.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from export.gguf.quantize import (
+    GGUF_QUANTS,
+    QUANT_SPECS,
+    k_quant_fallbacks,
+    llama_quantize,
+    quant_spec,
+)
+from runtime.errors import ConfigError
+
+__all__ = ["GGUF_QUANTS", "export_gguf", "verify_gguf"]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("perception", "reasoner")
+
+
+def _check_role(model: Any, role: str) -> None:
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    mtype = getattr(getattr(model, "config", None), "model_type", None)
+    want = "llava" if role == "perception" else "qwen3"
+    if mtype != want:
+        raise ConfigError(
+            f"the {role} model must be {'LLaVA-style SigLIP + MLP + Qwen3' if want == 'llava' else 'Qwen3'} "
+            f"(model_type {want!r}), got model_type {mtype!r}"
+        )
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"{out_dir}: the output folder is not writable")
+
+
+def export_gguf(
+    model: Any,
+    tokenizer_dir: Path,
+    out_dir: Path,
+    *,
+    role: str,
+    quant: str,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, str]:
+    """Write `role`'s GGUF file(s) into `out_dir`; returns {"model": name[, "mmproj": name]}."""
+    from export.gguf.mmproj import image_norm, vision_parts, write_mmproj_gguf
+    from export.gguf.text import plan_text_tensors, text_parts, write_text_gguf
+    from export.gguf.writer import fsync_file, temp_path
+
+    spec = quant_spec(quant)
+    _check_role(model, role)
+    parts = text_parts(model)  # validates the decoder config before anything is written
+    if role == "perception":
+        vision_parts(model)
+    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
+    _check_out_dir(out_dir)
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        raise ConfigError(f"{tokenizer_dir}: no tokenizer.json")
+
+    final = out_dir / f"{role}-{spec.name}.gguf"
+    label = f"extract-think {role} ({spec.name})"
+    files: dict[str, str] = {}
+    if spec.tool == "gguf":
+        write_text_gguf(model, tokenizer_dir, final, spec, name=label, progress=progress)
+    else:
+        shapes = {p.name: p.shape for p in plan_text_tensors(parts, QUANT_SPECS["f32"])}
+        odd = k_quant_fallbacks(shapes)
+        if odd:
+            log.warning("%d tensors have rows that are not a multiple of 256 (e.g. %s); llama.cpp "
+                        "stores them in a non-K fallback type", len(odd), odd[0])
+        src = temp_path(final, "src.gguf")
+        dst = temp_path(final, "tmp")
+        try:
+            write_text_gguf(model, tokenizer_dir, src, QUANT_SPECS["f32"], name=label, progress=progress)
+            if progress:
+                progress("quantize", 0.0)
+            llama_quantize(src, dst, spec)
+            fsync_file(dst)
+            os.replace(dst, final)
+            if progress:
+                progress("quantize", 1.0)
+        finally:
+            src.unlink(missing_ok=True)
+            dst.unlink(missing_ok=True)
+        log.info("%s tensor types: %s", final.name, _type_histogram(final))
+    files["model"] = final.name
+
+    if role == "perception":
+        mm_spec = QUANT_SPECS["f32" if spec.name == "f32" else "f16"]
+        mm_path = out_dir / f"{role}-mmproj-{mm_spec.name}.gguf"
+        mean, std = image_norm(tokenizer_dir)  # the checkpoint folder's preprocessor_config.json
+        write_mmproj_gguf(model, mm_path, mm_spec, name=f"extract-think {role} vision ({mm_spec.name})",
+                          mean=mean, std=std, progress=progress)
+        files["mmproj"] = mm_path.name
+    return files
+
+
+def _type_histogram(path: Path) -> dict[str, int]:
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    hist: dict[str, int] = {}
+    for t in GGUFReader(path).tensors:
+        name = GGMLQuantizationType(t.tensor_type).name
+        hist[name] = hist.get(name, 0) + 1
+    return hist
+
+
+def verify_gguf(bundle_root: Path, files: dict[str, str], quant: str, model: Any,
+                tokenizer_dir: Path) -> dict:
+    """Parity of the written files against the torch model (see export.gguf.verify)."""
+    from export.gguf.verify import verify
+
+    return verify(Path(bundle_root), files, quant, model, Path(tokenizer_dir))

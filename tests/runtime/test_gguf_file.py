@@ -1,0 +1,92 @@
+"""The strict GGUF header reader, on files built byte by byte (valid and hostile)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from runtime.backends.gguf_file import read_gguf_info
+from runtime.errors import BundleError
+
+
+def s(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def kv_u32(key: str, v: int) -> bytes:
+    return s(key) + struct.pack("<II", 4, v)
+
+
+def kv_str(key: str, v: str) -> bytes:
+    return s(key) + struct.pack("<I", 8) + s(v)
+
+
+def kv_f32_array(key: str, values: list[float]) -> bytes:
+    return s(key) + struct.pack("<IIQ", 9, 6, len(values)) + struct.pack(f"<{len(values)}f", *values)
+
+
+def tensor(name: str, shape: tuple[int, ...], gtype: int, offset: int) -> bytes:
+    return s(name) + struct.pack("<I", len(shape)) + struct.pack(f"<{len(shape)}Q", *shape) + \
+        struct.pack("<IQ", gtype, offset)
+
+
+def build(kvs: list[bytes], tensors: list[bytes], data: bytes, *, version: int = 3,
+          n_kv: int | None = None, n_tensors: int | None = None, magic: bytes = b"GGUF") -> bytes:
+    head = magic + struct.pack("<IQQ", version, len(tensors) if n_tensors is None else n_tensors,
+                               len(kvs) if n_kv is None else n_kv)
+    body = head + b"".join(kvs) + b"".join(tensors)
+    pad = (-len(body)) % 32
+    return body + b"\0" * pad + data
+
+
+def valid() -> bytes:
+    kvs = [kv_str("general.architecture", "clip"), kv_u32("clip.vision.image_size", 32),
+           kv_f32_array("clip.vision.image_mean", [0.5, 0.5, 0.5])]
+    tensors = [tensor("a", (4, 2), 0, 0), tensor("b", (32,), 8, 32)]  # F32 [2,4], Q8_0 one block
+    return build(kvs, tensors, b"\1" * 32 + b"\2" * 34)
+
+
+def write(tmp_path, data: bytes):
+    p = tmp_path / "x.gguf"
+    p.write_bytes(data)
+    return p
+
+
+def test_valid_file(tmp_path):
+    info = read_gguf_info(write(tmp_path, valid()), arrays={"clip.vision.image_mean"})
+    assert info.version == 3
+    assert info.get("general.architecture") == "clip"
+    assert info.get("clip.vision.image_size") == 32
+    assert info.get("clip.vision.image_mean") == [0.5, 0.5, 0.5]
+    assert [t.name for t in info.tensors] == ["a", "b"]
+    assert info.tensors[1].shape == (32,)
+    # arrays not asked for are skipped, not kept
+    assert read_gguf_info(write(tmp_path, valid())).get("clip.vision.image_mean") is None
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: b"", "not a GGUF"),
+    (lambda: b"GGML" + valid()[4:], "bad magic"),
+    (lambda: valid()[:-1], "runs past the end"),
+    (lambda: valid()[:60], "truncated or corrupt"),
+    (lambda: build([], [], b"", version=7), "version 7"),
+    (lambda: build([], [], b"" + b"\0" * 64, n_kv=2**62), "counts exceed"),
+    (lambda: build([s("k") + struct.pack("<I", 8) + struct.pack("<Q", 2**40)], [], b"\0" * 64),
+     "string claims"),
+    (lambda: build([s("k") + struct.pack("<IIQ", 9, 4, 2**40)], [], b"\0" * 64), "truncated or corrupt"),
+    (lambda: build([s("k") + struct.pack("<I", 99)], [], b"\0" * 64), "unknown value type"),
+    (lambda: build([s("k") + struct.pack("<IIQ", 9, 42, 1)], [], b"\0" * 64), "array of unsupported"),
+    (lambda: build([], [s("t") + struct.pack("<I", 9) + b"\0" * 100], b"\0" * 64), "dims"),
+    (lambda: build([], [tensor("t", (1024, 1024), 0, 0)], b"\0" * 64), "runs past the end"),
+    (lambda: build([kv_u32("general.alignment", 3)], [], b"\0" * 64), "alignment"),
+])
+def test_hostile_files(make, match, tmp_path):
+    with pytest.raises(BundleError, match=match):
+        read_gguf_info(write(tmp_path, make()))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(BundleError, match="cannot read"):
+        read_gguf_info(tmp_path / "nope.gguf")
