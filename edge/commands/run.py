@@ -48,6 +48,10 @@ def add_parser(subparsers: Any) -> None:
                    help="keep both models loaded, or load them one after the other")
     p.add_argument("--context", type=int, metavar="N", help="context length per model")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    p.add_argument("--profile", metavar="NAME|FILE",
+                   help="device profile for threads, memory, context, quantization and budgets "
+                   "(default: none, or the profile.json of a bundle packed by `edge pack`); "
+                   "explicit flags win")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
@@ -86,16 +90,13 @@ def main(args: argparse.Namespace) -> int:
     elif image is None and args.mode != "blind":
         raise InputError("give --image (or --mode blind to answer without one)")
 
-    et = ExtractThink.load(
-        bundle, backend=args.backend, quant=args.quant, threads=args.threads, max_memory=args.max_memory,
-        reasoner_gguf=args.reasoner_gguf, context_length=args.context, residency=args.residency,
-    )
+    load_kw, request_kw = _profile_defaults(args, bundle)
+    et = ExtractThink.load(bundle, reasoner_gguf=args.reasoner_gguf, **load_kw)
     try:
         events = et.stream(
-            image, question, options, mode=args.mode, thinking=not args.no_thinking, hint=not args.no_hint,
-            focus=args.focus, hint_budget=args.hint_budget, extraction_budget=args.extraction_budget,
-            thinking_budget=args.thinking_budget, answer_budget=args.answer_budget, deadline_s=args.deadline,
+            image, question, options, mode=args.mode, hint=not args.no_hint, focus=args.focus,
             sampling="greedy" if args.greedy else "paper", seed=args.seed, nowait=not args.no_nowait,
+            **request_kw,
         )
         result = _consume(events, stream=args.stream, as_json=args.json)
     finally:
@@ -105,6 +106,42 @@ def main(args: argparse.Namespace) -> int:
     elif not args.json:
         _print_result(result, streamed=args.stream)
     return 0
+
+
+def _profile_defaults(args: argparse.Namespace, bundle: Any) -> tuple[dict, dict]:
+    """Load and request settings: explicit flags, else the device profile's, else the runtime's.
+
+    A profile applies when --profile is given or the bundle was packed for a device (it then
+    carries profile.json); otherwise nothing is guessed and the runtime's defaults hold.
+    """
+    from edge.profiles import PROFILE_FILE
+
+    load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
+            "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency}
+    request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
+               "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
+               "answer_budget": args.answer_budget, "deadline_s": args.deadline}
+    if args.profile is None and not (bundle.root / PROFILE_FILE).is_file():
+        return load, request
+    from edge.plan import make_plan, resolve_profile, stream_kwargs
+
+    plan = make_plan(bundle.root, resolve_profile(args.profile, bundle.root),
+                     backend=None if args.backend == "auto" else args.backend)
+    load.update(
+        backend=plan.selection.backend if args.backend == "auto" else args.backend,
+        quant=args.quant or dict(plan.selection.quants),
+        threads=args.threads or plan.threads,
+        max_memory=args.max_memory or (plan.max_memory_mb << 20 if plan.max_memory_mb else None),
+        context_length=args.context or plan.context_length,
+        residency=plan.residency if args.residency == "auto" else args.residency,
+        gpu_layers=plan.gpu_layers,
+    )
+    planned = stream_kwargs(plan)
+    planned["thinking"] = planned["thinking"] and not args.no_thinking
+    if not planned["thinking"] and args.answer_budget is None:
+        planned["answer_budget"] = plan.budgets.non_thinking_answer
+    request = {k: (v if v is not None and k != "thinking" else planned[k]) for k, v in request.items()}
+    return load, request
 
 
 def _consume(events: Any, *, stream: bool, as_json: bool) -> Any:

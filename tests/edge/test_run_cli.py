@@ -77,6 +77,19 @@ def test_json_output(capsys, bundle, photo):
     assert d["backend"]["reasoner"].startswith("onnx")
 
 
+def test_device_profile_sets_backend_quant_and_budget_caps(capsys, bundle, photo):
+    # raspberry-pi-4 caps thinking at 128 and prefers llama.cpp; explicit flags still win
+    rc, out, _ = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
+                     "--profile", "raspberry-pi-4", "--json", "--thinking-budget", "3", "--threads", "1")
+    assert rc == 0
+    d = json.loads(out)
+    assert d["backend"]["reasoner"].startswith("llamacpp")
+    assert d["stages"]["thinking"]["tokens"] <= 3
+    assert d["stages"]["extraction"]["tokens"] <= 128
+    expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q",
+                          "--profile", "raspberry-pi-9"], 2, "raspberry-pi-9")
+
+
 def test_stream_outputs(capsys, bundle, photo):
     rc, out, _ = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
                      "--stream", *SMALL)
