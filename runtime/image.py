@@ -86,9 +86,10 @@ def _decode(data: bytes, name: str, max_pixels: int):
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: refused: more pixels than the {max_pixels:,}-pixel cap "
                          "(a decompression bomb)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError):
+        # Pillow's own message names its in-memory buffer object, which helps nobody.
         raise ImageError(f"{name}: not a readable image in an allowed format "
-                         f"({', '.join(sorted(ALLOWED_FORMATS))}): {exc}") from None
+                         f"({', '.join(sorted(ALLOWED_FORMATS))})") from None
     # Header only so far: check the pixel count before anything is decoded.
     w, h = img.size
     if w <= 0 or h <= 0:

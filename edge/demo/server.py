@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import mimetypes
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -70,9 +69,8 @@ class HTTPError(Exception):
 
 
 def _upload_message(exc: Exception) -> str:
-    """The runtime's image error, worded for a page: no "<bytes>:" source, no object reprs."""
-    msg = str(exc).replace("<bytes>: ", "")
-    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", msg).rstrip(": ")
+    """The runtime's image error, worded for a page: no "<bytes>:" source prefix."""
+    return str(exc).replace("<bytes>: ", "")
 
 
 def _human_bytes(n: int) -> str:
