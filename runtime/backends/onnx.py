@@ -1,0 +1,406 @@
+"""ONNX Runtime backend: plain `InferenceSession`s and the project's own KV-cache loop.
+
+An ONNX artifact has three graphs (written by `export.onnx`):
+
+- "embed":   input_ids [batch, seq] int64 -> inputs_embeds [batch, seq, hidden]
+- "decoder": inputs_embeds, attention_mask [batch, past+seq] int64, position_ids
+             [batch, seq] int64, logits_index [keep] int64 and per layer i
+             past_key_values.{i}.key|value [batch, kv_heads, past, head_dim]
+             -> logits [batch, keep, vocab], present.{i}.key|value [batch, kv_heads,
+             past+seq, head_dim]
+- "vision":  pixel_values [batch, 3, size, size] f32 -> image_embeds [batch, tokens, hidden]
+
+`logits_index` picks the positions of this call whose logits are computed: the loop asks
+for the last one only, so a prefill never materialises [seq, vocab] logits.
+
+The KV cache never passes through numpy while decoding: each step's `present.*` outputs
+are OrtValues that go straight back in as the next step's `past_key_values.*`
+(`run_with_ort_values`), so Python neither copies nor concatenates the cache; the only
+per-step copy is the one the graph's own Concat makes. Only `truncate` copies (once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from runtime.backends.base import BackendOptions
+from runtime.errors import (
+    BackendUnavailableError,
+    BundleError,
+    ConfigError,
+    ContextOverflowError,
+    ImageError,
+    InputError,
+)
+
+if TYPE_CHECKING:
+    from runtime.bundle import Bundle
+    from runtime.manifest import Artifact, ImagePreprocess, TextShape, VisionShape
+
+log = logging.getLogger(__name__)
+
+# Graph I/O names: the contract between export.onnx and this backend.
+EMBED_INPUT = "input_ids"
+EMBED_OUTPUT = "inputs_embeds"
+DECODER_EMBEDS = "inputs_embeds"
+DECODER_MASK = "attention_mask"
+DECODER_POSITIONS = "position_ids"
+DECODER_LOGITS_INDEX = "logits_index"
+DECODER_LOGITS = "logits"
+VISION_INPUT = "pixel_values"
+VISION_OUTPUT = "image_embeds"
+KV_KINDS = ("key", "value")
+PREFILL_CHUNK = 512  # positions per decoder call when feeding a long prompt
+
+
+def past_name(layer: int, kind: str) -> str:
+    return f"past_key_values.{layer}.{kind}"
+
+
+def present_name(layer: int, kind: str) -> str:
+    return f"present.{layer}.{kind}"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError("onnxruntime", "onnx", str(exc)) from None
+    return onnxruntime
+
+
+def default_threads() -> int:
+    """Physical cores: onnxruntime's own default left a core idle on small machines."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil is a runtime dependency, but be lenient
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+def session_options(ort: Any, options: BackendOptions) -> Any:
+    if options.threads is not None and options.threads < 1:
+        raise InputError(f"threads must be at least 1, got {options.threads}")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.threads or default_threads()
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # onnxruntime warnings go to stderr, not our logging
+    return so
+
+
+def providers_for(ort: Any, options: BackendOptions) -> list[str]:
+    wanted = list(options.providers) or ["CPUExecutionProvider"]
+    have = ort.get_available_providers()
+    missing = [p for p in wanted if p not in have]
+    if missing:
+        raise ConfigError(
+            f"onnxruntime has no {', '.join(missing)} here (available: {', '.join(have)})"
+        )
+    return wanted
+
+
+def open_session(ort: Any, path: Path, so: Any, providers: list[str]) -> Any:
+    if not path.is_file():
+        raise BundleError(f"{path}: missing ONNX file")
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers)
+    except MemoryError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{path.name}: onnxruntime cannot load it ({first[:300]})") from None
+
+
+# --- shape checks against the manifest ------------------------------------------------
+
+
+def _check_arg(where: str, arg: Any, dims: Sequence[int | None], dtype: str) -> None:
+    """`dims`: an int must match exactly, None accepts any (dynamic) size."""
+    shape = list(arg.shape)
+    ok = len(shape) == len(dims) and all(
+        d is None or s == d for s, d in zip(shape, dims, strict=True)
+    )
+    if not ok:
+        want = ["?" if d is None else d for d in dims]
+        raise BundleError(f"{where}: {arg.name} has shape {shape}, manifest expects {want}")
+    if arg.type != dtype:
+        raise BundleError(f"{where}: {arg.name} is {arg.type}, expected {dtype}")
+
+
+def _io(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    return ({a.name: a for a in session.get_inputs()}, {a.name: a for a in session.get_outputs()})
+
+
+def _require(where: str, have: dict[str, Any], names: Sequence[str], kind: str) -> None:
+    missing = [n for n in names if n not in have]
+    extra = sorted(set(have) - set(names))
+    if missing or extra:
+        detail = []
+        if missing:
+            detail.append(f"missing {kind} {', '.join(missing[:4])}")
+        if extra:
+            detail.append(f"unexpected {kind} {', '.join(extra[:4])}")
+        raise BundleError(f"{where}: graph does not match the manifest ({'; '.join(detail)})")
+
+
+def check_decoder(where: str, session: Any, text: TextShape) -> None:
+    ins, outs = _io(session)
+    kv_names = [past_name(i, k) for i in range(text.num_layers) for k in KV_KINDS]
+    out_kv = [present_name(i, k) for i in range(text.num_layers) for k in KV_KINDS]
+    fixed = [DECODER_EMBEDS, DECODER_MASK, DECODER_POSITIONS, DECODER_LOGITS_INDEX]
+    _require(where, ins, [*fixed, *kv_names], "input")
+    _require(where, outs, [DECODER_LOGITS, *out_kv], "output")
+    _check_arg(where, ins[DECODER_EMBEDS], [None, None, text.hidden_size], "tensor(float)")
+    _check_arg(where, ins[DECODER_MASK], [None, None], "tensor(int64)")
+    _check_arg(where, ins[DECODER_POSITIONS], [None, None], "tensor(int64)")
+    _check_arg(where, ins[DECODER_LOGITS_INDEX], [None], "tensor(int64)")
+    _check_arg(where, outs[DECODER_LOGITS], [None, None, text.vocab_size], "tensor(float)")
+    kv = [None, text.num_kv_heads, None, text.head_dim]
+    for name in kv_names:
+        _check_arg(where, ins[name], kv, "tensor(float)")
+    for name in out_kv:
+        _check_arg(where, outs[name], kv, "tensor(float)")
+
+
+def check_embed(where: str, session: Any, text: TextShape) -> None:
+    ins, outs = _io(session)
+    _require(where, ins, [EMBED_INPUT], "input")
+    _require(where, outs, [EMBED_OUTPUT], "output")
+    _check_arg(where, ins[EMBED_INPUT], [None, None], "tensor(int64)")
+    _check_arg(where, outs[EMBED_OUTPUT], [None, None, text.hidden_size], "tensor(float)")
+    # The table's row count is not in the graph's I/O: look up the last id once, so a
+    # short table fails here and not halfway through a generation.
+    try:
+        last = np.array([[text.vocab_size - 1]], dtype=np.int64)
+        session.run([EMBED_OUTPUT], {EMBED_INPUT: last})
+    except Exception:
+        raise BundleError(
+            f"{where}: the embedding table has fewer than {text.vocab_size} rows"
+        ) from None
+
+
+def check_vision(
+    where: str, session: Any, vision: VisionShape, image: ImagePreprocess, hidden: int
+) -> None:
+    if image.size != vision.image_size:
+        raise BundleError(
+            f"{where}: image size {image.size} != vision image_size {vision.image_size}"
+        )
+    ins, outs = _io(session)
+    _require(where, ins, [VISION_INPUT], "input")
+    _require(where, outs, [VISION_OUTPUT], "output")
+    _check_arg(where, ins[VISION_INPUT], [None, 3, image.size, image.size], "tensor(float)")
+    _check_arg(where, outs[VISION_OUTPUT], [None, vision.tokens_per_image, hidden], "tensor(float)")
+
+
+# --- the language model ---------------------------------------------------------------
+
+
+class OnnxLanguageModel:
+    """One sequence (batch 1) over the embed + decoder sessions."""
+
+    def __init__(self, ort: Any, decoder: Any, embed: Any, text: TextShape, n_ctx: int) -> None:
+        self._ort_value = ort.OrtValue.ortvalue_from_numpy
+        self._decoder = decoder
+        self._embed = embed
+        self._text = text
+        self._n_ctx = n_ctx
+        self._past_names = [past_name(i, k) for i in range(text.num_layers) for k in KV_KINDS]
+        self._out_names = [DECODER_LOGITS] + [
+            present_name(i, k) for i in range(text.num_layers) for k in KV_KINDS
+        ]
+        # Slices of these rows are contiguous views: no per-step allocation for the mask
+        # and positions, and OrtValues can wrap them without a copy.
+        self._ones = np.ones((1, n_ctx), dtype=np.int64)
+        self._positions = np.arange(n_ctx, dtype=np.int64)[None, :]
+        self._empty_kv = np.zeros((1, text.num_kv_heads, 0, text.head_dim), dtype=np.float32)
+        self._keep_none = np.zeros(0, dtype=np.int64)  # intermediate prefill chunks: no logits
+        self._kv: list[Any] = []
+        self._n_past = 0
+        self.reset()
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return self._text.vocab_size
+
+    @property
+    def n_past(self) -> int:
+        return self._n_past
+
+    def reset(self) -> None:
+        empty = self._ort_value(self._empty_kv)
+        self._kv = [empty] * len(self._past_names)
+        self._n_past = 0
+
+    def truncate(self, n: int) -> None:
+        if not 0 <= n <= self._n_past:
+            raise InputError(f"cannot truncate to {n}: the sequence has {self._n_past} positions")
+        if n == self._n_past:
+            return
+        if n == 0:
+            self.reset()
+            return
+        self._kv = [self._ort_value(np.ascontiguousarray(v.numpy()[:, :, :n])) for v in self._kv]
+        self._n_past = n
+
+    def embed(self, ids: Sequence[int]) -> np.ndarray:
+        """Token ids -> float32 [n, hidden] input embeddings."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if arr.size and (arr.min() < 0 or arr.max() >= self._text.vocab_size):
+            bad = int(arr[(arr < 0) | (arr >= self._text.vocab_size)][0])
+            top = self._text.vocab_size - 1
+            raise InputError(f"token id {bad} is outside the vocabulary (0..{top})")
+        return self._embed.run([EMBED_OUTPUT], {EMBED_INPUT: arr[None, :]})[0][0]
+
+    def feed_tokens(self, ids: Sequence[int]) -> np.ndarray:
+        if len(ids) == 0:
+            raise InputError("feed_tokens needs at least one token")
+        return self.feed_embeddings(self.embed(ids))
+
+    def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray:
+        embeds = np.asarray(embeds)
+        if embeds.ndim != 2 or embeds.shape[1] != self._text.hidden_size or embeds.shape[0] == 0:
+            raise InputError(
+                f"embeddings must be [n >= 1, {self._text.hidden_size}], got {list(embeds.shape)}"
+            )
+        n = embeds.shape[0]
+        if self._n_past + n > self._n_ctx:
+            raise ContextOverflowError(
+                f"{self._n_past + n} positions do not fit the context of {self._n_ctx} tokens"
+            )
+        x = np.ascontiguousarray(embeds[None, :, :], dtype=np.float32)
+        # Long prompts go in chunks: attention scores are [heads, chunk, past + chunk], so
+        # a 4,000-token prompt in one call would need a GB of scratch on a small device.
+        saved = (self._kv, self._n_past)
+        try:
+            for start in range(0, n, PREFILL_CHUNK):
+                chunk = x[:, start : start + PREFILL_CHUNK]
+                width = chunk.shape[1]
+                last = start + width == n
+                keep = np.array([width - 1], dtype=np.int64) if last else self._keep_none
+                logits = self._step(chunk, keep)
+        except BaseException:
+            self._kv, self._n_past = saved  # a failed call leaves the sequence as it was
+            raise
+        return logits[0, -1].astype(np.float32, copy=False)
+
+    def _step(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        end = self._n_past + x.shape[1]
+        feeds = {
+            DECODER_EMBEDS: self._ort_value(np.ascontiguousarray(x)),
+            DECODER_MASK: self._ort_value(self._ones[:, :end]),
+            DECODER_POSITIONS: self._ort_value(self._positions[:, self._n_past : end]),
+            DECODER_LOGITS_INDEX: self._ort_value(keep),
+        }
+        feeds.update(zip(self._past_names, self._kv, strict=True))
+        outs = self._decoder.run_with_ort_values(self._out_names, feeds)
+        self._kv = outs[1:]
+        self._n_past = end
+        return outs[0].numpy()
+
+    def close(self) -> None:
+        self._kv = []
+        self._decoder = self._embed = None
+
+
+# --- the vision encoder ---------------------------------------------------------------
+
+
+class OnnxVisionEncoder:
+    def __init__(self, session: Any, vision: VisionShape, image: ImagePreprocess) -> None:
+        self._session = session
+        self._vision = vision
+        self._size = image.size
+        # Same order as the SigLIP processor: rescale to [0, 1], then (x - mean) / std.
+        self._mean = np.asarray(image.mean, dtype=np.float32)
+        self._std = np.asarray(image.std, dtype=np.float32)
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self._vision.tokens_per_image
+
+    @property
+    def image_size(self) -> int:
+        return self._size
+
+    def normalise(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [size, size, 3] -> float32 [1, 3, size, size] pixel values."""
+        want = (self._size, self._size, 3)
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != want:
+            got = (getattr(image, "dtype", type(image).__name__), getattr(image, "shape", None))
+            raise ImageError(
+                f"the vision encoder takes uint8 {list(want)} pixels, got {got[0]} {got[1]}"
+            )
+        x = image.astype(np.float32) * np.float32(1.0 / 255.0)
+        x = (x - self._mean) / self._std
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        out = self._session.run([VISION_OUTPUT], {VISION_INPUT: self.normalise(image)})[0]
+        return out[0].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._session = None
+
+
+# --- entry point ----------------------------------------------------------------------
+
+
+def load(
+    bundle: Bundle, role: str, artifact: Artifact, options: BackendOptions
+) -> tuple[OnnxLanguageModel, OnnxVisionEncoder | None]:
+    """Open the artifact's graphs, check them against the manifest, return the model."""
+    if artifact.format != "onnx":
+        raise BundleError(f"the onnx backend cannot load a {artifact.format} artifact")
+    entry = bundle.model(role)
+    needed = ["decoder", "embed"] + (["vision"] if entry.vision is not None else [])
+    missing = [p for p in needed if p not in artifact.files]
+    if missing:
+        raise BundleError(
+            f"the {role} onnx/{artifact.quant} artifact has no {', '.join(missing)} file"
+        )
+    if "vision" in artifact.files and entry.vision is None:
+        raise BundleError(f"the {role} model has a vision graph but no vision/image settings")
+    if options.context_length is not None and options.context_length < 1:
+        raise InputError(f"context_length must be positive, got {options.context_length}")
+
+    ort = _import_ort()
+    so = session_options(ort, options)
+    providers = providers_for(ort, options)
+    text = entry.text
+    paths = {part: bundle.path(rel) for part, rel in artifact.files.items()}
+
+    # A row lookup gains nothing from threads, and an idle pool's spinning workers only
+    # compete with the decoder's.
+    one_thread = session_options(ort, replace(options, threads=1))
+    embed = open_session(ort, paths["embed"], one_thread, providers)
+    check_embed(artifact.files["embed"], embed, text)
+    decoder = open_session(ort, paths["decoder"], so, providers)
+    check_decoder(artifact.files["decoder"], decoder, text)
+    vision = None
+    if entry.vision is not None and entry.image is not None:
+        vsess = open_session(ort, paths["vision"], so, providers)
+        check_vision(artifact.files["vision"], vsess, entry.vision, entry.image, text.hidden_size)
+        vision = OnnxVisionEncoder(vsess, entry.vision, entry.image)
+
+    n_ctx = min(options.context_length or text.context_length, text.context_length)
+    log.info(
+        "onnx %s %s loaded: %d threads, %s, context %d",
+        role, artifact.quant, so.intra_op_num_threads, ",".join(providers), n_ctx,
+    )
+    return OnnxLanguageModel(ort, decoder, embed, text, n_ctx), vision
