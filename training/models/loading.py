@@ -32,11 +32,20 @@ def _from_pretrained(cls: Any, name_or_path: str | Path, **kw: Any) -> Any:
         if not path.is_dir():
             raise ConfigError(f"{path}: expected a checkpoint folder")
         _check_folder(path)
+    from safetensors import SafetensorError
+
     try:
         return cls.from_pretrained(str(name_or_path), use_safetensors=True, local_files_only=local, **kw)
     except OSError as exc:
         where = "folder" if local else "hub id (is the network reachable, or is it cached?)"
         raise ConfigError(f"cannot load {name_or_path} as a {where}: {str(exc).splitlines()[0]}") from None
+    except SafetensorError as exc:
+        raise ConfigError(f"{name_or_path}: corrupt or truncated safetensors weights ({exc})") from None
+    except RuntimeError as exc:
+        # transformers reports shape mismatches between config and weights this way
+        if "mismatched_sizes" in str(exc) or "size mismatch" in str(exc):
+            raise ConfigError(f"{name_or_path}: weights do not match its config.json: {str(exc).splitlines()[0]}") from None
+        raise
 
 
 def load_perception(name_or_path: str | Path, *, dtype: Any = None):
