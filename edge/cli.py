@@ -17,6 +17,16 @@ import sys
 # the subcommand and sets `func` on its parser.
 COMMANDS: dict[str, str] = {
     "export": "edge.commands.export",
+    "run": "edge.commands.run",
+    "doctor": "edge.commands.doctor",
+    "pack": "edge.commands.pack",
+    "unpack": "edge.commands.unpack",
+    "demo": "edge.commands.demo",
+    "watch": "edge.commands.watch",
+    "data": "edge.commands.data",
+    "train": "edge.commands.train",
+    "bench": "edge.commands.bench",
+    "eval": "edge.commands.eval",
 }
 
 

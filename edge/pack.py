@@ -35,6 +35,7 @@ from pathlib import Path
 
 from edge.profiles import PROFILE_FILE, DeviceProfile, load_profile
 from edge.selection import Selection, select
+from runtime.atomic import staged_dir
 from runtime.bundle import (
     MANIFEST_NAME,
     MAX_MANIFEST_BYTES,
@@ -374,26 +375,12 @@ def unpack_archive(
     to = Path(to).resolve()
     if to.exists() and not (to.is_dir() and not any(to.iterdir())) and not overwrite:
         raise ConfigError(f"{to} already exists and is not empty (use --force to replace it)")
-    to.parent.mkdir(parents=True, exist_ok=True)
-    staging = to.parent / f".{to.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with staged_dir(to) as staging:
         try:
             _unpack_into(archive, staging, progress)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise BundleError(f"{archive}: not a readable tar archive ({exc})") from None
         open_bundle(staging, verify="size")  # the runtime's own reference checks, once more
-        old = None
-        if to.exists():
-            old = to.parent / f".{to.name}.old-{os.getpid()}"
-            os.replace(to, old)
-        os.replace(staging, to)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     progress("unpack", 1.0)
     log.info("unpacked %s into %s", archive, to)
     return to

@@ -1,6 +1,6 @@
 """Checkpoint folders -> a verified bundle directory, atomically.
 
-The whole bundle is assembled in a hidden sibling directory (`.NAME.partial-PID`), every
+The whole bundle is assembled in a hidden sibling directory (`.NAME.XXXX.partial`), every
 file is hashed, the manifest is written last, the result is re-opened with the
 runtime's own checks, and only then is the directory renamed into place. An interrupted
 or failed export leaves no directory that looks like a bundle.
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
@@ -253,12 +254,8 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None) -> Path:
             if q not in formats[f][1]:
                 raise ConfigError(f"the {f} exporter does not support {q!r} (supports: {', '.join(formats[f][1])})")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     t0 = time.perf_counter()
-    try:
+    with staged_dir(out) as tmp:
         manifest = _assemble(req, tmp, plan, formats, progress)
         save_json(manifest, tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")  # the runtime's own checks, before publishing
@@ -272,10 +269,6 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None) -> Path:
                 names = ", ".join(f"{r['role']} {r['format']}/{r['quant']}" for r in failed)
                 raise EdgeError(f"exported files fail parity with the source checkpoint: {names}")
             progress("verify", 1.0)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("bundle written to %s in %.1f s", out, time.perf_counter() - t0)
     return out
 
@@ -284,17 +277,6 @@ def _existing_parent(p: Path) -> Path:
     while not p.exists():
         p = p.parent
     return p
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished directory into place; an old bundle is only removed after."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], formats, progress: Progress) -> Manifest:

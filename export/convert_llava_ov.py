@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text, staged_dir
 from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -199,10 +198,7 @@ def convert_llava_ov(
     model.config.dtype = dtype
 
     progress("save", 0.7)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_dir(out) as tmp:
         model.save_pretrained(tmp)
         shutil.copyfile(tok_json, tmp / "tokenizer.json")
         if (tok_json.parent / "tokenizer_config.json").is_file():
@@ -219,12 +215,6 @@ def convert_llava_ov(
             "system_prompt": PAPER_SYSTEM_PROMPT,
         }
         atomic_write_text(tmp / "conversion.json", json.dumps(note, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     progress("done", 1.0)
     log.info("converted %s -> %s (%d vision layers, %d image tokens)", src, out,
              vision.num_hidden_layers, vision.tokens_per_image)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from runtime.atomic import atomic_write_text  # re-exported: many writers import it from here
 from runtime.errors import ConfigError
 
 T = TypeVar("T")
@@ -46,22 +46,6 @@ def load_json(cls: type[T], path: str | os.PathLike[str]) -> T:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{p}: not valid JSON ({exc})") from None
     return from_dict(cls, data, where=p.name)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_json(obj: Any, path: str | os.PathLike[str]) -> None:

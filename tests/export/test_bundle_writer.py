@@ -38,7 +38,7 @@ def test_export_both_formats_then_verify(capsys, tmp_path, tiny_perception_dir, 
     assert p.vision.tokens_per_image == 16 and p.image.size == 32 and p.special_tokens.image is not None
     assert m.models["reasoner"].tokenizer == p.tokenizer == "tokenizer.json"  # shared, stored once
     assert m.models["reasoner"].source_sha256 and m.provenance.tool == "edge export"
-    assert not list(tmp_path.glob(".bundle.partial*"))
+    assert not list(tmp_path.glob(".bundle.*"))
 
     rc, stdout, _ = run(capsys, "verify", out, "--json")
     report = json.loads(stdout)
@@ -95,7 +95,7 @@ def test_bad_inputs_leave_nothing(capsys, tmp_path, tiny_reasoner_dir, tiny_perc
     (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
     rc, _, err = run(capsys, "--reasoner", corrupt, "--out", tmp_path / "b")
     assert rc != 0 and "Traceback" not in err
-    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.partial*"))
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
     # config and weights disagree on shapes
     mismatched = tmp_path / "mismatched"
     shutil.copytree(tiny_reasoner_dir, mismatched)

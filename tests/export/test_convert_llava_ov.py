@@ -103,4 +103,4 @@ def test_converter_errors(tmp_path, tiny_tokenizer_dir, tiny_reasoner_dir):
     (src / "model.safetensors").write_bytes(b"truncated")
     with pytest.raises(ConfigError, match="unreadable safetensors"):
         convert_llava_ov(src, tmp_path / "w", vision_heads=2)
-    assert not (tmp_path / "w").exists() and not list(tmp_path.glob(".w.partial*"))
+    assert not (tmp_path / "w").exists() and not list(tmp_path.glob(".w.*"))

@@ -18,13 +18,12 @@ import json
 import logging
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.atomic import staged_dir
 from runtime.config_io import atomic_write_text, from_dict, to_dict
 from runtime.errors import ConfigError
 from training.data import targets
@@ -149,15 +148,13 @@ def write_dataset(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty (pass overwrite=True / --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     start = time.perf_counter()
     counts = config.counts()
     total = sum(counts.values())
     done = 0
     seen: set[str] = set()
     n_records: dict[str, int] = {}
-    try:
+    with staged_dir(out) as tmp:
         with open(tmp / "scenes.jsonl", "w", encoding="utf-8") as scenes_fh:
             for split, n in counts.items():
                 (tmp / "images" / split).mkdir(parents=True)
@@ -182,12 +179,6 @@ def write_dataset(
             "held_out_pairs": [list(p) for p in config.held_out],
         }
         atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     seconds = time.perf_counter() - start
     log.info("wrote %d images, %d records to %s in %.1fs", total, sum(n_records.values()), out, seconds)
     return SynthSummary(str(out), counts, n_records, seconds)

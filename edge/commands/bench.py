@@ -1,0 +1,148 @@
+"""`edge bench`: latency and memory per stage, with baselines measured in the same run.
+
+    edge bench                                 # the shipped default bundle
+    edge bench --bundle my_bundle/ --repeat 5 --threads 4
+    edge bench --workload paper-0.6b           # random weights, paper shapes (built once, cached)
+    edge bench --workload paper-1.7b --quant q4_k_m --no-transformers
+    edge bench ... --json                      # the whole report as one JSON object
+    edge bench build --workload paper-1.7b     # only build and cache a workload bundle
+
+Writes bench.json, bench.md and PNG plots (stage breakdown, tokens/s by quantization,
+memory over time) into --out (default runs/bench/<bundle or workload>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+WORKLOAD_NAMES = ("paper-0.6b", "paper-1.7b", "paper-0.6b-onnx")
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="latency and memory per stage, against raw llama.cpp / onnxruntime and transformers",
+        description="Benchmark a bundle (or a paper-scale workload) stage by stage: time to first token, "
+        "tokens/s, wall time and RSS, with the raw engines and HF transformers measured in the same run.",
+    )
+    p.add_argument("action", nargs="?", choices=("run", "build"), default="run",
+                   help="run the benchmark (default) or only build a workload bundle")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
+    src.add_argument("--workload", choices=WORKLOAD_NAMES,
+                     help="random-weight bundle with the paper's shapes (built under --artifacts)")
+    p.add_argument("--artifacts", metavar="DIR", default="artifacts/bench",
+                   help="where workloads are built and cached (default artifacts/bench)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/bench/<name>)")
+    p.add_argument("--repeat", type=int, default=3, metavar="N", help="measured repetitions (default 3)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="warm-up repetitions (default 1)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for every engine (default: physical cores)")
+    p.add_argument("--tokens", metavar="SPEC", default="",
+                   help="tokens per stage, e.g. hint=16,extraction=128,thinking=256,answer=16 (the default)")
+    p.add_argument("--backend", action="append", choices=("llamacpp", "onnx"),
+                   help="only this backend (repeatable; default: all in the bundle)")
+    p.add_argument("--quant", action="append", metavar="Q", help="only this quantization (repeatable)")
+    p.add_argument("--residency", choices=("both", "resident", "sequential"), default="both",
+                   help="memory plans to measure for whole requests (default both)")
+    p.add_argument("--no-raw", action="store_true", help="skip the raw llama.cpp / onnxruntime baselines")
+    p.add_argument("--no-transformers", action="store_true", help="skip the HF transformers baseline")
+    p.add_argument("--no-loops", action="store_true", help="skip the per-stage comparison with the baselines")
+    p.add_argument("--no-pipeline", action="store_true", help="skip whole requests")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    p.add_argument("--kv-cache", choices=("f16", "f32"), default="f16", help="llama.cpp KV cache type")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=main)
+
+
+def _hf_source_for_bundle(bundle: Any) -> Any:
+    from benchmarks.latency import HFSource
+
+    sources = {}
+    for role, entry in bundle.manifest.models.items():
+        src = Path(entry.source) if entry.source else None
+        if src is not None and (src / "config.json").is_file():
+            sources[role] = src
+    if not sources:
+        return HFSource(None, "the bundle's source checkpoints are not on this machine")
+
+    def load(role: str) -> Any:
+        from benchmarks.hf_baseline import HFModel
+        from runtime.errors import BundleError
+
+        if role not in sources:
+            raise BundleError(f"no source checkpoint for the {role}")
+        return HFModel.from_checkpoint(sources[role], role)
+
+    return HFSource(load, approx_bytes={r: sum(f.stat().st_size for f in s.glob("*.safetensors")) * 2
+                                        for r, s in sources.items()})
+
+
+def main(args: argparse.Namespace) -> int:
+    from benchmarks.inputs import TokenCounts
+    from benchmarks.latency import BenchConfig, run_bench
+    from benchmarks.report import to_markdown, write_outputs
+    from runtime.bundle import open_bundle
+    from runtime.defaults import default_bundle_path
+    from runtime.errors import InputError
+
+    if args.repeat < 1 or args.warmup < 0:
+        raise InputError("--repeat must be >= 1 and --warmup >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    quiet = args.quiet if hasattr(args, "quiet") else False
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"edge bench: {msg}", file=sys.stderr, flush=True)
+
+    hf = None
+    if args.workload:
+        from benchmarks.workloads import WorkloadBuilder, hf_source
+
+        builder = WorkloadBuilder(args.artifacts, progress=say)
+        from benchmarks.workloads import workload
+
+        # a workload bundle holds its default quantizations; --quant picks among them (and
+        # builds a separate bundle only for quantizations it does not hold)
+        default = workload(args.workload).quants
+        extra = tuple(q for q in (args.quant or ()) if q not in default)
+        root = builder.bundle(args.workload, default + extra if extra else None)
+        if args.action == "build":
+            print(root)
+            return 0
+        hf = hf_source(args.workload, builder.tokenizer_dir())
+        name = args.workload
+    else:
+        if args.action == "build":
+            raise InputError("`edge bench build` needs --workload")
+        root = Path(args.bundle) if args.bundle else default_bundle_path()
+        name = None
+    say(f"checking {root}")
+    bundle = open_bundle(root, verify="full")
+    if hf is None:
+        hf = _hf_source_for_bundle(bundle)
+    residency = ("resident", "sequential") if args.residency == "both" else (args.residency,)
+    baselines = tuple(b for b, off in (("raw", args.no_raw), ("transformers", args.no_transformers)) if not off)
+    cfg = BenchConfig(threads=args.threads, repeat=args.repeat, warmup=args.warmup,
+                      counts=TokenCounts.parse(args.tokens) if args.tokens else TokenCounts(),
+                      backends=tuple(args.backend or ()), quants=tuple(args.quant or ()), baselines=baselines,
+                      loops=not args.no_loops, pipeline=not args.no_pipeline, residency=residency,
+                      kv_cache_type=args.kv_cache)
+    out = Path(args.out) if args.out else Path("runs") / "bench" / (name or bundle.manifest.name)
+
+    def partial(report: dict) -> None:  # a long run leaves its finished sections behind
+        write_outputs(report, out, plots=False)
+        say(f"partial results in {out}")
+
+    report = run_bench(bundle, cfg, workload=name, hf=hf, progress=say, on_section=partial)
+    paths = write_outputs(report, out, plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(to_markdown(report))
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,51 @@
+"""`edge train`: help names every stage kind, list shows state, a stage runs and resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.cli import main
+from tests.training.helpers import tiny_recipe_data, write_recipe
+
+
+def test_help_says_what_each_stage_trains(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for kind in ("align", "instruct", "caption", "extract", "reasoner"):
+        assert f"  {kind}" in out
+    assert "projector only" in out and "thinking traces" in out and "accelerate launch" in out
+
+
+def test_list_run_and_resume(tmp_path, synth_dir, synth_tokenizer_dir, capsys):
+    recipe = write_recipe(tmp_path / "r.json", tiny_recipe_data(
+        tmp_path / "run", synth_dir, synth_tokenizer_dir, {"reasoner": {"steps": 4, "save_every": 2}}))
+    assert main(["train", "list", "--recipe", str(recipe)]) == 0
+    assert "not started" in capsys.readouterr().out
+    assert main(["-q", "train", "reasoner", "--recipe", str(recipe), "--stop-at-step", "2", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["steps"] == 2
+    assert main(["train", "list", "--recipe", str(recipe), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "at step 2"
+    assert main(["-q", "train", "all", "--recipe", str(recipe), "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["steps"] == 4 and done["resumed_from"] == 2
+    assert main(["train", "list", "--recipe", str(recipe)]) == 0
+    assert "done" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line(tmp_path, synth_dir, synth_tokenizer_dir, capsys):
+    assert main(["train", "align"]) == 2
+    assert "--recipe is required" in capsys.readouterr().err
+    assert main(["train", "align", "--recipe", str(tmp_path / "nope.yaml")]) == 2
+    assert "recipe not found" in capsys.readouterr().err
+    recipe = write_recipe(tmp_path / "r.json", tiny_recipe_data(tmp_path / "run", synth_dir, synth_tokenizer_dir,
+                                                               {"reasoner": {}}))
+    assert main(["train", "nosuch", "--recipe", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "no stage 'nosuch'" in err and err.count("\n") == 1
+    assert main(["train", "reasoner", "--recipe", str(recipe), "--set", "stages.reasoner.stepz=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
