@@ -117,32 +117,12 @@ def text_tensor_plan(size, seed: int, spec) -> list:
 
 def write_random_text_gguf(path: Path, size, tokenizer_dir: Path, *, seed: int, spec, name: str) -> Path:
     """A Qwen3 GGUF with random weights in `spec`'s storage (F16 / Q8_0 / Q4_0 via gguf)."""
-    from gguf import GGML_QUANT_VERSION
-
-    from export.gguf.vocab import add_vocab, read_vocab
+    from export.gguf.text import qwen3_metadata
+    from export.gguf.vocab import read_vocab
     from export.gguf.writer import write_gguf_file
-    from runtime.chat_format import CHAT_TEMPLATE
 
     vocab = read_vocab(tokenizer_dir, size.vocab_size)
-
-    def metadata(w) -> None:
-        w.add_name(name)
-        w.add_file_type(spec.file_type)
-        if spec.weight_type not in ("F32", "F16", "BF16"):
-            w.add_quantization_version(GGML_QUANT_VERSION)
-        w.add_context_length(size.max_position_embeddings)
-        w.add_embedding_length(size.hidden_size)
-        w.add_block_count(size.num_hidden_layers)
-        w.add_feed_forward_length(size.intermediate_size)
-        w.add_head_count(size.num_attention_heads)
-        w.add_head_count_kv(size.num_key_value_heads)
-        w.add_layer_norm_rms_eps(size.rms_norm_eps)
-        w.add_key_length(size.head_dim)
-        w.add_value_length(size.head_dim)
-        w.add_rope_freq_base(size.rope_theta)
-        w.add_vocab_size(size.vocab_size)
-        add_vocab(w, vocab, CHAT_TEMPLATE)
-
+    metadata = qwen3_metadata(size, vocab, spec, name=name, n_rows=size.vocab_size)
     return write_gguf_file(path, "qwen3", metadata, text_tensor_plan(size, seed, spec), stage=name)
 
 
@@ -336,59 +316,43 @@ def _link(src: Path, dst: Path) -> None:
 
 def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[str, list], ptext, rtext, vis,
                      tok_dir: Path) -> Path:
-    from export.bundle_writer import _special_tokens
-    from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
+    from export.bundle_writer import file_entries, special_tokens_of, text_shape, vision_shape
+    from runtime.atomic import staged_dir
+    from runtime.bundle import MANIFEST_NAME, open_bundle
     from runtime.config_io import save_json
     from runtime.manifest import (
         FORMAT_NAME,
         FORMAT_VERSION,
         Artifact,
         Budgets,
-        FileEntry,
         ImagePreprocess,
         Manifest,
         ModelEntry,
         Provenance,
-        TextShape,
-        VisionShape,
     )
 
-    def shape(t) -> TextShape:
-        return TextShape(hidden_size=t.hidden_size, num_layers=t.num_hidden_layers,
-                         num_heads=t.num_attention_heads, num_kv_heads=t.num_key_value_heads, head_dim=t.head_dim,
-                         intermediate_size=t.intermediate_size, vocab_size=t.vocab_size,
-                         context_length=t.max_position_embeddings, rope_theta=t.rope_theta,
-                         rms_norm_eps=t.rms_norm_eps, tie_word_embeddings=t.tie_word_embeddings)
-
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_dir(out) as tmp:
         for rel, src in files.items():
             _link(src, tmp / rel)
-        special = _special_tokens(tok_dir / "tokenizer.json")
+        special = special_tokens_of(tok_dir / "tokenizer.json")
         models = {
             "perception": ModelEntry(
-                role="perception", architecture="llava-qwen3", text=shape(ptext), tokenizer="tokenizer.json",
+                role="perception", architecture="llava-qwen3", text=text_shape(ptext), tokenizer="tokenizer.json",
                 special_tokens=special,
                 artifacts=tuple(Artifact(format=f, quant=q, files=fs) for f, q, fs in arts["perception"]),
-                vision=VisionShape(image_size=vis.image_size, patch_size=vis.patch_size, hidden_size=vis.hidden_size,
-                                   num_layers=vis.num_hidden_layers, num_heads=vis.num_attention_heads,
-                                   intermediate_size=vis.intermediate_size, tokens_per_image=vis.tokens_per_image),
+                vision=vision_shape(vis),
                 image=ImagePreprocess(size=vis.image_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
                 source=f"random {w.vision} + {w.perception_text} (benchmarks.workloads)",
             ),
             "reasoner": ModelEntry(
-                role="reasoner", architecture="qwen3", text=shape(rtext), tokenizer="tokenizer.json",
+                role="reasoner", architecture="qwen3", text=text_shape(rtext), tokenizer="tokenizer.json",
                 special_tokens=special,
                 artifacts=tuple(Artifact(format=f, quant=q, files=fs) for f, q, fs in arts["reasoner"]),
                 source=f"random {w.reasoner} (benchmarks.workloads)",
             ),
         }
-        entries = {p.name: FileEntry(size=p.stat().st_size, sha256=sha256_file(p))
-                   for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = Manifest(
-            format=FORMAT_NAME, format_version=FORMAT_VERSION, name=w.name, models=models, files=entries,
+            format=FORMAT_NAME, format_version=FORMAT_VERSION, name=w.name, models=models, files=file_entries(tmp),
             provenance=Provenance(tool="benchmarks.workloads", tool_version="1",
                                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                   notes=f"random weights, paper shapes: {w.description}"),
@@ -396,12 +360,6 @@ def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[
         )
         save_json(manifest, tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

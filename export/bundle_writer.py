@@ -112,6 +112,12 @@ def checkpoint_sha256(folder: Path) -> str:
     return h.hexdigest()
 
 
+def file_entries(folder: Path) -> dict[str, FileEntry]:
+    """Size and sha256 of every file below `folder` but the manifest, by relative path."""
+    return {p.relative_to(folder).as_posix(): FileEntry(size=p.stat().st_size, sha256=sha256_file(p))
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
+
+
 def text_shape(cfg: Any) -> TextShape:
     rope = getattr(cfg, "rope_parameters", None) or {}
     theta = rope.get("rope_theta", getattr(cfg, "rope_theta", None))
@@ -133,8 +139,8 @@ def text_shape(cfg: Any) -> TextShape:
     )
 
 
-def vision_shape(cfg: Any) -> VisionShape:
-    v = cfg.vision_config
+def vision_shape(v: Any) -> VisionShape:
+    """From a SigLIP vision config (or any object with its field names)."""
     n = (v.image_size // v.patch_size) ** 2
     return VisionShape(
         image_size=v.image_size,
@@ -185,7 +191,7 @@ def normalize_feature_layer(model: Any) -> None:
     cfg.vision_feature_layer = -1
 
 
-def _special_tokens(tokenizer_json: Path) -> SpecialTokens:
+def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:
     from runtime.tokenizer import BundleTokenizer
 
     tok = BundleTokenizer(tokenizer_json)
@@ -228,7 +234,7 @@ def _check_vocab(role: str, model: Any, tokenizer_json: Path) -> None:
     if n_tok > cfg.vocab_size:
         raise ConfigError(f"--{role}: tokenizer has {n_tok} tokens but the model only {cfg.vocab_size} embedding rows")
     if role == "perception":
-        image_id = _special_tokens(tokenizer_json).image
+        image_id = special_tokens_of(tokenizer_json).image
         if image_id is None or image_id != model.config.image_token_id:
             raise ConfigError(f"--{role}: config image_token_id {model.config.image_token_id} "
                               f"is not the tokenizer's <|image_pad|> ({image_id})")
@@ -321,9 +327,9 @@ def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], formats
             architecture="llava-qwen3" if role == "perception" else "qwen3",
             text=text_shape(tcfg),
             tokenizer=tokenizer_files[digest],
-            special_tokens=_special_tokens(tok_src),
+            special_tokens=special_tokens_of(tok_src),
             artifacts=tuple(artifacts),
-            vision=vision_shape(model.config) if role == "perception" else None,
+            vision=vision_shape(model.config.vision_config) if role == "perception" else None,
             image=image_preprocess(folder, model.config) if role == "perception" else None,
             system_prompt=_system_prompt(folder),
             source=str(folder),
@@ -334,11 +340,7 @@ def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], formats
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)
         shutil.copyfile(src, dst)
-    files = {}
-    for p in sorted(tmp.rglob("*")):
-        if p.is_file() and p.name != MANIFEST_NAME:
-            rel = p.relative_to(tmp).as_posix()
-            files[rel] = FileEntry(size=p.stat().st_size, sha256=sha256_file(p))
+    files = file_entries(tmp)
     try:
         version = importlib.metadata.version("extract-think-edge")
     except importlib.metadata.PackageNotFoundError:

@@ -11,6 +11,7 @@ becomes 10000 and the logits are wrong.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,27 +129,13 @@ def plan_text_tensors(parts: TextParts, spec: QuantSpec) -> list[TensorPlan]:
     return plans
 
 
-def write_text_gguf(
-    model: Any,
-    tokenizer_dir: Path,
-    path: Path,
-    spec: QuantSpec,
-    *,
-    name: str,
-    progress: Progress | None = None,
-) -> Path:
-    """Write the decoder of `model` with the tokenizer in `tokenizer_dir` to `path`."""
+def qwen3_metadata(cfg: Any, vocab: Any, spec: QuantSpec, *, name: str, n_rows: int) -> Callable[[Any], None]:
+    """The `qwen3` architecture's GGUF keys for `cfg` (a transformers Qwen3Config, or any
+    object with its field names such as training.models.sizes.TextSize), the tokenizer
+    `vocab` and the chat template, as a writer callback."""
     from gguf import GGML_QUANT_VERSION
 
-    parts = text_parts(model)
-    cfg = parts.config
-    n_rows = int(parts.decoder.embed_tokens.weight.shape[0])
-    vocab = read_vocab(Path(tokenizer_dir), n_rows)
     hd = head_dim(cfg)
-    if len(parts.decoder.layers) != cfg.num_hidden_layers:
-        raise ConfigError(
-            f"the model has {len(parts.decoder.layers)} layers but its config says {cfg.num_hidden_layers}"
-        )
 
     def metadata(w) -> None:
         w.add_name(name)
@@ -168,5 +155,28 @@ def write_text_gguf(
         w.add_vocab_size(n_rows)
         add_vocab(w, vocab, CHAT_TEMPLATE)
 
+    return metadata
+
+
+def write_text_gguf(
+    model: Any,
+    tokenizer_dir: Path,
+    path: Path,
+    spec: QuantSpec,
+    *,
+    name: str,
+    progress: Progress | None = None,
+) -> Path:
+    """Write the decoder of `model` with the tokenizer in `tokenizer_dir` to `path`."""
+    parts = text_parts(model)
+    cfg = parts.config
+    n_rows = int(parts.decoder.embed_tokens.weight.shape[0])
+    vocab = read_vocab(Path(tokenizer_dir), n_rows)
+    if len(parts.decoder.layers) != cfg.num_hidden_layers:
+        raise ConfigError(
+            f"the model has {len(parts.decoder.layers)} layers but its config says {cfg.num_hidden_layers}"
+        )
+
+    metadata = qwen3_metadata(cfg, vocab, spec, name=name, n_rows=n_rows)
     plans = plan_text_tensors(parts, spec)
     return write_gguf_file(path, "qwen3", metadata, plans, progress=progress, stage="text model")

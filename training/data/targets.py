@@ -8,7 +8,7 @@
   depend only on the scene and the focus, never on the answer options or on how the
   question was worded, so a perception model that sees only the focus can learn them.
 - extraction: the question-relevant description (visual extraction tuning): the scene,
-  the statements worked in, the relevant objects first, then everything else.
+  the statements that settle the question first, then everything in reading order.
 - trace: the reasoner's `<think>` text, which works from the *description* (every object
   it cites is named as the description names it) to the answer, then `Answer: X`.
 """
@@ -334,18 +334,23 @@ def relevant(scene: Scene, query: dict) -> list[Shape | TextMark]:
 
 
 def extraction(scene: Scene, queries: Sequence[dict]) -> str:
-    """The question-relevant description: the statements worked into a full description."""
+    """The question-relevant description: the statements that settle the question first,
+    then every object in reading order.
+
+    Objects stay in reading order (relevant ones are not moved to the front): a first
+    version did move them, and the from-scratch default-bundle model then had to remember
+    which objects it had already named -- its extractions got 44% of the scene's object
+    sentences right against 72% for the captioning model trained with the same compute.
+    The statements carry the question-relevant facts either way.
+    """
     facts: list[str] = []
-    first: list[Shape | TextMark] = []
     for q in queries:
         facts += [f for f in statements(scene, q) if f not in facts]
-        first += [o for o in relevant(scene, q) if o not in first]
     parts = [intro(scene), *facts]
     if scene.kind == "chart":
         parts.append(bars_sentence(scene))
     else:
-        rest = [o for o in reading_order(scene) if o not in first]
-        parts += [item_sentence(scene, o) for o in (*first, *rest)]
+        parts += [item_sentence(scene, o) for o in reading_order(scene)]
     parts.append(clutter_sentence(scene))
     return " ".join(p for p in parts if p)
 
