@@ -220,3 +220,26 @@ def test_grid_style_lists_every_cell_in_patch_order(synth_dir):
         cells = text.split(". ")
         assert len(cells) == 9 and cells[0].startswith("Top left:") and cells[-1].startswith("Bottom right:")
         assert sum("nothing" in c for c in cells) == 9 - len(scene.shapes) - len(scene.texts)
+
+
+def test_value_answer_traces_end_in_the_options_text_and_map_back_to_the_letter(tok, records):
+    from runtime.answer import parse_answer
+    from runtime.chat_format import THINK_END
+
+    mc = [r for r in records if r.get("options")][:50]
+    open_ended = [r for r in records if not r.get("options")][:10]
+    assert mc and open_ended
+    for rec in mc:
+        ex = synthetic_example(rec, "trace", None, answer="value")
+        t = _tokenize(ex, tok)
+        reply = b"".join(tok.token_bytes(i) for i in t.labels if i != IGNORE).decode()
+        thinking, answer_line = reply.split(THINK_END)
+        assert "The options are" not in thinking
+        assert thinking.rstrip().endswith(f"The answer is {rec['answer_text']}.")
+        assert answer_line.strip().startswith(f"Answer: {rec['answer_text']}")
+        # the runtime reads the option's text back as the record's letter
+        assert parse_answer(answer_line, rec["options"]).value == rec["answer"]
+    for rec in open_ended:  # unchanged without options
+        a = _tokenize(synthetic_example(rec, "trace", None, answer="value"), tok)
+        b = _tokenize(synthetic_example(rec, "trace", None), tok)
+        assert a.input_ids == b.input_ids
