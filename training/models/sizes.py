@@ -65,15 +65,10 @@ def qwen3_tiny() -> TextSize:
 
 
 def qwen3_edge_s() -> TextSize:
-    """The shipped default bundle's decoders (~3.7M parameters, CPU-trainable in minutes).
+    """The shipped default bundle's decoders (~3.4M parameters, CPU-trainable in minutes).
 
     Widths are multiples of 256 so llama.cpp's K-quants apply without fallbacks."""
     return TextSize(256, 768, 4, 4, 2, 64, vocab_size=2_048, max_position_embeddings=4_096)
-
-
-def qwen3_edge_s_h8() -> TextSize:
-    """EXPERIMENT: qwen3-edge-s with 8 query heads of 32 (4 KV heads)."""
-    return TextSize(256, 768, 4, 8, 4, 32, vocab_size=2_048, max_position_embeddings=4_096)
 
 
 def siglip_so400m_patch14_384(layers_used: int = 26) -> VisionSize:
@@ -100,7 +95,6 @@ TEXT_SIZES: dict[str, Callable[[], TextSize]] = {
     "qwen3-8b": qwen3_8b,
     "qwen3-tiny": qwen3_tiny,
     "qwen3-edge-s": qwen3_edge_s,
-    "qwen3-edge-s-h8": qwen3_edge_s_h8,
 }
 
 VISION_SIZES: dict[str, Callable[[], VisionSize]] = {
