@@ -36,6 +36,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Create `path` if needed; a ConfigError naming it when it cannot be created or written."""
+    from runtime.errors import ConfigError
+
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(p, os.W_OK):
+        raise ConfigError(f"{p}: the output folder is not writable")
+    return p
+
+
 def publish_dir(staging: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
     """Rename a finished folder into place; an existing `final` is removed only afterwards."""
     staging, final = Path(staging), Path(final)

@@ -22,6 +22,7 @@ from export.gguf.quantize import (
     llama_quantize,
     quant_spec,
 )
+from runtime.atomic import ensure_writable_dir
 from runtime.errors import ConfigError
 
 __all__ = ["GGUF_QUANTS", "export_gguf", "verify_gguf"]
@@ -41,15 +42,6 @@ def _check_role(model: Any, role: str) -> None:
             f"the {role} model must be {'LLaVA-style SigLIP + MLP + Qwen3' if want == 'llava' else 'Qwen3'} "
             f"(model_type {want!r}), got model_type {mtype!r}"
         )
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise ConfigError(f"{out_dir}: the output folder is not writable")
 
 
 def export_gguf(
@@ -72,7 +64,7 @@ def export_gguf(
     if role == "perception":
         vision_parts(model)
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
-    _check_out_dir(out_dir)
+    ensure_writable_dir(out_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         raise ConfigError(f"{tokenizer_dir}: no tokenizer.json")
 

@@ -19,7 +19,6 @@ from typing import Any
 from export.onnx.common import (
     ONNX_QUANTS,
     check_file,
-    check_out_dir,
     check_quant,
     model_parts,
     publish,
@@ -27,6 +26,7 @@ from export.onnx.common import (
     staging_dir,
 )
 from export.onnx.verify import verify_onnx
+from runtime.atomic import ensure_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def export_onnx(
 
         raise ConfigError(f"{tokenizer_dir}: no tokenizer.json")
     out_dir = Path(out_dir)
-    check_out_dir(out_dir)
+    ensure_writable_dir(out_dir)
     equant = embed_quant_for(quant)
     names = {
         "decoder": f"{role}-decoder-{quant}.onnx",

@@ -98,15 +98,6 @@ def model_parts(model: Any, role: str) -> ModelParts:
     return parts
 
 
-def check_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise ConfigError(f"{out_dir}: output folder is not writable")
-
-
 @contextlib.contextmanager
 def staging_dir(out_dir: Path, role: str) -> Iterator[Path]:
     """A scratch folder inside `out_dir` (same filesystem, so moves are renames),
