@@ -269,7 +269,12 @@ def train_stage(
             log.warning("SDPA attention unavailable (%s); using %s", exc, model.config._attn_implementation)
     parts = set_trainable(model, stage)
     if stage.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed it; older releases the project still allows have only the old name
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
 
     from runtime.tokenizer import BundleTokenizer
