@@ -137,3 +137,16 @@ def test_missing_earlier_stage_is_a_clear_error(tmp_path, synth_dir, synth_token
                                                {"align": {}, "extract": {"init": "stage:align"}}))
     with pytest.raises(ConfigError, match="has not finished"):
         train_stage(recipe, "extract")
+
+
+def test_a_reasoner_can_start_from_a_perception_decoder(tiny_perception_dir):
+    """`init: stage:<perception stage>` for a reasoner: the text model inside the VLM."""
+    from training.model_init import reasoner_from_perception
+
+    vlm = load_perception(tiny_perception_dir)
+    reasoner = reasoner_from_perception(tiny_perception_dir)
+    ids = torch.arange(3, 19).unsqueeze(0)
+    with torch.no_grad():
+        want = vlm(input_ids=ids).logits
+        got = reasoner(input_ids=ids).logits
+    torch.testing.assert_close(got, want)
