@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # the file system said no (permissions, a full disk, a missing folder): that is the
+        # user's to fix, so one line naming the path, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edge {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def staged_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     interrupted), the folder is deleted and `final` is left as it was.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(final.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
         yield staging
