@@ -70,8 +70,10 @@ class ItemReport:
     def bad(self, line: int, reason: str, detail: str) -> None:
         self.total += 1
         self.problems[reason] = self.problems.get(reason, 0) + 1
-        if sum(self.problems.values()) <= 10:
-            log.warning("%s line %d skipped: %s: %s", self.source, line, reason, detail)
+        n = sum(self.problems.values())
+        if n <= 10:
+            log.warning("%s line %d skipped: %s: %s%s", self.source, line, reason, detail,
+                        " (further skipped lines are only counted)" if n == 10 else "")
 
     def ok(self) -> None:
         self.total += 1
