@@ -341,7 +341,10 @@ def extraction(scene: Scene, queries: Sequence[dict]) -> str:
     version did move them, and the from-scratch default-bundle model then had to remember
     which objects it had already named -- its extractions got 44% of the scene's object
     sentences right against 72% for the captioning model trained with the same compute.
-    The statements carry the question-relevant facts either way.
+    The statements carry the question-relevant facts either way. Putting the statements
+    after the listing instead (so the model could read them off its own list) was worse:
+    16% of statements right against 25%, because by then the model had lost the focus
+    (asked for the blue shapes, it counted the green ones).
     """
     facts: list[str] = []
     for q in queries:
