@@ -21,6 +21,7 @@ from typing import Any
 
 from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
+from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
 from runtime.manifest import (
@@ -195,10 +196,7 @@ def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:
     from runtime.tokenizer import BundleTokenizer
 
     tok = BundleTokenizer(tokenizer_json)
-    ids = {k: tok.token_id(t) for k, t in (
-        ("im_start", "<|im_start|>"), ("im_end", "<|im_end|>"), ("end_of_text", "<|endoftext|>"),
-        ("think_start", "<think>"), ("think_end", "</think>"), ("image", "<|image_pad|>"),
-    )}
+    ids = {role: tok.token_id(text) for role, text in SPECIAL_ROLES.items()}
     missing = [k for k in ("im_start", "im_end", "end_of_text") if ids[k] is None]
     if missing:
         raise ConfigError(f"{tokenizer_json}: tokenizer lacks the ChatML tokens {missing}")

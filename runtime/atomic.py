@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from runtime.errors import ConfigError
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, then rename over it."""
@@ -38,8 +40,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` if needed; a ConfigError naming it when it cannot be created or written."""
-    from runtime.errors import ConfigError
-
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)

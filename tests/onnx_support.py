@@ -70,55 +70,25 @@ def diverse_checkpoint(src: Path, dest: Path, *, std: float = 0.2, seed: int = 0
     return dest
 
 
-def text_shape(cfg: Any) -> Any:
-    from runtime.manifest import TextShape
-
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    return TextShape(
-        hidden_size=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
-        num_heads=cfg.num_attention_heads, num_kv_heads=cfg.num_key_value_heads,
-        head_dim=cfg.head_dim, intermediate_size=cfg.intermediate_size,
-        vocab_size=cfg.vocab_size, context_length=cfg.max_position_embeddings,
-        rope_theta=float(rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))),
-        rms_norm_eps=cfg.rms_norm_eps, tie_word_embeddings=bool(cfg.tie_word_embeddings),
-    )
-
-
 def write_onnx_bundle(
     dest: Path, export_dir: Path, files: dict[str, str], model: Any, ckpt: Path, *,
     role: str, quant: str, text_override: dict[str, Any] | None = None,
 ) -> Path:
     """Copy exported files into `dest` and write a manifest.json for them."""
-    from runtime.bundle import sha256_file
-    from runtime.chat_format import SPECIAL_ROLES
+    from export.bundle_writer import file_entries, special_tokens_of, text_shape, vision_shape
     from runtime.config_io import save_json
-    from runtime.manifest import (
-        Artifact,
-        FileEntry,
-        ImagePreprocess,
-        Manifest,
-        ModelEntry,
-        Provenance,
-        SpecialTokens,
-        VisionShape,
-    )
-    from runtime.tokenizer import BundleTokenizer
+    from runtime.manifest import Artifact, ImagePreprocess, Manifest, ModelEntry, Provenance
 
     dest.mkdir(parents=True, exist_ok=True)
     rels = dict(files)
     for name in rels.values():
         shutil.copy(export_dir / name, dest / name)
     shutil.copy(ckpt / "tokenizer.json", dest / "tokenizer.json")
-    tok = BundleTokenizer(dest / "tokenizer.json")
-    special = SpecialTokens(**{k: tok.token_id(v) for k, v in SPECIAL_ROLES.items()})
 
     vision = image = None
     if role == "perception":
         cfg, vcfg = model.config.text_config, model.config.vision_config
-        n_tok = (vcfg.image_size // vcfg.patch_size) ** 2
-        vision = VisionShape(vcfg.image_size, vcfg.patch_size, vcfg.hidden_size,
-                             vcfg.num_hidden_layers, vcfg.num_attention_heads,
-                             vcfg.intermediate_size, n_tok)
+        vision = vision_shape(vcfg)
         image = ImagePreprocess(vcfg.image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     else:
         cfg = model.config
@@ -127,14 +97,12 @@ def write_onnx_bundle(
         text = replace(text, **text_override)
     entry = ModelEntry(
         role=role, architecture="llava-qwen3" if role == "perception" else "qwen3",
-        text=text, tokenizer="tokenizer.json", special_tokens=special,
+        text=text, tokenizer="tokenizer.json", special_tokens=special_tokens_of(dest / "tokenizer.json"),
         artifacts=(Artifact("onnx", quant, rels),), vision=vision, image=image,
     )
-    all_files = [*rels.values(), "tokenizer.json"]
     manifest = Manifest(
         format="extract-think-bundle", format_version=1, name=f"test-{role}-{quant}",
-        models={role: entry},
-        files={n: FileEntry((dest / n).stat().st_size, sha256_file(dest / n)) for n in all_files},
+        models={role: entry}, files=file_entries(dest),
         provenance=Provenance("tests", "0", "2026-01-01T00:00:00Z"),
     )
     save_json(manifest, dest / "manifest.json")

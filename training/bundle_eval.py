@@ -24,6 +24,7 @@ from typing import Any
 
 from runtime.config_io import atomic_write_text
 from runtime.manifest import Budgets
+from training.default_bundle import REASONER_STAGE
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ SYSTEMS = {
     "end-to-end": ("end-to-end", "e2e", False),
 }
 SPLITS = ("test", "test_iid")
-REASONER_STAGE = "reasoner-value"  # the reasoner every bundle ships (recipe: default-bundle.yaml)
 SPLIT_TITLES = {"test": "held-out compositions (test)", "test_iid": "in-distribution (test_iid)"}
 
 

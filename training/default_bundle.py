@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 
 RECIPE = Path(__file__).parent / "recipes" / "default-bundle.yaml"
-BUNDLE_STAGES = ("vision", "align", "instruct", "extract", "reasoner", "reasoner-value")
+REASONER_STAGE = "reasoner-value"  # the reasoner every exported system ships
+BUNDLE_STAGES = ("vision", "align", "instruct", "extract", "reasoner", REASONER_STAGE)
 BASELINE_STAGES = ("caption", "e2e")
 TOKENIZER_VOCAB = 2000  # BPE entries; + 26 Qwen3 specials = 2026 ids (embedding rows: 2048)
 
