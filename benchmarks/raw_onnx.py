@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
+
 
 def _ort():
     from runtime.errors import BackendUnavailableError
@@ -28,7 +30,7 @@ def _ort():
 class RawOnnx:
     def __init__(self, decoder: str | Path, embed: str | Path, *, threads: int, num_layers: int,
                  num_kv_heads: int, head_dim: int, vision: str | Path | None = None,
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
+                 mean: Sequence[float] = SIGLIP_MEAN, std: Sequence[float] = SIGLIP_STD) -> None:
         ort = _ort()
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import describe
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {size} px | {r['render']['median']} ({r['render']['min']}-{r['render']['max']}) | "
               f"{r['full']['median']} ({r['full']['min']}-{r['full']['max']}) |")
     if args.json:
-        from runtime.config_io import atomic_write_text
+        from runtime.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return 0

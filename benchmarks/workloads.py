@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import ConfigError
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,6 @@ def mmproj_tensor_plan(vision, text_hidden: int, seed: int, spec) -> list:
 
 
 def write_random_mmproj(path: Path, vision, text_hidden: int, *, seed: int) -> Path:
-    from export.gguf.mmproj import SIGLIP_MEAN, SIGLIP_STD
     from export.gguf.quantize import QUANT_SPECS
     from export.gguf.writer import write_gguf_file
 
@@ -341,7 +341,7 @@ def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[
                 special_tokens=special,
                 artifacts=tuple(Artifact(format=f, quant=q, files=fs) for f, q, fs in arts["perception"]),
                 vision=vision_shape(vis),
-                image=ImagePreprocess(size=vis.image_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+                image=ImagePreprocess(size=vis.image_size, mean=SIGLIP_MEAN, std=SIGLIP_STD),
                 source=f"random {w.vision} + {w.perception_text} (benchmarks.workloads)",
             ),
             "reasoner": ModelEntry(

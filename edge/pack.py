@@ -46,10 +46,10 @@ from runtime.bundle import (
 from runtime.config_io import to_dict
 from runtime.errors import BundleError, ConfigError
 from runtime.manifest import FileEntry, Manifest
+from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 README_FILE = "README.md"
 _CHUNK = 1 << 20
 _MAX_DIR_MEMBERS = 10_000

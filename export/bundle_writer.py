@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +24,7 @@ from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -38,10 +39,10 @@ from runtime.manifest import (
     TextShape,
     VisionShape,
 )
+from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 ROLES = ("perception", "reasoner")
 
 
@@ -158,7 +159,7 @@ def image_preprocess(folder: Path, cfg: Any) -> ImagePreprocess:
     """From preprocessor_config.json when the checkpoint has one, else SigLIP's defaults."""
     import json
 
-    mean, std, resample = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"
+    mean, std, resample = SIGLIP_MEAN, SIGLIP_STD, "bicubic"
     pp = folder / "preprocessor_config.json"
     if pp.is_file():
         data = json.loads(pp.read_text())

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from runtime.atomic import atomic_write_text  # re-exported: many writers import it from here
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 
 T = TypeVar("T")

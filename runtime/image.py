@@ -26,6 +26,9 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "PPM"}
 MAX_PIXELS = 40_000_000  # ~40 MP: any camera photo; far below what would exhaust a Pi
 MAX_FILE_BYTES = 64 << 20
 BACKGROUND = (255, 255, 255)
+# SigLIP's normalisation (its preprocessor config): every SigLIP tower here uses it.
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 def _pil():

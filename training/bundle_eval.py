@@ -18,17 +18,17 @@ import json
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 from runtime.manifest import Budgets
+from runtime.progress import Progress
 from training.default_bundle import REASONER_STAGE
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 
 # Budgets sized for the default bundle's outputs (extractions <= ~160 tokens, traces
 # <= ~130): the runtime's defaults target real models.

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)

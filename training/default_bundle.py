@@ -20,16 +20,15 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
+from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 
 RECIPE = Path(__file__).parent / "recipes" / "default-bundle.yaml"
 REASONER_STAGE = "reasoner-value"  # the reasoner every exported system ships

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

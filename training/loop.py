@@ -24,14 +24,15 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.config_io import atomic_write_text, to_dict
+from runtime.atomic import atomic_write_text
+from runtime.config_io import to_dict
 from runtime.errors import ConfigError
 from runtime.manifest import ImagePreprocess
+from runtime.progress import Progress
 from training import checkpoint as ck
 from training.collate import Collator, StageData, step_slices
 from training.config import OptimConfig, Recipe, StageConfig
@@ -51,7 +52,6 @@ from training.stages import module_of, trainable_parts
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 SUMMARY = "training.json"
 HEAD_FILE = "cell_heads.safetensors"  # vision stages: the pretraining heads (checkpoints only)
 
@@ -148,7 +148,7 @@ def _param_groups(parts: dict[str, list[tuple[str, Any]]], opt: OptimConfig) -> 
 
 
 def _image_prep(model: Any) -> ImagePreprocess:
-    from training.models.builders import SIGLIP_MEAN, SIGLIP_STD
+    from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
     return ImagePreprocess(size=model.config.vision_config.image_size, mean=SIGLIP_MEAN, std=SIGLIP_STD)
 

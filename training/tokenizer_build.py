@@ -24,6 +24,7 @@ from tokenizers import (
     trainers,
 )
 
+from runtime.atomic import atomic_write_text
 from runtime.chat_format import (
     CHAT_TEMPLATE,
     END_OF_TEXT,
@@ -31,7 +32,6 @@ from runtime.chat_format import (
     QWEN3_BPE_SIZE,
     QWEN3_SPECIAL_TOKENS,
 )
-from runtime.config_io import atomic_write_text
 from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)

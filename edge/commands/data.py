@@ -312,7 +312,7 @@ def _traces_parser(sub) -> None:
 def _traces(args) -> int:
     import hashlib
 
-    from runtime.config_io import atomic_write_text
+    from runtime.atomic import atomic_write_text
     from runtime.errors import InputError
     from training.data.styles import hint_messages, trace_messages
     from training.data.synth import SynthDataset

@@ -65,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
         sweep_markdown,
         sweep_point,
     )
+    from runtime.atomic import atomic_write_text
     from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
-    from runtime.config_io import atomic_write_text
     from runtime.defaults import default_bundle_path
     from runtime.errors import InputError
     from runtime.pipeline import ExtractThink

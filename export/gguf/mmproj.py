@@ -24,11 +24,10 @@ from typing import Any
 from export.gguf.quantize import QuantSpec, choose_type
 from export.gguf.writer import Progress, TensorPlan, write_gguf_file
 from runtime.errors import ConfigError
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 log = logging.getLogger(__name__)
 
-SIGLIP_MEAN = (0.5, 0.5, 0.5)
-SIGLIP_STD = (0.5, 0.5, 0.5)
 
 # HF activation names that llama.cpp's GELU (tanh approximation) reproduces; exact-erf
 # "gelu" differs from it by < 1e-3 and is accepted for the projector (LLaVA's choice).

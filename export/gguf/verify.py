@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from export.gguf.quantize import quant_spec
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def probe_image(size: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def pixels(image: np.ndarray, mean: Any = (0.5, 0.5, 0.5), std: Any = (0.5, 0.5, 0.5)):
+def pixels(image: np.ndarray, mean: Any = SIGLIP_MEAN, std: Any = SIGLIP_STD):
     """uint8 [H, W, 3] -> normalised float32 torch tensor [1, 3, H, W]."""
     import torch
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.gguf.quantize import encode, ggml_type, nbytes
+from runtime.progress import Progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)

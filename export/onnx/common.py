@@ -7,18 +7,18 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import ConfigError, EdgeError
+from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
 ONNX_QUANTS: tuple[str, ...] = ("fp32", "int8", "int4")
 ROLES = ("perception", "reasoner")
-Progress = Callable[[str, float], None]
 
 # A protobuf cannot exceed 2 GiB; stay clear of the limit (graph structure, rounding).
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.config_io import atomic_write_text
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 from training.data.records import SourceRow, VisualExample
 from training.data.teachers import Failure, Teacher

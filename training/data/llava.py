@@ -146,6 +146,6 @@ def load_llava(
 
 def write_llava(path: str | os.PathLike[str], examples: list[dict]) -> None:
     """Write LLaVA-format JSON atomically (used to export the synthetic world)."""
-    from runtime.config_io import atomic_write_text
+    from runtime.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(examples, ensure_ascii=False, indent=1) + "\n")

@@ -169,7 +169,7 @@ def write_eval_set(items: list[MCItem], out_dir: str | os.PathLike[str]) -> Path
     """
     from PIL import Image
 
-    from runtime.config_io import atomic_write_text
+    from runtime.atomic import atomic_write_text
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)

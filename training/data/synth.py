@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.atomic import staged_dir
-from runtime.config_io import atomic_write_text, from_dict, to_dict
+from runtime.atomic import atomic_write_text, staged_dir
+from runtime.config_io import from_dict, to_dict
 from runtime.errors import ConfigError
 from training.data import targets
 from training.data.questions import generate_questions

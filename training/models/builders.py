@@ -23,8 +23,6 @@ if TYPE_CHECKING:
         Qwen3ForCausalLM,
     )
 
-SIGLIP_MEAN = (0.5, 0.5, 0.5)
-SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 def qwen3_config(size: TextSize, *, vocab_size: int | None = None, **special: int) -> Qwen3Config:
