@@ -247,16 +247,23 @@ def score_records(items: Sequence[Any], records: Iterable[Mapping], *, reference
                           f"(first missing: {missing[0]!r}): not a run over this split, or unfinished")
     acc: dict[str, list[bool]] = {}
     form: dict[str, list[bool]] = {}
+    chance: dict[str, list[float]] = {}  # multiple choice: what a uniform pick among the options expects
     for it, rid in zip(items, ids, strict=True):
         pred = by_id[rid].get("prediction")
-        cat = _gold(it).category
-        acc.setdefault(cat, []).append(score(pred, it))
-        form.setdefault(cat, []).append(form_ok(pred, it))
-    cats = {c: {**_rate(sum(acc[c]), len(acc[c])), "form": _rate(sum(form[c]), len(form[c]))} for c in sorted(acc)}
-    all_acc = [x for v in acc.values() for x in v]
-    all_form = [x for v in form.values() for x in v]
-    out = {"categories": cats, "overall": {**_rate(sum(all_acc), len(all_acc)),
-                                           "form": _rate(sum(all_form), len(all_form))}}
+        g = _gold(it)
+        acc.setdefault(g.category, []).append(score(pred, it))
+        form.setdefault(g.category, []).append(form_ok(pred, it))
+        if g.options:
+            chance.setdefault(g.category, []).append(1 / len(g.options))
+
+    def rates(a: list[bool], f: list[bool], ch: list[float]) -> dict:
+        return {**_rate(sum(a), len(a)), "form": _rate(sum(f), len(f)),
+                "chance": sum(ch) / len(ch) if ch else None}
+
+    cats = {c: rates(acc[c], form[c], chance.get(c, [])) for c in sorted(acc)}
+    out = {"categories": cats, "overall": rates([x for v in acc.values() for x in v],
+                                                [x for v in form.values() for x in v],
+                                                [x for v in chance.values() for x in v])}
     if reference is not None:
         out["baseline"] = majority_baseline(items, reference=reference)
     return out
@@ -272,12 +279,14 @@ def scores_markdown(summary: Mapping, title: str = "") -> str:
         return f"{100 * r['accuracy']:.1f} ({100 * r['ci95'][0]:.1f}–{100 * r['ci95'][1]:.1f})"
 
     base = (summary.get("baseline") or {}).get("categories", {})
+    mc = summary["overall"].get("chance") is not None
     lines = [f"## {title}" if title else "## Open-answer scores", "",
-             "| question type | n | accuracy % (95% CI) | right form % (95% CI) | majority baseline % (95% CI) |",
-             "|---|---:|---|---|---|"]
+             "| question type | n | accuracy % (95% CI) | right form % (95% CI) | majority baseline % (95% CI) |"
+             + (" chance % |" if mc else ""), "|---|---:|---|---|---|" + ("---:|" if mc else "")]
     rows = [*summary["categories"].items(), ("**overall**", summary["overall"])]
     for name, r in rows:
         b = base.get(name) if name in base else (summary.get("baseline") or {}).get("overall")
         btxt = (f"{pct(b)} ({b['answer']!r})" if b and "answer" in b else pct(b)) if b else "–"
-        lines.append(f"| {name} | {r['n']} | {pct(r)} | {pct(r['form'])} | {btxt} |")
+        tail = (f" {100 * r['chance']:.1f} |" if r.get("chance") is not None else " – |") if mc else ""
+        lines.append(f"| {name} | {r['n']} | {pct(r)} | {pct(r['form'])} | {btxt} |{tail}")
     return "\n".join(lines) + "\n"

@@ -123,5 +123,14 @@ def test_score_records_per_type_with_intervals_and_the_baseline():
     assert s["baseline"]["overall"]["correct"] == 3
     table = scores_markdown(s, "t")
     assert "| color | 1 | 100.0" in table and "**overall**" in table
+    assert s["overall"]["chance"] is None and "chance" not in table
     with pytest.raises(ConfigError, match="cover 2 of 3"):
         score_records(items, records[:2])
+
+
+def test_score_records_multiple_choice_reports_chance():
+    items = [EvalItem("a", "?", "A", ("yes", "no"), "exists"), EvalItem("b", "?", "C", ("1", "2", "3", "4"), "count")]
+    s = score_records(items, [{"id": "a", "prediction": "A"}, {"id": "b", "prediction": "yes"}])
+    assert s["categories"]["exists"]["chance"] == 0.5 and s["categories"]["count"]["chance"] == 0.25
+    assert s["overall"]["chance"] == 0.375 and s["overall"]["correct"] == 1 and s["overall"]["form"]["correct"] == 1
+    assert "| **overall** | 2 | 50.0 (9.5–90.5) | 50.0 (9.5–90.5) | – | 37.5 |" in scores_markdown(s)
