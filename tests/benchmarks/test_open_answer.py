@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.accuracy import EvalItem
 from benchmarks.open_answer import (
+    CATEGORY_FORMS,
     COLOR_WORDS,
     SHAPE_WORDS,
     answer_form,
@@ -18,6 +19,7 @@ from benchmarks.open_answer import (
 )
 from benchmarks.stats import wilson_interval
 from runtime.errors import ConfigError
+from training.data.heldout import FORMS
 from training.data.heldout.geometry import SHAPE_ALIASES, SHAPE_NAMES
 from training.data.heldout.palette import COLOR_ALIASES, COLOR_NAMES
 
@@ -80,6 +82,7 @@ def test_answer_form_from_the_item():
 
 
 def test_the_form_vocabulary_covers_the_held_out_world():
+    assert CATEGORY_FORMS == FORMS
     assert set(COLOR_NAMES) | {a for v in COLOR_ALIASES.values() for a in v} <= COLOR_WORDS
     assert set(SHAPE_NAMES) | {a for v in SHAPE_ALIASES.values() for a in v} <= SHAPE_WORDS
 

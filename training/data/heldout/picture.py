@@ -22,7 +22,6 @@ MIN_SIGN_SIZE = 64
 MIN_SIDE_SIZE = 48  # a shape placed in one half is smaller: keep it >= 8 px of radius
 BACKGROUND_STYLES = ("flat", "gradient", "blotchy")
 EDGES = ("anti-aliased", "hard")
-KINDS = ("single", "scene", "sign")
 SIDES = ("left", "right", "top", "bottom")
 # Words for signs: everyday words that are neither colours nor shapes nor numbers.
 WORDS = ("stop", "open", "exit", "milk", "rain", "bird", "tree", "moon", "fish", "lamp", "book", "door",
@@ -57,12 +56,6 @@ class Picture:
     noise: float = 0.0  # standard deviation of the per-pixel noise, 0..255 scale
     jpeg_quality: int | None = None  # None: saved as PNG
     seed: int = 0  # the renderer's own draws (blotches, noise)
-
-    def with_shape(self, shape: str) -> tuple[Figure, ...]:
-        return tuple(f for f in self.figures if f.shape == shape)
-
-    def with_color(self, color: str) -> tuple[Figure, ...]:
-        return tuple(f for f in self.figures if f.color == color)
 
 
 def sample_size(rng: np.random.Generator, lo: int = MIN_SIZE, hi: int = MAX_SIZE) -> int:

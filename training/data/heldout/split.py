@@ -28,7 +28,7 @@ from runtime.atomic import staged_dir
 from runtime.errors import ConfigError
 from runtime.progress import Progress, report
 from training.data.heldout.asking import ASKERS, CATEGORIES, Asked
-from training.data.heldout.picture import Picture, sample_scene, sample_sign, sample_single
+from training.data.heldout.picture import SIDES, Picture, sample_scene, sample_sign, sample_single
 from training.data.heldout.render import encode, font_name
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _picture_for(category: str, rng: np.random.Generator) -> Picture | None:
         return sample_sign(rng)
     single_share = {"verify": 0.6, "color": 0.4, "shape": 0.4, "count": 0.15, "position": 0.45}.get(category, 0.3)
     if rng.random() < single_share:
-        side = str(rng.choice(("left", "right", "top", "bottom"))) if category == "position" else None
+        side = str(rng.choice(SIDES)) if category == "position" else None
         return sample_single(rng, side=side)
     return sample_scene(rng)
 
