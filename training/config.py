@@ -29,6 +29,8 @@ Part = Literal["vision", "projector", "language"]
 Precision = Literal["auto", "fp32", "bf16"]
 Schedule = Literal["cosine", "linear", "constant"]
 
+RECIPES = Path(__file__).parent / "recipes"  # the recipe files shipped with the package
+
 
 @dataclass(frozen=True)
 class PerceptionSpec:

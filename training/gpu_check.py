@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from training.config import RECIPES
 
-RECIPES = Path(__file__).parent / "recipes"
+log = logging.getLogger(__name__)
 
 
 def _synth(out: Path, image_size: int, train: int) -> Path:

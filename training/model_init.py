@@ -43,7 +43,7 @@ def resolve_tokenizer(recipe: Recipe) -> Path:
     if src == "train":
         out = Path(recipe.output_dir) / "tokenizer"
         if not (out / "tokenizer.json").is_file():
-            from training.default_bundle import tokenizer_corpus
+            from training.corpus import tokenizer_corpus
             from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
 
             assert recipe.tokenizer.corpus is not None

@@ -138,7 +138,7 @@ def _list(recipe, args: argparse.Namespace) -> int:
 
 def _default_bundle(args: argparse.Namespace) -> int:
     from edge.progress import ProgressPrinter
-    from training.default_bundle import DefaultBundleRun, regenerate
+    from edge.recipes.default_bundle.run import DefaultBundleRun, regenerate
 
     progress = ProgressPrinter("default-bundle", enabled=not args.quiet)
     report = regenerate(DefaultBundleRun(work=args.work, out=args.out, results=args.results,

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edge.recipes.default_bundle.run import REASONER_STAGE
 from runtime.atomic import atomic_write_text
 from runtime.manifest import Budgets
 from runtime.progress import Progress
-from training.default_bundle import REASONER_STAGE
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.training.helpers import tiny_recipe_data
-from training.bundle_eval import (
+from edge.recipes.default_bundle.evaluate import (
     chance_of,
     export_system,
     is_correct,
@@ -17,6 +16,7 @@ from training.bundle_eval import (
     summarize,
     table_markdown,
 )
+from tests.training.helpers import tiny_recipe_data
 from training.config import recipe_from_data
 from training.loop import train_stage
 

@@ -26,11 +26,13 @@ from pathlib import Path
 from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 from runtime.progress import Progress
+from training.config import RECIPES
+from training.corpus import tokenizer_corpus
 
 log = logging.getLogger(__name__)
 
 
-RECIPE = Path(__file__).parent / "recipes" / "default-bundle.yaml"
+RECIPE = RECIPES / "default-bundle.yaml"
 REASONER_STAGE = "reasoner-value"  # the reasoner every exported system ships
 BUNDLE_STAGES = ("vision", "align", "instruct", "extract", "reasoner", REASONER_STAGE)
 BASELINE_STAGES = ("caption", "e2e")
@@ -78,28 +80,6 @@ def make_data(work: Path, plan: DataPlan) -> Path:
         raise ConfigError(f"{out} holds a dataset with other settings: remove it or use --fresh")
     write_dataset(out, config)
     return out
-
-
-def tokenizer_corpus(data_dir: Path) -> list[str]:
-    """Every text the models read or write: records of the training split and the prompts."""
-    from runtime import prompts
-    from runtime.chat_format import to_string
-    from training.data.synth import SynthDataset
-    from training.examples import GRID_INSTRUCTION, grid_text
-
-    texts = [
-        prompts.EXTRACTION_INSTRUCTION, prompts.CAPTION_INSTRUCTION, prompts.HINT_INSTRUCTION,
-        prompts.REASONER_ROLE, prompts.THINKING_FORMAT, prompts.DIRECT_FORMAT, prompts.DIRECT_E2E,
-        prompts.DIRECT_E2E_OPEN, GRID_INSTRUCTION,
-    ]
-    ds = SynthDataset(data_dir)
-    texts += [grid_text(scene) for scene in ds.scenes().values()]
-    for rec in ds.records("train"):
-        opts = rec.get("options")
-        texts.append(to_string(prompts.end_to_end_prompt(rec["question"], opts)))
-        texts.append(to_string(prompts.extraction_prompt(rec["focus"])))
-        texts += [rec["extraction"], rec["caption"], rec["thinking"], rec["answer_line"]]
-    return texts
 
 
 def make_tokenizer(work: Path, data_dir: Path, vocab_size: int = TOKENIZER_VOCAB) -> Path:
@@ -157,7 +137,12 @@ def regenerate(run: DefaultBundleRun, progress: Progress | None = None) -> dict:
         res = _timed(timings, f"stage {name}", train_stage, recipe, name, progress=sub)
         results[name] = {"steps": res.steps, "first_loss": res.first_loss, "last_loss": res.last_loss,
                          "train_seconds": res.seconds, "tokens": res.tokens, "examples": res.examples}
-    from training.bundle_eval import evaluate_all, export_default, install_bundle, write_results
+    from edge.recipes.default_bundle.evaluate import (
+        evaluate_all,
+        export_default,
+        install_bundle,
+        write_results,
+    )
 
     progress("export", 0.8)
     bundle = _timed(timings, "export", export_default, recipe, work, data_dir)

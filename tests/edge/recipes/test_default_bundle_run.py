@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from training.default_bundle import DataPlan, DefaultBundleRun, regenerate
+from edge.recipes.default_bundle.run import DataPlan, DefaultBundleRun, regenerate
 
 TINY = [f"stages.{s}.steps=2" for s in ("vision", "align", "instruct", "extract", "reasoner", "caption", "e2e")] + [
     "perception.vision=siglip-tiny", "perception.text=qwen3-tiny", "reasoner.text=qwen3-tiny", "threads=1",

@@ -1,0 +1,1 @@
+"""Regenerate the shipped default bundle from scratch: `edge train default-bundle`."""
