@@ -130,8 +130,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _list(recipe, args: argparse.Namespace) -> int:
     from training.checkpoint import latest_checkpoint
-    from training.loop import stage_summary
     from training.model_init import resolve_init
+    from training.stage_result import stage_summary
     from training.stages import trainable_parts
 
     rows = []
