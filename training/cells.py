@@ -24,7 +24,7 @@ import numpy as np
 
 from runtime.image import load_image, preprocess
 from runtime.manifest import ImagePreprocess
-from training.data.scene import BACKGROUNDS, COLORS, PATTERNS, SHAPES, SIZES, WORDS
+from training.data.vocabulary import BACKGROUNDS, COLORS, PATTERNS, SHAPES, SIZES, WORDS
 
 log = logging.getLogger(__name__)
 

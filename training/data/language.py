@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from training.data.scene import Scene, Shape, TextMark, region_name
-
-ATTRS = ("size", "color", "shape")
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from training.data.vocabulary import DIRECTION_PHRASES
 
 
 def plural(noun: str) -> str:
@@ -88,8 +85,4 @@ def listing(items: Iterable[str], conj: str = "and") -> str:
 
 
 def direction_phrase(direction: str) -> str:
-    return {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}[direction]
-
-
-def bar_name(color: str) -> str:
-    return f"{color} bar"
+    return DIRECTION_PHRASES[direction]

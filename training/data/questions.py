@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from training.data.language import (
-    ORDINALS,
     direction_phrase,
     ref_phrase,
     select,
@@ -27,18 +26,16 @@ from training.data.language import (
     text_name,
     where,
 )
-from training.data.scene import (
+from training.data.scene import REGIONS, Scene, Shape, TextMark
+from training.data.vocabulary import (
     BACKGROUNDS,
     COLORS,
+    ORDINALS,
     PATTERNS,
-    REGIONS,
     SHAPES,
     SIZES,
     TEXT_COLORS,
     WORDS,
-    Scene,
-    Shape,
-    TextMark,
 )
 
 CATEGORIES = (

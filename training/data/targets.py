@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from training.data.language import (
-    ORDINALS,
     article,
     count_phrase,
     direction_phrase,
@@ -32,7 +31,8 @@ from training.data.language import (
     where,
 )
 from training.data.questions import DIRECTIONS, Question, relation_holds, text_ref_phrase
-from training.data.scene import SIZES, Scene, Shape, TextMark
+from training.data.scene import Scene, Shape, TextMark
+from training.data.vocabulary import ORDINALS, SIZES
 
 ATTR_WORD = {"color": "colour", "shape": "shape", "size": "size"}
 PATTERN_PHRASE = {"plain": "plain {bg} background", "striped": "{bg} background with stripes",
