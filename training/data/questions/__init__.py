@@ -1,15 +1,6 @@
-"""Question generators over a scene graph, in MMStar-like categories (see registry.py)."""
+"""Questions about the synthetic world's scenes, one module per question family.
 
-from training.data.questions.registry import (
-    CATEGORIES,
-    DIRECTIONS,
-    QTYPES,
-    GenContext,
-    Question,
-    generate_questions,
-    relation_holds,
-    text_ref_phrase,
-)
-
-__all__ = ["CATEGORIES", "DIRECTIONS", "QTYPES", "GenContext", "Question", "generate_questions",
-           "relation_holds", "text_ref_phrase"]
+`registry.generate_questions` draws them; `training.data.targets` builds every training
+target from a question's query with its family's `QueryRules` (`registry.QUERY_RULES`).
+What a family defines: core.py. The families: registry.py.
+"""
