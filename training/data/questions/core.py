@@ -7,7 +7,7 @@ the rules that build the training targets from the scene graph (`QueryRules`). I
 lists them in `QUESTION_TYPES` and `QUERY_RULES`; `registry.py` collects the families.
 
 Adding a question type: write its generator and its rules in the family it belongs to
-(or a new family module), add it to that module's lists and append its name to
+(or a new family module), add it to that module's lists and its name to
 `registry.SAMPLING_ORDER`.
 """
 

@@ -45,9 +45,10 @@ CATEGORIES = (
 )
 FAMILIES = (image, attributes, counting, text, charts, position)
 
-# The order question types are tried in. A dataset is a pure function of its seed and this
-# order (the sampler shuffles each category's types from it), so a new type is appended at
-# the end: datasets of existing seeds then change only where the new type is drawn.
+# The order question types are tried in: the sampler shuffles each category's types from it
+# with the dataset's RNG, so a dataset is a pure function of its seed and this order (this is
+# the order the shipped default bundle's data was generated with). A new type changes what
+# every seed generates, as a new word in the vocabulary does.
 SAMPLING_ORDER = (
     "scene_type", "background_color", "background_pattern", "has_text", "dominant_color",
     "attr", "count", "read_text", "text_color", "chart_value",
