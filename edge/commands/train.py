@@ -10,6 +10,9 @@
 
 Several processes / GPUs: `accelerate launch --config_file training/accelerate/ddp.yaml
 -m edge train STAGE --recipe R.yaml` (FSDP and DeepSpeed configs beside it).
+
+`training` and the recipe are imported inside the functions: `edge --help` builds every
+subcommand's parser, and must neither pay for nor need the training stack.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import importlib.util
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from edge.progress import ProgressPrinter
 from runtime.errors import ConfigError, EdgeError
 
 # What `edge train` imports to do any work: the [train] extra.
@@ -103,9 +108,6 @@ def main(args: argparse.Namespace) -> int:
     names = list(recipe.stages) if args.stage == "all" else [args.stage]
     if args.stop_at_step is not None and len(names) > 1:
         raise ConfigError("--stop-at-step applies to a single stage")
-    from dataclasses import asdict
-
-    from edge.progress import ProgressPrinter
     from training.loop import train_stage
 
     main_proc = _is_main_process()
@@ -163,7 +165,6 @@ def default_bundle_run(args: argparse.Namespace):
 
 
 def _default_bundle(args: argparse.Namespace) -> int:
-    from edge.progress import ProgressPrinter
     from edge.recipes.default_bundle.run import regenerate
 
     progress = ProgressPrinter("default-bundle", enabled=not args.quiet)
