@@ -27,8 +27,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 STEPS = 1000  # the bar's resolution: a tenth of a percent
-_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
-_LINE_FORMAT = "{desc}: {percentage:3.0f}% [{elapsed}<{remaining}{postfix}]"
+_FORMAT = "{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
+# "LABEL [ 45%] ...": the form log readers (and tests) already know from earlier versions
+_LINE_FORMAT = "{desc} [{percentage:3.0f}%] [{elapsed}<{remaining}{postfix}]"
 
 
 class ProgressDisplay:

@@ -111,7 +111,7 @@ def _workload_bundle(args: argparse.Namespace) -> tuple[Path, HFSource | None]:
         # random weights written by the exporter's GGUF writer and quantized by llama.cpp
         require("export", f"building the {args.workload} workload")
         require("llamacpp", f"building the {args.workload} workload")
-    with ProgressDisplay(f"edge bench: build {args.workload}", enabled=not args.quiet) as progress:
+    with ProgressDisplay(f"build {args.workload}", enabled=not args.quiet) as progress:
         builder = WorkloadBuilder(args.artifacts, progress=progress)
         root = builder.bundle(args.workload, quants)
     if args.action == "build":
@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
         write_outputs(report, out, plots=False)
         progress.note(f"partial results in {out}")
 
-    with ProgressDisplay("edge bench", enabled=not args.quiet) as progress:
+    with ProgressDisplay("bench", enabled=not args.quiet) as progress:
         report = run_bench(bundle, cfg, workload=name, hf=hf, progress=progress, on_section=partial)
         paths = write_outputs(report, out, plots=not args.no_plots)
         progress.done(f"{report['seconds']:.0f} s of measurements")

@@ -104,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
             cfg = EvalConfig(mode=args.mode, thinking=thinking, thinking_budget=budget, hint=not args.no_hint,
                              hint_budget=args.hint_budget, extraction_budget=args.extraction_budget,
                              answer_budget=args.answer_budget, sampling=args.sampling, seed=args.seed)
-            with ProgressDisplay(f"edge eval {cfg.tag}", enabled=not args.quiet) as progress:
+            with ProgressDisplay(f"eval {cfg.tag}", enabled=not args.quiet) as progress:
                 summary = run_eval(et, items, cfg, out / f"predictions-{cfg.tag}.jsonl", bundle_id=bundle_id,
                                    data_sha256=report.sha256, fresh=args.fresh, progress=progress)
                 progress.done(f"{summary['correct']}/{summary['n']} correct")

@@ -72,7 +72,7 @@ def main_export(args: argparse.Namespace) -> int:
     quants = [q for item in (args.quant or []) for q in item.split(",") if q.strip()]
     if not quants:
         quants = [{"gguf": "q8_0", "onnx": "int8"}[f] for f in formats]
-    with ProgressDisplay("edge export", enabled=not args.quiet) as progress:
+    with ProgressDisplay("export", enabled=not args.quiet) as progress:
         out = export_bundle(
             ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
                           formats=formats, quants=tuple(quants), name=args.name,
@@ -91,7 +91,7 @@ def main_export(args: argparse.Namespace) -> int:
 
 def main_verify(args: argparse.Namespace) -> int:
     require("export", "edge export verify")
-    with ProgressDisplay("edge export verify", enabled=not args.quiet) as progress:
+    with ProgressDisplay("verify", enabled=not args.quiet) as progress:
         report = verify_bundle(args.bundle, roles=tuple(args.role) if args.role else None, progress=progress)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -105,7 +105,7 @@ def main_verify(args: argparse.Namespace) -> int:
 
 def main_convert(args: argparse.Namespace) -> int:
     require("export", "edge export convert")
-    with ProgressDisplay("edge export convert", enabled=not args.quiet) as progress:
+    with ProgressDisplay("convert", enabled=not args.quiet) as progress:
         out = convert_llava_ov(args.src, args.out, tokenizer=args.tokenizer,
                                vision_heads=args.vision_heads, overwrite=args.force, progress=progress)
         progress.done(f"wrote {out}")

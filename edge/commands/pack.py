@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    with ProgressDisplay("edge pack", enabled=not args.quiet and not args.json) as progress:
+    with ProgressDisplay("pack", enabled=not args.quiet and not args.json) as progress:
         result = pack_bundle(args.bundle, args.profile, args.out, backend=args.backend,
                              compress=args.gzip, overwrite=args.force, progress=progress)
     if args.json:

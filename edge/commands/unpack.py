@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    with ProgressDisplay("edge unpack", enabled=not args.quiet and not args.json) as progress:
+    with ProgressDisplay("unpack", enabled=not args.quiet and not args.json) as progress:
         out = unpack_archive(args.archive, args.to, overwrite=args.force, progress=progress)
     m = read_manifest(out)
     if args.json:

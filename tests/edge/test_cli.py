@@ -62,7 +62,7 @@ def test_verbose_on_either_side_of_the_subcommand(argv, level):
 def test_quiet_after_the_subcommand_silences_progress(tmp_path):
     common = ["data", "synth", "--train", "3", "--val", "0", "--test", "0", "--image-size", "32"]
     loud = run_edge(*common, "--out", str(tmp_path / "a"))
-    assert loud.returncode == 0 and "edge data synth" in loud.stderr
+    assert loud.returncode == 0 and "synth [100%]" in loud.stderr
     quiet = run_edge(*common, "--out", str(tmp_path / "b"), "-q")
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == "" and "wrote" in quiet.stdout

@@ -127,7 +127,7 @@ def _extract(args: argparse.Namespace) -> int:
     start, end = _row_range(args, len(rows))
     teacher = _make_teacher(args)
     source = str(args.input.resolve()) + (f"#{args.split}" if args.split else "")
-    with ProgressDisplay("edge data extract", enabled=not args.quiet) as progress:
+    with ProgressDisplay("extract", enabled=not args.quiet) as progress:
         summary = run_extraction(rows, teacher, args.out, start=start, end=end, image_size=args.image_size,
                                  source=source, batch_size=args.batch_size,
                                  progress=lambda p: progress(f"{p.done}/{p.total} rows",

@@ -44,7 +44,7 @@ def _synth(args: argparse.Namespace) -> int:
         questions_per_image=args.questions_per_image, mc_prob=args.mc_prob,
         **({"held_out": ()} if args.no_held_out else {}),
     )
-    with ProgressDisplay("edge data synth", enabled=not args.quiet) as progress:
+    with ProgressDisplay("synth", enabled=not args.quiet) as progress:
         summary = write_dataset(args.out, config, overwrite=args.overwrite,
                                 progress=lambda done, total: progress(f"{done}/{total} images",
                                                                       done / total if total else 1.0))
