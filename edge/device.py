@@ -9,6 +9,7 @@ program: `nvidia-smi` and libcuda are only looked up.
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import logging
 import math
 import os
@@ -16,6 +17,8 @@ import platform
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import psutil
 
 from edge.profiles import DeviceProfile, load_profiles
 from runtime.errors import ConfigError
@@ -127,8 +130,6 @@ def _cpu(root: Path, real: bool) -> tuple[str, int, int, str | None]:
     logical = max(logical, 1)
     physical = len(cores) if cores else logical
     if real and not cores:  # no core ids in cpuinfo (ARM, macOS): ask the OS
-        import psutil
-
         physical = psutil.cpu_count(logical=False) or logical
     return model or "unknown", logical, physical, board
 
@@ -160,8 +161,6 @@ def _meminfo(root: Path, real: bool) -> tuple[int, int]:
         avail = values.get("MemAvailable", values.get("MemFree", total))
         return total // _MB, avail // _MB
     if real:
-        import psutil
-
         vm = psutil.virtual_memory()
         return vm.total // _MB, vm.available // _MB
     return 0, 0
@@ -197,8 +196,6 @@ def _cuda(root: Path, jetson: bool, real: bool) -> CudaInfo:
         smi = shutil.which("nvidia-smi")
         if smi:
             evidence.append(smi)
-        import ctypes.util
-
         lib = ctypes.util.find_library("cuda")
         if lib:
             evidence.append(lib)

@@ -18,7 +18,9 @@ from edge.device import DeviceInfo, choose_profile, detect
 from edge.profiles import PROFILE_FILE, DeviceProfile, load_profile, load_profile_file
 from edge.selection import Selection, installed_backends, select
 from runtime.bundle import read_manifest
+from runtime.config_io import to_dict
 from runtime.manifest import Budgets
+from runtime.pipeline import ExtractThink
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,6 @@ class RunPlan:
     deadline_s: float | None
 
     def to_dict(self) -> dict:
-        from runtime.config_io import to_dict
-
         return {
             "profile": self.profile.name,
             "profile_source": self.profile_source,
@@ -115,10 +115,8 @@ def make_plan(
     )
 
 
-def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full"):
+def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full") -> ExtractThink:
     """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context."""
-    from runtime.pipeline import ExtractThink
-
     return ExtractThink.load(
         bundle,
         backend=plan.selection.backend,

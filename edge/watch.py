@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from edge.extras import require
 from runtime.errors import ConfigError, EdgeError
+from runtime.image import load_image
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +101,9 @@ class CameraSource:
 
     def __init__(self, device: str, *, interval: float = 1.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        try:
-            import cv2
-        except ImportError:
-            raise EdgeError("--camera needs OpenCV, which is not installed: "
-                            "pip install opencv-python-headless") from None
+        require("camera", "--camera")
+        import cv2  # OpenCV is an optional extra, loaded only for a camera
+
         self._cv2 = cv2
         self.device = device
         self.interval = interval
@@ -152,8 +152,6 @@ def _now() -> str:
 def answer_one(pipeline: Any, item: Item, question: str, options: list[str] | None,
                kwargs: dict[str, Any], max_pixels: int | None = None) -> dict[str, Any]:
     """One JSON-ready record for `item`: the result, or the error that stopped it."""
-    from runtime.image import load_image
-
     record: dict[str, Any] = {"time": _now(), "source": item.source}
     if item.frame is not None:
         record["frame"] = item.frame

@@ -17,15 +17,24 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
-WORKLOAD_NAMES = ("paper-0.6b", "paper-1.7b", "paper-0.6b-onnx")
+from benchmarks.bench_config import BenchConfig
+from benchmarks.hf_baseline import HFModel
+from benchmarks.inputs import TokenCounts
+from benchmarks.latency import run_bench
+from benchmarks.loops import HFSource
+from benchmarks.report import to_markdown, write_outputs
+from benchmarks.workloads import WORKLOADS, WorkloadBuilder, hf_source, workload
+from edge.extras import require
+from edge.progress import ProgressDisplay
+from runtime.bundle import Bundle, open_bundle
+from runtime.defaults import default_bundle_path
+from runtime.errors import BundleError, InputError
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
-        help="latency and memory per stage, against raw llama.cpp / onnxruntime and transformers",
         description="Benchmark a bundle (or a paper-scale workload) stage by stage: time to first token, "
         "tokens/s, wall time and RSS, with the raw engines and HF transformers measured in the same run.",
     )
@@ -33,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
                    help="run the benchmark (default) or only build a workload bundle")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
-    src.add_argument("--workload", choices=WORKLOAD_NAMES,
+    src.add_argument("--workload", choices=tuple(WORKLOADS),
                      help="random-weight bundle with the paper's shapes (built under --artifacts)")
     p.add_argument("--artifacts", metavar="DIR", default="artifacts/bench",
                    help="where workloads are built and cached (default artifacts/bench)")
@@ -58,9 +67,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
-def _hf_source_for_bundle(bundle: Any) -> Any:
-    from benchmarks.latency import HFSource
-
+def _hf_source_for_bundle(bundle: Bundle) -> HFSource:
     sources = {}
     for role, entry in bundle.manifest.models.items():
         src = Path(entry.source) if entry.source else None
@@ -69,10 +76,7 @@ def _hf_source_for_bundle(bundle: Any) -> Any:
     if not sources:
         return HFSource(None, "the bundle's source checkpoints are not on this machine")
 
-    def load(role: str) -> Any:
-        from benchmarks.hf_baseline import HFModel
-        from runtime.errors import BundleError
-
+    def load(role: str) -> HFModel:
         if role not in sources:
             raise BundleError(f"no source checkpoint for the {role}")
         return HFModel.from_checkpoint(sources[role], role)
@@ -81,46 +85,56 @@ def _hf_source_for_bundle(bundle: Any) -> Any:
                                         for r, s in sources.items()})
 
 
-def main(args: argparse.Namespace) -> int:
-    from benchmarks.inputs import TokenCounts
-    from benchmarks.latency import BenchConfig, run_bench
-    from benchmarks.report import to_markdown, write_outputs
-    from runtime.bundle import open_bundle
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import InputError
-
+def _check(args: argparse.Namespace) -> None:
+    """Everything that can be refused before any work: numbers, and the packages needed."""
     if args.repeat < 1 or args.warmup < 0:
         raise InputError("--repeat must be >= 1 and --warmup >= 0")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
-    quiet = args.quiet if hasattr(args, "quiet") else False
+    if args.action == "build" and not args.workload:
+        raise InputError("`edge bench build` needs --workload")
+    for backend in args.backend or ():
+        require(backend, f"--backend {backend}")
+    if args.action == "run" and not args.no_plots:
+        require("bench", "the benchmark's plots", alternative="or pass --no-plots")
+
+
+def _workload_bundle(args: argparse.Namespace) -> tuple[Path, HFSource | None]:
+    """The workload's bundle (built and cached on first use) and its transformers baseline."""
+    builder = WorkloadBuilder(args.artifacts)
+    # a workload bundle holds its default quantizations; --quant picks among them (and
+    # builds a separate bundle only for quantizations it does not hold)
+    default = workload(args.workload).quants
+    extra = tuple(q for q in (args.quant or ()) if q not in default)
+    quants = default + extra if extra else None
+    if not (builder.bundle_path(args.workload, quants) / "manifest.json").is_file():
+        # random weights written by the exporter's GGUF writer and quantized by llama.cpp
+        require("export", f"building the {args.workload} workload")
+        require("llamacpp", f"building the {args.workload} workload")
+    with ProgressDisplay(f"build {args.workload}", enabled=not args.quiet) as progress:
+        builder = WorkloadBuilder(args.artifacts, progress=progress)
+        root = builder.bundle(args.workload, quants)
+    if args.action == "build":
+        return root, None
+    return root, hf_source(args.workload, builder.tokenizer_dir())
+
+
+def main(args: argparse.Namespace) -> int:
+    _check(args)
 
     def say(msg: str) -> None:
-        if not quiet:
+        if not args.quiet:
             print(f"edge bench: {msg}", file=sys.stderr, flush=True)
 
     hf = None
+    name = args.workload
     if args.workload:
-        from benchmarks.workloads import WorkloadBuilder, hf_source
-
-        builder = WorkloadBuilder(args.artifacts, progress=say)
-        from benchmarks.workloads import workload
-
-        # a workload bundle holds its default quantizations; --quant picks among them (and
-        # builds a separate bundle only for quantizations it does not hold)
-        default = workload(args.workload).quants
-        extra = tuple(q for q in (args.quant or ()) if q not in default)
-        root = builder.bundle(args.workload, default + extra if extra else None)
+        root, hf = _workload_bundle(args)
         if args.action == "build":
             print(root)
             return 0
-        hf = hf_source(args.workload, builder.tokenizer_dir())
-        name = args.workload
     else:
-        if args.action == "build":
-            raise InputError("`edge bench build` needs --workload")
         root = Path(args.bundle) if args.bundle else default_bundle_path()
-        name = None
     say(f"checking {root}")
     bundle = open_bundle(root, verify="full")
     if hf is None:
@@ -136,10 +150,12 @@ def main(args: argparse.Namespace) -> int:
 
     def partial(report: dict) -> None:  # a long run leaves its finished sections behind
         write_outputs(report, out, plots=False)
-        say(f"partial results in {out}")
+        progress.note(f"partial results in {out}")
 
-    report = run_bench(bundle, cfg, workload=name, hf=hf, progress=say, on_section=partial)
-    paths = write_outputs(report, out, plots=not args.no_plots)
+    with ProgressDisplay("bench", enabled=not args.quiet) as progress:
+        report = run_bench(bundle, cfg, workload=name, hf=hf, progress=progress, on_section=partial)
+        paths = write_outputs(report, out, plots=not args.no_plots)
+        progress.done(f"{report['seconds']:.0f} s of measurements")
     if args.json:
         print(json.dumps(report))
     else:

@@ -7,13 +7,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
+import sys
 from pathlib import Path
+
+from edge.arguments import add_gpu_layers, add_verify, check_gpu_layers
+from edge.demo.server import DemoApp, Example, make_server
+from edge.plan import RunPlan, load_pipeline, make_plan, resolve_profile
+from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
+from runtime.errors import InputError
+from runtime.pipeline import ExtractThink
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="serve a local web page: upload or snap an image, ask, watch the stages stream",
         description="Serve a web page where a person picks, drops or takes a photo, asks a "
         "question and watches the focus hint, the extraction, the thinking and the answer stream "
         "in, with per-stage timings and memory, and budget controls (thinking on/off, thinking "
@@ -27,12 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                    "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--verify", choices=("full", "size"), default="full",
-                   help="check the bundle's files by sha256 (full) or by size only (faster on boards)")
+    add_gpu_layers(p)
+    add_verify(p)
     p.set_defaults(func=main)
 
 
-def demo_info(bundle_name: str, plan, pipeline) -> dict:
+def demo_info(bundle_name: str, plan: RunPlan, pipeline: ExtractThink | None) -> dict:
     return {
         "bundle": bundle_name,
         "profile": plan.profile.name,
@@ -49,20 +59,14 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import signal
-    import sys
-
-    from edge.demo.server import DemoApp, Example, make_server
-    from edge.plan import load_pipeline, make_plan, resolve_profile
-    from runtime.bundle import read_manifest
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import InputError
-
+    check_gpu_layers(args.gpu_layers)
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port} is not a port number (0-65535)")
     bundle = args.bundle if args.bundle is not None else default_bundle_path()
     manifest = read_manifest(bundle)
     plan = make_plan(bundle, resolve_profile(args.profile, bundle), backend=args.backend)
+    if args.gpu_layers is not None:
+        plan = dataclasses.replace(plan, gpu_layers=args.gpu_layers)
     app = DemoApp(None, info={}, max_upload_bytes=plan.profile.image.max_upload_bytes,
                   max_pixels=plan.profile.image.max_pixels, budgets=plan.budgets,
                   thinking=plan.thinking, deadline_s=plan.deadline_s,

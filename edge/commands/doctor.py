@@ -14,11 +14,17 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.device import DeviceInfo, detect
+from edge.plan import effective_threads, make_plan, resolve_profile
+from edge.selection import BACKEND_LIBRARIES, backend_status
+from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
+from runtime.errors import EdgeError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
-        help="show the device, installed backends, the default bundle and the profile it picks",
         description="Detect the CPU, memory, board (Raspberry Pi, Jetson) and CUDA; list the "
         "installed backends (llama-cpp-python, onnxruntime) and their GPU support; check the "
         "bundle (the shipped default unless --bundle); and say which device profile, backend "
@@ -31,9 +37,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _bundle_report(path: Path) -> dict:
-    from runtime.bundle import read_manifest
-    from runtime.errors import EdgeError
-
     report: dict = {"path": str(path), "present": False}
     try:
         m = read_manifest(path)
@@ -55,15 +58,9 @@ def _bundle_report(path: Path) -> dict:
     return report
 
 
-def collect(bundle: Path | None, profile: str | None) -> dict:
-    """Everything doctor reports, as plain data."""
-    from edge.device import detect
-    from edge.plan import effective_threads, make_plan, resolve_profile
-    from edge.selection import BACKEND_LIBRARIES, backend_status
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import EdgeError
-
-    info = detect()
+def collect(bundle: Path | None, profile: str | None, info: DeviceInfo | None = None) -> dict:
+    """Everything doctor reports, as plain data; `info` describes the machine (default: detected)."""
+    info = info or detect()
     backends = {name: backend_status(name, probe=True).to_dict() for name in BACKEND_LIBRARIES}
     try:
         bundle_path = bundle if bundle is not None else default_bundle_path()

@@ -7,7 +7,8 @@
 
 Input: JSONL ({"id", "image", "question", "answer", "options"?, "category"?}) or an
 MMStar-style .parquet/.tsv. Per-item predictions are appended to
-OUT/predictions-<mode>-<thinking>.jsonl, so a killed run picks up where it stopped;
+OUT/predictions-<mode>-<thinking>.jsonl, so a killed run picks up where it stopped (rows
+are reused only for the same data file, question, options, image and gold answer);
 OUT also gets summary JSON/markdown (and sweep.json/.md/.png for a sweep).
 """
 
@@ -19,13 +20,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-MODES = ("extract-think", "end-to-end", "caption-think", "blind")
+from benchmarks.accuracy import EvalConfig, run_eval
+from benchmarks.eval_items import load_items
+from benchmarks.eval_report import parse_sweep, summary_markdown, sweep_markdown, sweep_point
+from benchmarks.plots import sweep_plot
+from edge.extras import require
+from edge.progress import ProgressDisplay
+from runtime.atomic import atomic_write_text
+from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
+from runtime.defaults import default_bundle_path
+from runtime.errors import InputError
+from runtime.pipeline import MODES, ExtractThink
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="accuracy on a question set (JSONL, MMStar parquet/TSV), per category",
         description="Evaluate a bundle on a question set: accuracy overall and per category with 95% "
         "confidence intervals, the token budget actually used, latency per item. Resumable.",
     )
@@ -41,6 +51,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-hint", action="store_true", help="skip the focus hint")
     p.add_argument("--sweep-thinking", metavar="LIST",
                    help="evaluate each thinking budget in LIST (e.g. off,0,64,256,1024) and plot the trade-off")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plot for a sweep")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N items")
     p.add_argument("--sampling", choices=("paper", "greedy"), default="paper",
                    help="the paper's sampling with a per-item seed (default), or greedy")
@@ -55,27 +66,22 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
-def main(args: argparse.Namespace) -> int:
-    from benchmarks.accuracy import (
-        EvalConfig,
-        load_items,
-        parse_sweep,
-        run_eval,
-        summary_markdown,
-        sweep_markdown,
-        sweep_point,
-    )
-    from runtime.atomic import atomic_write_text
-    from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import InputError
-    from runtime.pipeline import ExtractThink
-
+def _check(args: argparse.Namespace) -> None:
+    """Everything that can be refused before a model loads."""
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
     if args.sweep_thinking and (args.no_thinking or args.thinking_budget is not None):
         raise InputError("--sweep-thinking sets the thinking budgets itself: drop --no-thinking/--thinking-budget")
-    quiet = getattr(args, "quiet", False)
+    if args.backend != "auto":
+        require(args.backend, f"--backend {args.backend}")
+    if Path(args.data).suffix.lower() == ".parquet":
+        require("data", "reading parquet")
+    if args.sweep_thinking and not args.no_plots:
+        require("bench", "the sweep's plot", alternative="or pass --no-plots")
+
+
+def main(args: argparse.Namespace) -> int:
+    _check(args)
     # (thinking on?, thinking budget) per evaluation; "off" in a sweep means no thinking
     if args.sweep_thinking:
         runs = [(b is not None, b) for b in parse_sweep(args.sweep_thinking)]
@@ -87,58 +93,48 @@ def main(args: argparse.Namespace) -> int:
     bundle_id = f"{bundle.manifest.name}:{sha256_file(bundle.root / MANIFEST_NAME)[:16]}"
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{Path(args.data).stem}-{bundle.manifest.name}"
     out.mkdir(parents=True, exist_ok=True)
-    if not quiet and report.problems:
+    if not args.quiet and report.problems:
         skipped = ", ".join(f"{n} {r}" for r, n in report.problems.items())
         print(f"edge eval: {report.loaded} items loaded, skipped {skipped}", file=sys.stderr)
 
-    def progress(done: int, total: int, rec: dict) -> None:
-        if quiet:
-            return
-        mark = "ok " if rec.get("correct") else ("ERR" if rec.get("error") else "   ")
-        pred = rec.get("prediction")
-        pred = pred if pred is None or len(pred) <= 40 else pred[:40] + "..."
-        print(f"edge eval: [{done}/{total}] {mark} {rec['id']} -> {pred!r} "
-              f"(gold {rec['gold']!r}, {rec.get('seconds', 0):.2f} s)", file=sys.stderr, flush=True)
-
-    et = ExtractThink.load(bundle, backend=args.backend, quant=args.quant, threads=args.threads,
-                           max_memory=args.max_memory)
     summaries = []
-    try:
+    with ExtractThink.load(bundle, backend=args.backend, quant=args.quant, threads=args.threads,
+                           max_memory=args.max_memory) as et:
         for thinking, budget in runs:
             cfg = EvalConfig(mode=args.mode, thinking=thinking, thinking_budget=budget, hint=not args.no_hint,
                              hint_budget=args.hint_budget, extraction_budget=args.extraction_budget,
                              answer_budget=args.answer_budget, sampling=args.sampling, seed=args.seed)
-            summary = run_eval(et, items, cfg, out / f"predictions-{cfg.tag}.jsonl", bundle_id=bundle_id,
-                               fresh=args.fresh, progress=progress)
+            with ProgressDisplay(f"eval {cfg.tag}", enabled=not args.quiet) as progress:
+                summary = run_eval(et, items, cfg, out / f"predictions-{cfg.tag}.jsonl", bundle_id=bundle_id,
+                                   data_sha256=report.sha256, fresh=args.fresh, progress=progress)
+                progress.done(f"{summary['correct']}/{summary['n']} correct")
             summary.update(data=str(args.data), bundle=bundle.manifest.name, skipped_rows=report.problems)
             atomic_write_text(out / f"summary-{cfg.tag}.json", json.dumps(summary, indent=1) + "\n")
             atomic_write_text(out / f"summary-{cfg.tag}.md", summary_markdown(summary, f"{args.data}: {cfg.tag}"))
             summaries.append((budget, summary))
-    finally:
-        et.close()
 
     if args.sweep_thinking:
-        points = [sweep_point(s, b) for b, s in summaries]
-        sweep = {"data": str(args.data), "bundle": bundle.manifest.name, "mode": args.mode, "points": points}
-        atomic_write_text(out / "sweep.json", json.dumps(sweep, indent=1) + "\n")
-        atomic_write_text(out / "sweep.md", sweep_markdown(points))
-        try:
-            from benchmarks.plots import sweep_plot
-
-            sweep_plot(points, out / "sweep.png", f"{bundle.manifest.name} on {Path(args.data).name} ({args.mode})")
-        except ImportError as exc:
-            print(f"edge eval: no plot ({exc})", file=sys.stderr)
-        if args.json:
-            s = summaries[-1][1]
-            print(json.dumps({"accuracy": s["accuracy"], "n": s["n"], "categories": s["categories"],
-                              "sweep": points, "out": str(out)}))
-        else:
-            print(sweep_markdown(points) + f"\nwritten to {out}")
-        return 0
-
+        return _sweep_outputs(args, summaries, out, bundle.manifest.name)
     summary = summaries[0][1]
     if args.json:
         print(json.dumps(summary))
     else:
         print(summary_markdown(summary, f"{args.data} ({summary['mode']})") + f"\npredictions: {summary['predictions']}")
+    return 0
+
+
+def _sweep_outputs(args: argparse.Namespace, summaries: list[tuple[int | None, dict]], out: Path,
+                   bundle_name: str) -> int:
+    points = [sweep_point(s, b) for b, s in summaries]
+    sweep = {"data": str(args.data), "bundle": bundle_name, "mode": args.mode, "points": points}
+    atomic_write_text(out / "sweep.json", json.dumps(sweep, indent=1) + "\n")
+    atomic_write_text(out / "sweep.md", sweep_markdown(points))
+    if not args.no_plots:
+        sweep_plot(points, out / "sweep.png", f"{bundle_name} on {Path(args.data).name} ({args.mode})")
+    if args.json:
+        s = summaries[-1][1]
+        print(json.dumps({"accuracy": s["accuracy"], "n": s["n"], "categories": s["categories"],
+                          "sweep": points, "out": str(out)}))
+    else:
+        print(sweep_markdown(points) + f"\nwritten to {out}")
     return 0

@@ -11,11 +11,18 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.extras import require
+from edge.progress import ProgressDisplay
+from export.bundle_writer import ExportRequest, export_bundle
+from export.convert_llava_ov import convert_llava_ov
+from export.verify import verify_bundle
+from runtime.bundle import read_manifest
+from runtime.errors import ConfigError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export checkpoints to a GGUF/ONNX bundle (also: verify, convert)",
         description="Export a perception VLM and/or a reasoning LLM (transformers checkpoint "
         "folders or hub ids) to a bundle the runtime runs: GGUF (llama.cpp) and/or ONNX, "
         "quantized. The bundle is written under a temporary name, checked, verified for parity "
@@ -58,26 +65,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main_export(args: argparse.Namespace) -> int:
-    from edge.progress import ProgressPrinter
-    from export.bundle_writer import ExportRequest, export_bundle
-    from runtime.errors import ConfigError
-
     if args.out is None:
         raise ConfigError("--out is required")
+    require("export", "edge export")
     formats = ("gguf", "onnx") if args.format == "both" else (args.format,)
     quants = [q for item in (args.quant or []) for q in item.split(",") if q.strip()]
     if not quants:
         quants = [{"gguf": "q8_0", "onnx": "int8"}[f] for f in formats]
-    progress = ProgressPrinter("export", enabled=not args.quiet)
-    out = export_bundle(
-        ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
-                      formats=formats, quants=tuple(quants), name=args.name,
-                      overwrite=args.force, verify=not args.no_verify),
-        progress=progress,
-    )
-    progress.done(f"wrote {out}")
-    from runtime.bundle import read_manifest
-
+    with ProgressDisplay("export", enabled=not args.quiet) as progress:
+        out = export_bundle(
+            ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
+                          formats=formats, quants=tuple(quants), name=args.name,
+                          overwrite=args.force, verify=not args.no_verify),
+            progress=progress,
+        )
+        progress.done(f"wrote {out}")
     m = read_manifest(out)
     if args.json:
         print(json.dumps({"bundle": str(out), "files": {k: v.size for k, v in m.files.items()}}))
@@ -88,12 +90,9 @@ def main_export(args: argparse.Namespace) -> int:
 
 
 def main_verify(args: argparse.Namespace) -> int:
-    from edge.progress import ProgressPrinter
-    from export.verify import verify_bundle
-
-    progress = ProgressPrinter("verify", enabled=not args.quiet)
-    report = verify_bundle(args.bundle, roles=tuple(args.role) if args.role else None, progress=progress)
-    progress.done()
+    require("export", "edge export verify")
+    with ProgressDisplay("verify", enabled=not args.quiet) as progress:
+        report = verify_bundle(args.bundle, roles=tuple(args.role) if args.role else None, progress=progress)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -105,12 +104,10 @@ def main_verify(args: argparse.Namespace) -> int:
 
 
 def main_convert(args: argparse.Namespace) -> int:
-    from edge.progress import ProgressPrinter
-    from export.convert_llava_ov import convert_llava_ov
-
-    progress = ProgressPrinter("convert", enabled=not args.quiet)
-    out = convert_llava_ov(args.src, args.out, tokenizer=args.tokenizer,
-                           vision_heads=args.vision_heads, overwrite=args.force, progress=progress)
-    progress.done(f"wrote {out}")
+    require("export", "edge export convert")
+    with ProgressDisplay("convert", enabled=not args.quiet) as progress:
+        out = convert_llava_ov(args.src, args.out, tokenizer=args.tokenizer,
+                               vision_heads=args.vision_heads, overwrite=args.force, progress=progress)
+        progress.done(f"wrote {out}")
     print(f"converted to {out}; next: edge export --perception {out} --format both --out BUNDLE")
     return 0

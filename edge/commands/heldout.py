@@ -71,7 +71,7 @@ def _write(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from benchmarks.accuracy import load_items
+    from benchmarks.eval_items import load_items
     from benchmarks.open_answer import read_records, score_records, scores_markdown
     from runtime.atomic import atomic_write_text
     from training.data.heldout import read_split

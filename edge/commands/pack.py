@@ -9,11 +9,13 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.pack import pack_bundle
+from edge.progress import ProgressDisplay
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pack",
-        help="pack a bundle for one device profile into a checksummed archive",
         description="Write a tar archive (gzip when --out ends in .tar.gz/.tgz or with --gzip) "
         "of BUNDLE holding only the files the profile runs: one format, each model's preferred "
         "quantization present in the bundle, the tokenizer(s) and example images, plus a "
@@ -32,13 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.pack import pack_bundle
-    from edge.progress import ProgressPrinter
-
-    progress = ProgressPrinter("pack", enabled=not args.quiet and not args.json)
-    result = pack_bundle(args.bundle, args.profile, args.out, backend=args.backend,
-                         compress=args.gzip, overwrite=args.force, progress=progress)
-    progress.done()
+    with ProgressDisplay("pack", enabled=not args.quiet and not args.json) as progress:
+        result = pack_bundle(args.bundle, args.profile, args.out, backend=args.backend,
+                             compress=args.gzip, overwrite=args.force, progress=progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

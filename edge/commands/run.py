@@ -16,19 +16,27 @@ import json
 import sys
 from typing import Any
 
-MODES = ("extract-think", "end-to-end", "caption-think", "blind")
+from edge.arguments import add_gpu_layers, add_options, add_verify, check_gpu_layers
+from edge.extras import require
+from edge.plan import make_plan, resolve_profile, stream_kwargs
+from edge.profiles import PROFILE_FILE
+from runtime.bundle import Bundle, open_bundle
+from runtime.defaults import default_bundle_path
+from runtime.errors import InputError
+from runtime.pipeline import MODES, ExtractThink
+from runtime.prompts import LETTERS
+from runtime.result import Done, Result, StageFinished, StageStarted, TokenEvent, event_to_dict
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
-        help="answer a question about an image",
         description="Answer a question about an image: focus hint, perception extraction, "
         "reasoning under a token budget. With no --image/--question, runs the bundle's example.",
     )
     p.add_argument("--image", metavar="PATH", help="image file (JPEG, PNG, WEBP, BMP, GIF, TIFF)")
     p.add_argument("--question", metavar="TEXT", help="the question")
-    p.add_argument("--options", nargs="+", metavar="OPT", help="multiple-choice options (shown as A, B, C...)")
+    add_options(p)
     p.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
     p.add_argument("--backend", choices=("auto", "llamacpp", "onnx"), default="auto")
     p.add_argument("--quant", metavar="Q", help="quantization to run (e.g. q8_0, q4_k_m, int8)")
@@ -48,6 +56,8 @@ def add_parser(subparsers: Any) -> None:
                    help="keep both models loaded, or load them one after the other")
     p.add_argument("--context", type=int, metavar="N", help="context length per model")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    add_gpu_layers(p)
+    add_verify(p)
     p.add_argument("--profile", metavar="NAME|FILE",
                    help="device profile for threads, memory, context, quantization and budgets "
                    "(default: none, or the profile.json of a bundle packed by `edge pack`); "
@@ -59,9 +69,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
-def _example(bundle: Any) -> tuple[str, str, list[str] | None]:
-    from runtime.errors import InputError
-
+def _example(bundle: Bundle) -> tuple[str, str, list[str] | None]:
     examples = bundle.manifest.examples
     if not examples:
         raise InputError(f"bundle {bundle.manifest.name!r} has no example: give --image and --question")
@@ -73,15 +81,15 @@ def _example(bundle: Any) -> tuple[str, str, list[str] | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from runtime.bundle import open_bundle
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import InputError
-    from runtime.pipeline import ExtractThink
-
     image, question, options = args.image, args.question, args.options
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
-    bundle = open_bundle(args.bundle if args.bundle else default_bundle_path())
+    check_gpu_layers(args.gpu_layers)
+    if args.backend != "auto":
+        require(args.backend, f"--backend {args.backend}")
+    if args.reasoner_gguf is not None:
+        require("llamacpp", "--reasoner-gguf")
+    bundle = open_bundle(args.bundle if args.bundle else default_bundle_path(), verify=args.verify)
     if image is None and question is None:
         image, question, ex_options = _example(bundle)
         options = options or ex_options
@@ -108,23 +116,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_defaults(args: argparse.Namespace, bundle: Any) -> tuple[dict, dict]:
+def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, dict]:
     """Load and request settings: explicit flags, else the device profile's, else the runtime's.
 
     A profile applies when --profile is given or the bundle was packed for a device (it then
     carries profile.json); otherwise nothing is guessed and the runtime's defaults hold.
     """
-    from edge.profiles import PROFILE_FILE
-
     load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
-            "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency}
+            "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
+            "gpu_layers": args.gpu_layers or 0}
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
                "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
                "answer_budget": args.answer_budget, "deadline_s": args.deadline}
     if args.profile is None and not (bundle.root / PROFILE_FILE).is_file():
         return load, request
-    from edge.plan import make_plan, resolve_profile, stream_kwargs
-
     plan = make_plan(bundle.root, resolve_profile(args.profile, bundle.root),
                      backend=None if args.backend == "auto" else args.backend)
     load.update(
@@ -134,7 +139,7 @@ def _profile_defaults(args: argparse.Namespace, bundle: Any) -> tuple[dict, dict
         max_memory=args.max_memory or (plan.max_memory_mb << 20 if plan.max_memory_mb else None),
         context_length=args.context or plan.context_length,
         residency=plan.residency if args.residency == "auto" else args.residency,
-        gpu_layers=plan.gpu_layers,
+        gpu_layers=plan.gpu_layers if args.gpu_layers is None else args.gpu_layers,
     )
     planned = stream_kwargs(plan)
     planned["thinking"] = planned["thinking"] and not args.no_thinking
@@ -144,9 +149,7 @@ def _profile_defaults(args: argparse.Namespace, bundle: Any) -> tuple[dict, dict
     return load, request
 
 
-def _consume(events: Any, *, stream: bool, as_json: bool) -> Any:
-    from runtime.result import Done, StageFinished, StageStarted, TokenEvent, event_to_dict
-
+def _consume(events: Any, *, stream: bool, as_json: bool) -> Result:
     out = sys.stdout
     result = None
     for ev in events:
@@ -170,9 +173,13 @@ def _consume(events: Any, *, stream: bool, as_json: bool) -> Any:
     return result
 
 
-def _print_result(result: Any, *, streamed: bool) -> None:
-    from runtime.prompts import LETTERS
+def forced_note(result: Result) -> str:
+    """" (forced: ...)" when the budget controller had to write the Answer line itself."""
+    forced = next((e for e in result.budget_events if e.kind == "force_answer"), None)
+    return f"  (forced: {forced.detail})" if forced is not None else ""
 
+
+def _print_result(result: Result, *, streamed: bool) -> None:
     lines = []
     if not streamed:
         if result.hint:
@@ -184,7 +191,7 @@ def _print_result(result: Any, *, streamed: bool) -> None:
     answer = result.answer if result.answer is not None else "(no answer found)"
     if result.options and result.answer in LETTERS[: len(result.options)]:
         answer = f"{answer}. {result.options[LETTERS.index(result.answer)]}"
-    lines.append(f"Answer:     {answer}")
+    lines.append(f"Answer:     {answer}{forced_note(result)}")
     parts = []
     for name, s in result.stages.items():
         if s.cached:

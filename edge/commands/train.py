@@ -18,19 +18,17 @@ subcommand's parser, and must neither pay for nor need the training stack.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from edge.extras import require
 from edge.progress import ProgressPrinter
-from runtime.errors import ConfigError, EdgeError
+from runtime.errors import ConfigError
 
 # What `edge train` imports to do any work: the [train] extra.
-TRAIN_MODULES = ("torch", "transformers", "accelerate", "yaml")
-TRAIN_INSTALL = "pip install -e '.[train]'"  # works from a checkout (the package is not on PyPI)
 
 EPILOG_HEAD = """stage kinds (what each trains, and from what):
 {kinds}
@@ -83,17 +81,8 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) in ("0", "")
 
 
-def require_train_extra() -> None:
-    """One clear line naming the install command when the training stack is missing.
-
-    (edge/extras.py, being written for every command, can replace this one check.)"""
-    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EdgeError(f"training needs {', '.join(missing)} (not installed): {TRAIN_INSTALL}")
-
-
 def main(args: argparse.Namespace) -> int:
-    require_train_extra()
+    require("train", "edge train")
     if args.stage == "default-bundle":
         return _default_bundle(args)
     if args.recipe is None:

@@ -9,30 +9,29 @@ import argparse
 import json
 from pathlib import Path
 
+from edge.progress import ProgressDisplay
+from edge.unpack import unpack_archive
+from runtime.bundle import read_manifest
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "unpack",
-        help="unpack an `edge pack` archive into a bundle directory (verified, atomic)",
         description="Unpack an archive made by `edge pack`. Only regular files listed in its "
         "manifest are accepted (no links, no paths outside the folder); every file's size and "
         "sha256 are checked while it is written; the bundle appears at --to only once complete.",
     )
     p.add_argument("archive", type=Path, help="archive made by `edge pack`")
     p.add_argument("--to", type=Path, required=True, help="bundle directory to create")
-    p.add_argument("--force", action="store_true", help="replace an existing directory at --to")
+    p.add_argument("--force", action="store_true",
+                   help="replace a bundle (a folder with manifest.json) at --to; other folders are never replaced")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from edge.pack import unpack_archive
-    from edge.progress import ProgressPrinter
-    from runtime.bundle import read_manifest
-
-    progress = ProgressPrinter("unpack", enabled=not args.quiet and not args.json)
-    out = unpack_archive(args.archive, args.to, overwrite=args.force, progress=progress)
-    progress.done()
+    with ProgressDisplay("unpack", enabled=not args.quiet and not args.json) as progress:
+        out = unpack_archive(args.archive, args.to, overwrite=args.force, progress=progress)
     m = read_manifest(out)
     if args.json:
         print(json.dumps({"bundle": str(out), "name": m.name,

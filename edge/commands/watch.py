@@ -8,13 +8,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
 from pathlib import Path
+
+from edge.arguments import add_gpu_layers, add_options, add_verify, check_gpu_layers
+from edge.plan import load_pipeline, make_plan, resolve_profile, stream_kwargs
+from edge.watch import CameraSource, FolderSource, run_loop
+from runtime.defaults import default_bundle_path
+from runtime.errors import InputError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "watch",
-        help="headless loop: answer a fixed question for each new image in a folder or camera frame",
         description="Poll a folder for new (or changed) image files, or read frames from a camera "
         "or video through OpenCV when it is installed, answer the same question for each, and "
         "write one JSON line per image (the `edge run --json` fields plus time, source and ok/error) "
@@ -23,8 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("folder", type=Path, nargs="?", help="folder to watch (or use --camera)")
     p.add_argument("--question", required=True, help="the question asked about every image")
-    p.add_argument("--option", action="append", dest="options", metavar="TEXT",
-                   help="a multiple-choice option (repeat for each)")
+    add_options(p)
     p.add_argument("--camera", metavar="N|PATH", help="OpenCV camera index (0, 1...) or a video file/URL")
     p.add_argument("--bundle", type=Path, help="bundle directory (default: the shipped one)")
     p.add_argument("--profile", help="device profile name or file (default: the bundle's "
@@ -41,8 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thinking-budget", type=int, help="override the profile's thinking budget")
     p.add_argument("--no-thinking", action="store_true", help="answer without thinking")
     p.add_argument("--deadline", type=float, metavar="S", help="answer each image within S seconds")
-    p.add_argument("--verify", choices=("full", "size"), default="full",
-                   help="check the bundle's files by sha256 (full) or by size only")
+    add_gpu_layers(p)
+    add_verify(p)
     p.set_defaults(func=main)
 
 
@@ -51,15 +59,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import contextlib
-    import signal
-    import sys
-
-    from edge.plan import load_pipeline, make_plan, resolve_profile, stream_kwargs
-    from edge.watch import CameraSource, FolderSource, run_loop
-    from runtime.defaults import default_bundle_path
-    from runtime.errors import InputError
-
+    check_gpu_layers(args.gpu_layers)
     if (args.folder is None) == (args.camera is None):
         raise InputError("give a folder to watch or --camera, not both or neither")
     if args.max_images is not None and args.max_images < 1:
@@ -68,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--interval must be positive")
     bundle = args.bundle if args.bundle is not None else default_bundle_path()
     plan = make_plan(bundle, resolve_profile(args.profile, bundle), backend=args.backend)
+    if args.gpu_layers is not None:
+        plan = dataclasses.replace(plan, gpu_layers=args.gpu_layers)
     kwargs = stream_kwargs(plan)
     if args.no_thinking:
         kwargs["thinking"] = False

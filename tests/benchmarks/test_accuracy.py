@@ -8,23 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy import (
-    EvalConfig,
-    EvalItem,
-    is_correct,
-    load_items,
-    normalize_answer,
-    parse_sweep,
-    read_predictions,
-    run_eval,
-    summarize_records,
-)
+from benchmarks.accuracy import EvalConfig, item_seed, run_eval, summarize_records
+from benchmarks.eval_items import EvalItem, load_items
+from benchmarks.eval_report import parse_sweep
+from benchmarks.grading import normalize_answer
+from benchmarks.predictions import item_key, read_rows
 from runtime.errors import ConfigError
+from runtime.pipeline import ExtractThink
 from tests.benchmarks.bundle import write_png
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    path.write_bytes(b"".join((r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode())
+                              + b"\n" for r in rows))
     return path
 
 
@@ -47,6 +43,18 @@ def test_load_items_reports_and_skips_bad_rows(tmp_path):
     assert report.problems == {"missing image": 1, "malformed": 3}
 
 
+def test_undecodable_and_unencodable_lines_are_counted_as_malformed(tmp_path):
+    """Invalid UTF-8 on one line (and text JSON can carry but UTF-8 cannot: a lone
+    surrogate) is one bad line among good ones, not a traceback."""
+    write_png(tmp_path / "a.png")
+    good = {"id": "1", "image": "a.png", "question": "Colour?", "answer": "red", "options": ["red", "blue"]}
+    rows = [good, b'{"id": "2", "question": "Caf\xe9?", "answer": "x"}', b"\xff\xfe\x00garbage",
+            '{"id": "4", "image": "a.png", "question": "\\ud800?", "answer": "x"}', dict(good, id="5")]
+    items, report = load_items(_write_jsonl(tmp_path / "d.jsonl", rows))
+    assert [it.id for it in items] == ["1", "5"]
+    assert report.total == 5 and report.problems == {"malformed": 3}
+
+
 def test_load_items_limit_duplicates_and_empty(tmp_path):
     write_png(tmp_path / "a.png")
     row = {"image": "a.png", "question": "Q?", "answer": "x"}
@@ -64,10 +72,10 @@ def test_load_items_limit_duplicates_and_empty(tmp_path):
 
 def test_grading():
     mc = EvalItem("1", "q", "C", ("a", "b", "c"))
-    assert is_correct(mc, "C") and is_correct(mc, "c") and not is_correct(mc, "B") and not is_correct(mc, None)
+    assert mc.grade("C") and mc.grade("c") and not mc.grade("B") and not mc.grade(None)
     op = EvalItem("2", "q", "2", aliases=("a pair",))
-    assert is_correct(op, "Two.") and is_correct(op, "2") and is_correct(op, "A pair")
-    assert not is_correct(op, "3") and not is_correct(op, "")
+    assert op.grade("Two.") and op.grade("2") and op.grade("A pair")
+    assert not op.grade("3") and not op.grade("")
     assert normalize_answer("The Blue  square!") == "blue square"
 
 
@@ -83,13 +91,30 @@ def test_summary_matches_a_hand_count():
     assert s["tokens_used"]["thinking"]["mean"] == pytest.approx(30.0)
 
 
-def test_read_predictions_cuts_a_half_written_line_and_refuses_other_settings(tmp_path):
+def test_read_rows_cuts_a_half_written_line_and_refuses_other_settings(tmp_path):
     p = tmp_path / "p.jsonl"
-    p.write_text(json.dumps({"id": "1", "config": "abc", "correct": True}) + "\n" + '{"id": "2", "conf')
-    done = read_predictions(p, "abc")
-    assert list(done) == ["1"] and p.read_text().endswith("}\n")
+    p.write_text(json.dumps({"id": "1", "key": "k1", "config": "abc", "correct": True}) + "\n"
+                 + json.dumps({"id": "0", "config": "abc"}) + "\n"  # a row without a key is never reused
+                 + '{"id": "2", "conf')
+    done = read_rows(p, "abc")
+    assert list(done) == ["k1"] and p.read_text().endswith("}\n")
     with pytest.raises(ConfigError, match="other settings"):
-        read_predictions(p, "xyz")
+        read_rows(p, "xyz")
+
+
+def test_item_key_changes_with_data_question_options_image_and_gold(tmp_path):
+    a, b = write_png(tmp_path / "a.png", seed=1), write_png(tmp_path / "b.png", seed=2)
+    base = EvalItem("q1", "Which?", "A", ("x", "y"), "cat", a)
+    key = item_key(base, "data1")
+    assert item_key(EvalItem("q1", "Which?", "A", ("x", "y"), "other category", a), "data1") == key
+    for changed, data in [(base, "data2"), (EvalItem("q1", "What?", "A", ("x", "y"), "cat", a), "data1"),
+                          (EvalItem("q1", "Which?", "A", ("x", "z"), "cat", a), "data1"),
+                          (EvalItem("q1", "Which?", "A", ("x", "y"), "cat", b), "data1"),
+                          (EvalItem("q1", "Which?", "B", ("x", "y"), "cat", a), "data1")]:
+        assert item_key(changed, data) != key
+    # the image by its bytes, not its path
+    (tmp_path / "a-copy.png").write_bytes(a.read_bytes())
+    assert item_key(EvalItem("q1", "Which?", "A", ("x", "y"), "cat", tmp_path / "a-copy.png"), "data1") == key
 
 
 def test_parse_sweep():
@@ -105,8 +130,6 @@ SMALL = {"hint_budget": 4, "extraction_budget": 8, "thinking_budget": 8, "answer
 
 @pytest.fixture(scope="module")
 def pipeline(bench_bundle_dir):
-    from runtime.pipeline import ExtractThink
-
     et = ExtractThink.load(bench_bundle_dir, backend="onnx", threads=1)
     yield et
     et.close()
@@ -126,8 +149,6 @@ def question_set(tmp_path_factory):
 def test_eval_accuracy_matches_items_whose_correctness_is_known(pipeline, question_set):
     """Gold answers are set from what this very pipeline answers (greedy, same seeds), so
     the 'right' category must score 1.0 and the 'wrong' one 0.0."""
-    from benchmarks.accuracy import item_seed
-
     d, rows = question_set
     cfg = EvalConfig(sampling="greedy", **SMALL)
     rows = [dict(r) for r in rows]
@@ -138,8 +159,9 @@ def test_eval_accuracy_matches_items_whose_correctness_is_known(pipeline, questi
         wrong = next(x for x in "ABC" if x != res.answer)
         r["category"] = "right" if k % 2 == 0 else "wrong"
         r["answer"] = res.answer if k % 2 == 0 else wrong
-    items, _ = load_items(_write_jsonl(d / "known.jsonl", rows))
-    s = run_eval(pipeline, items, cfg, d / "out" / "pred.jsonl", bundle_id="tiny", fresh=True)
+    items, rep = load_items(_write_jsonl(d / "known.jsonl", rows))
+    s = run_eval(pipeline, items, cfg, d / "out" / "pred.jsonl", bundle_id="tiny", data_sha256=rep.sha256,
+                 fresh=True)
     assert s["n"] == 6 and s["correct"] == 3 and s["accuracy"] == pytest.approx(0.5)
     assert s["categories"]["right"] == {"accuracy": 1.0, "n": 3, "correct": 3, "ci95": s["categories"]["right"]["ci95"]}
     assert s["categories"]["wrong"]["accuracy"] == 0.0
@@ -152,14 +174,14 @@ def test_eval_accuracy_matches_items_whose_correctness_is_known(pipeline, questi
 
 def test_eval_resumes_after_a_kill(pipeline, question_set, tmp_path):
     d, rows = question_set
-    items, _ = load_items(_write_jsonl(d / "resume.jsonl", rows))
+    items, rep = load_items(_write_jsonl(d / "resume.jsonl", rows))
     cfg = EvalConfig(sampling="greedy", **SMALL)
-    full = run_eval(pipeline, items, cfg, tmp_path / "full.jsonl", bundle_id="tiny")
+    full = run_eval(pipeline, items, cfg, tmp_path / "full.jsonl", bundle_id="tiny", data_sha256=rep.sha256)
     full_lines = (tmp_path / "full.jsonl").read_text().splitlines()
     # a run killed after two items, in the middle of writing the third
     part = tmp_path / "part.jsonl"
     part.write_text("\n".join(full_lines[:2]) + "\n" + full_lines[2][:25])
-    s = run_eval(pipeline, items, cfg, part, bundle_id="tiny")
+    s = run_eval(pipeline, items, cfg, part, bundle_id="tiny", data_sha256=rep.sha256)
     assert s["resumed"] == 2 and s["evaluated"] == 4
     got = [json.loads(x) for x in part.read_text().splitlines()]
     want = [json.loads(x) for x in full_lines]
@@ -168,20 +190,46 @@ def test_eval_resumes_after_a_kill(pipeline, question_set, tmp_path):
         [{k: v for k, v in r.items() if k not in strip} for r in want]
     assert s["accuracy"] == full["accuracy"]
     # a finished run does nothing more
-    again = run_eval(pipeline, items, cfg, part, bundle_id="tiny")
+    again = run_eval(pipeline, items, cfg, part, bundle_id="tiny", data_sha256=rep.sha256)
     assert again["evaluated"] == 0 and again["resumed"] == 6
 
 
 def test_blind_mode_and_errors_are_counted(pipeline, tmp_path):
     rows = [{"id": "b1", "question": "Is the sky blue?", "options": ["yes", "no"], "answer": "A", "category": "k"},
             {"id": "b2", "question": "Two plus two?", "answer": "4", "category": "k"}]
-    items, _ = load_items(_write_jsonl(tmp_path / "blind.jsonl", rows), need_image=False)
+    items, rep = load_items(_write_jsonl(tmp_path / "blind.jsonl", rows), need_image=False)
     s = run_eval(pipeline, items, EvalConfig(mode="blind", thinking=False, sampling="greedy", answer_budget=4),
-                 tmp_path / "b.jsonl", bundle_id="tiny")
+                 tmp_path / "b.jsonl", bundle_id="tiny", data_sha256=rep.sha256)
     assert s["n"] == 2 and s["errors"] == 0 and s["mode"] == "blind" and not s["thinking"]
     # an image that breaks at run time is a wrong answer with its error recorded, not a crash
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    items, _ = load_items(_write_jsonl(tmp_path / "bad.jsonl", [
+    items, rep = load_items(_write_jsonl(tmp_path / "bad.jsonl", [
         {"id": "x", "image": "bad.png", "question": "Q?", "answer": "a"}]))
-    s = run_eval(pipeline, items, EvalConfig(sampling="greedy", **SMALL), tmp_path / "x.jsonl", bundle_id="tiny")
+    s = run_eval(pipeline, items, EvalConfig(sampling="greedy", **SMALL), tmp_path / "x.jsonl", bundle_id="tiny",
+                 data_sha256=rep.sha256)
     assert s["errors"] == 1 and s["accuracy"] == 0.0
+
+
+def test_same_ids_in_another_file_are_evaluated_not_reused(pipeline, question_set, tmp_path, caplog):
+    """Regression: a second data file with the same ids was scored from the first file's
+    rows (100% without running the model). Each file must get its own accuracy."""
+    d, rows = question_set
+    cfg = EvalConfig(sampling="greedy", **SMALL)
+    first = [dict(r) for r in rows]
+    for r in first:  # gold answers = what the pipeline answers: 100% on this file
+        r["answer"] = pipeline.answer(d / r["image"], r["question"], r["options"], sampling="greedy",
+                                      seed=item_seed(0, r["id"]), **SMALL).answer
+    second = [dict(r, answer=next(x for x in "ABC" if x != r["answer"])) for r in first]  # 0% on this one
+    pred = tmp_path / "pred.jsonl"
+    items1, rep1 = load_items(_write_jsonl(d / "first.jsonl", first))
+    items2, rep2 = load_items(_write_jsonl(d / "second.jsonl", second))
+    s1 = run_eval(pipeline, items1, cfg, pred, bundle_id="tiny", data_sha256=rep1.sha256)
+    s2 = run_eval(pipeline, items2, cfg, pred, bundle_id="tiny", data_sha256=rep2.sha256)
+    assert (s1["accuracy"], s1["evaluated"]) == (1.0, 6)
+    assert (s2["accuracy"], s2["evaluated"], s2["resumed"]) == (0.0, 6, 0)
+    # back to the first file: its rows are still there and reused, and it says so
+    with caplog.at_level("WARNING", logger="benchmarks.accuracy"):
+        again = run_eval(pipeline, items1, cfg, pred, bundle_id="tiny", data_sha256=rep1.sha256)
+    assert (again["accuracy"], again["resumed"], again["evaluated"]) == (1.0, 6, 0)
+    assert "reusing 6 of 6 rows" in caplog.text and "6 rows of other data" in caplog.text
+    assert len(pred.read_text().splitlines()) == 12  # nothing deleted, nothing doubled

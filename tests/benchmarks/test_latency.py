@@ -7,31 +7,37 @@ import json
 
 import pytest
 
+from benchmarks.bench_config import ArtifactRef, BenchConfig, select_artifacts
+from benchmarks.hf_baseline import HFModel
 from benchmarks.inputs import TokenCounts, stage_prompts
-from benchmarks.latency import (
-    BenchConfig,
-    HFSource,
+from benchmarks.latency import part, run_bench
+from benchmarks.loops import HFSource, load_raw
+from benchmarks.report import to_markdown, write_outputs
+from benchmarks.stage_runner import (
     RuntimeStage,
     ban_ids,
     expected_new_tokens,
     fixed_length_control,
-    run_bench,
+    stage_limits,
 )
+from runtime.backends import load_model
+from runtime.backends.base import BackendOptions
+from runtime.budget import BudgetController
+from runtime.bundle import open_bundle
 from runtime.errors import ConfigError, InputError
+from runtime.generation import generate, run_to_end
+from runtime.sampling import GREEDY, Sampler
+from runtime.tokenizer import BundleTokenizer
 
 COUNTS = TokenCounts(hint=4, extraction=6, thinking=6, answer=3)
 
 
 @pytest.fixture(scope="module")
 def bundle(bench_bundle_dir):
-    from runtime.bundle import open_bundle
-
     return open_bundle(bench_bundle_dir)
 
 
 def _tok(bundle, role):
-    from runtime.tokenizer import BundleTokenizer
-
     return BundleTokenizer(bundle.path(bundle.model(role).tokenizer))
 
 
@@ -50,13 +56,6 @@ def test_raw_loop_and_runtime_generate_the_same_tokens(bundle, backend):
     """Same file, greedy, same banned ids: the hand-written loop and the runtime's path
     must agree token for token on a stage without thinking (a wrong feed, position or
     ban in either loop shows up here)."""
-    from benchmarks.latency import ArtifactRef, _load_raw
-    from runtime.backends import load_model
-    from runtime.backends.base import BackendOptions
-    from runtime.budget import BudgetController
-    from runtime.generation import generate, run_to_end
-    from runtime.sampling import GREEDY, Sampler
-
     fmt = "gguf" if backend == "llamacpp" else "onnx"
     art = bundle.artifact("reasoner", fmt)
     tok = _tok(bundle, "reasoner")
@@ -64,11 +63,9 @@ def test_raw_loop_and_runtime_generate_the_same_tokens(bundle, backend):
     n = 12
     opts = BackendOptions(threads=1, context_length=512, kv_cache_type="f32")
     lm, _ = load_model(bundle, "reasoner", backend, art, opts)
-    raw = _load_raw(bundle, ArtifactRef("reasoner", backend, fmt, art.quant, art), 512, 1, "f32")
+    raw = load_raw(bundle, ArtifactRef("reasoner", backend, fmt, art.quant, art), 512, 1, "f32")
     try:
         stage = RuntimeStage(lm, tok, "reasoner")
-        from benchmarks.latency import stage_limits
-
         limits = stage_limits("hint", TokenCounts(hint=n))
         ctl = BudgetController(limits, stage.control, tok, lm.n_vocab)
         gen = run_to_end(generate(stage.session, tok, prompt, ctl, Sampler(GREEDY, 0), role="reasoner"))
@@ -81,13 +78,15 @@ def test_raw_loop_and_runtime_generate_the_same_tokens(bundle, backend):
 
 
 def test_run_bench_on_a_tiny_bundle(bundle, tmp_path):
-    from benchmarks.hf_baseline import HFModel
-    from benchmarks.report import to_markdown, write_outputs
-
     sources = {r: bundle.model(r).source for r in bundle.manifest.models}
     hf = HFSource(lambda role: HFModel.from_checkpoint(sources[role], role))
     cfg = BenchConfig(threads=1, repeat=2, warmup=0, counts=COUNTS)
-    rep = run_bench(bundle, cfg, hf=hf)
+    seen: list[tuple[str, float]] = []
+    rep = run_bench(bundle, cfg, hf=hf, progress=lambda stage, frac: seen.append((stage, frac)))
+    # one progress callback for the whole run: fractions in [0, 1], never going back, ending at 1
+    fracs = [f for _, f in seen]
+    assert fracs == sorted(fracs) and fracs[0] >= 0 and fracs[-1] == 1.0
+    assert any(s.startswith("pipeline: ") for s, _ in seen) and any(s.startswith("loops: ") for s, _ in seen)
     assert rep["schema"] == "edge-bench/1" and rep["settings"]["threads"] == 1
     assert rep["machine"]["packages"]["llama_cpp_python"] and rep["load_average"]["start"] is not None
 
@@ -143,9 +142,17 @@ def test_bench_config_and_counts_validate():
 
 
 def test_select_artifacts_refuses_an_empty_selection(bundle):
-    from benchmarks.latency import select_artifacts
-
     with pytest.raises(ConfigError, match="nothing to benchmark"):
         select_artifacts(bundle, BenchConfig(quants=("q4_k_m",)))
     arts = select_artifacts(bundle, BenchConfig(backends=("onnx",)))
     assert {a.backend for refs in arts.values() for a in refs} == {"onnx"}
+
+
+def test_part_maps_a_section_onto_its_share_of_the_job():
+    seen = []
+    sub = part(lambda stage, frac: seen.append((stage, frac)), 0.25, 0.75)
+    sub("a", 0.0)
+    sub("b", 0.5)
+    sub("c", 2.0)  # clamped
+    assert seen == [("a", 0.25), ("b", 0.5), ("c", 0.75)]
+    assert part(None, 0, 1) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.accuracy import EvalItem
+from benchmarks.eval_items import EvalItem
 from benchmarks.open_answer import (
     CATEGORY_FORMS,
     COLOR_WORDS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.device import choose_profile, detect
+from edge.profiles import load_profiles
 
 PI5_CPUINFO = "".join(
     f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 "
@@ -33,14 +34,23 @@ def make_root(tmp_path: Path, files: dict[str, str | bytes]) -> Path:
     return root
 
 
-def test_this_machine_is_a_laptop():
+def test_the_running_machine_is_described_consistently():
     info = detect()
-    assert info.logical_cores >= 1 and info.usable_cores >= 1
+    assert 1 <= info.usable_cores <= info.logical_cores and 1 <= info.physical_cores <= info.logical_cores
     assert info.memory_total_mb > 0 and 0 < info.memory_available_mb <= info.memory_total_mb
-    assert info.board_model is None and not info.is_jetson
+    assert info.python and info.arch
+    assert choose_profile(info).profile.name in {p.name for p in load_profiles()}
+
+
+def test_an_x86_laptop_without_a_board_falls_back_to_the_laptop_profile(tmp_path):
+    cpuinfo = "".join(f"processor\t: {i}\nmodel name\t: AMD Ryzen 7 5800U\nphysical id\t: 0\n"
+                      f"core id\t\t: {i % 8}\n\n" for i in range(16))
+    root = make_root(tmp_path, {"proc/cpuinfo": cpuinfo, "proc/meminfo": _meminfo(15800, 9000)})
+    info = detect(root)
+    assert info.board_model is None and not info.is_jetson and not info.cuda.available
+    assert (info.logical_cores, info.physical_cores) == (16, 8) and info.arch == "x86_64"
     choice = choose_profile(info)
-    assert choice.profile.name == "laptop"
-    assert "fallback" in choice.reason
+    assert choice.profile.name == "laptop" and "fallback" in choice.reason
 
 
 def test_raspberry_pi_5_8gb(tmp_path):

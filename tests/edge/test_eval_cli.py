@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.benchmarks.bundle import tiny_bundle, write_png
+from tests.edge.helpers import run_edge
 
 SMALL = ["--hint-budget", "3", "--extraction-budget", "6", "--thinking-budget", "6", "--answer-budget", "4",
          "--threads", "1"]
@@ -174,3 +175,43 @@ def test_eval_errors_are_one_line(bundle_dir, tmp_path, capsys):
     rc, _, err = _edge(capsys, "eval", "--bundle", str(bundle_dir), "--data", str(data), "--out", out,
                        "--sampling", "greedy", *SMALL)
     assert rc == 2 and "other settings" in err
+
+
+def test_two_files_with_the_same_ids_in_one_folder_get_their_own_accuracy(bundle_dir, tmp_path, capsys):
+    """Regression: the second file was scored from the first file's rows (same ids, same
+    settings): 100% without running the model. Rows are keyed by the data file and item."""
+    rows = _mc_rows(tmp_path, 4)
+    args = ["eval", "--bundle", str(bundle_dir), "--out", str(tmp_path / "o"), "--json", "--sampling", "greedy",
+            *SMALL]
+    first = _jsonl(tmp_path / "first.jsonl", rows)
+    rc, out, _ = _edge(capsys, *args, "--data", str(first))
+    assert rc == 0
+    s1 = json.loads(out)
+    preds = {json.loads(x)["id"]: json.loads(x)["prediction"] for x in Path(s1["predictions"]).read_text().splitlines()}
+    # a second file, same ids, every gold answer one the model did not give
+    second = _jsonl(tmp_path / "second.jsonl",
+                    [dict(r, answer=next(x for x in "ABCD" if x != preds[r["id"]])) for r in rows])
+    rc, out, err = _edge(capsys, *args, "--data", str(second))
+    assert rc == 0
+    s2 = json.loads(out)
+    assert s2["accuracy"] == 0.0 and s2["evaluated"] == 4 and s2["resumed"] == 0
+    assert "reusing" not in err
+    # the first file again (the real command): its rows are reused, and it says so without -v
+    proc = run_edge(*args, "--data", str(first))
+    again = json.loads(proc.stdout)
+    assert proc.returncode == 0 and again["accuracy"] == s1["accuracy"]
+    assert again["resumed"] == 4 and again["evaluated"] == 0
+    assert "reusing 4 of 4 rows" in proc.stderr
+
+
+def test_an_undecodable_line_is_counted_as_malformed(bundle_dir, tmp_path, capsys):
+    rows = _mc_rows(tmp_path, 2)
+    data = tmp_path / "set.jsonl"
+    data.write_bytes(json.dumps(rows[0]).encode() + b"\n" + b'{"id": "x", "question": "caf\xe9"}\n'
+                     + json.dumps(rows[1]).encode() + b"\n")
+    rc, out, err = _edge(capsys, "eval", "--bundle", str(bundle_dir), "--data", str(data), "--out",
+                         str(tmp_path / "o"), "--json", *SMALL)
+    assert rc == 0, err
+    assert "Traceback" not in err and "2 items loaded, skipped 1 malformed" in err
+    s = json.loads(out)
+    assert s["n"] == 2 and s["skipped_rows"] == {"malformed": 1}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from edge.pack import pack_bundle, unpack_archive
+from edge.pack import pack_bundle
 from edge.profiles import PROFILE_DIR
+from edge.unpack import unpack_archive
 from runtime.bundle import open_bundle
 from runtime.errors import BundleError, ConfigError
 from tests.edge.helpers import one_error_line, run_edge
@@ -57,23 +60,44 @@ def test_pack_keeps_only_what_the_profile_runs(pi_archive, edge_bundle_dir):
     # the model files are byte-identical to the source bundle's
     assert payload["reasoner-f32.gguf"] == (edge_bundle_dir / "reasoner-f32.gguf").read_bytes()
     assert "raspberry-pi-5-4gb" in manifest["provenance"]["notes"]
-    assert "edge unpack tiny-pi5.tar.gz --to" in readme and "pip install" in readme
-    assert "tar -xf tiny-pi5.tar.gz" in readme and "edge run --bundle" in readme
+    assert "edge unpack tiny-pi5.tar.gz --to" in readme and "tar -xf tiny-pi5.tar.gz" in readme
+    assert "edge run --bundle" in readme
 
 
-def test_unpack_into_a_fresh_directory_then_edge_run(pi_archive, tmp_path):
+def test_pack_readme_names_an_install_that_works_and_the_projects_python(pi_archive):
+    """Regression: the README named a package that is not on PyPI, and Python 3.11 where
+    the project (pyproject.toml, README) says 3.10."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    repo = Path(__file__).resolve().parents[2]
+    minimum = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert minimum == ">=3.10"
+    assert "Python 3.10+" in (repo / "README.md").read_text()
+    with tarfile.open(pi_archive) as tar:
+        readme = tar.extractfile("tiny-raspberry-pi-5-4gb/README.md").read().decode()
+    assert re.search(r"^Python 3\.10 or newer", readme, re.M)
+    installs = [ln for ln in readme.splitlines() if "pip install" in ln]
+    assert installs == ['pip install -e "$HOME/extract-think-edge[llamacpp]"']
+
+
+def test_unpack_into_a_fresh_directory_then_edge_run(pi_archive, edge_bundle_dir, tmp_path):
     dest = tmp_path / "device" / "bundle"
     proc = run_edge("unpack", str(pi_archive), "--to", str(dest))
     assert proc.returncode == 0, proc.stderr
     bundle = open_bundle(dest, verify="full")
     assert bundle.manifest.formats() == {"gguf"}
     assert not [p for p in dest.parent.iterdir() if p.name.startswith(".")]  # no staging left
-    # the unpacked bundle answers the example it carries
-    run = run_edge("run", "--bundle", str(dest), "--json", "--thinking-budget", "8")
+    # the unpacked bundle answers the example it carries exactly as the source bundle does
+    # with the same profile (greedy): the same files, the same plan, the same text
+    same = ["--json", "--greedy", "--thinking-budget", "8", "--profile", "raspberry-pi-5-4gb", "--verify", "size"]
+    run = run_edge("run", "--bundle", str(dest), *same)
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout)
-    assert result["answer_found"] in (True, False) and set(result["stages"]) >= {"extraction", "answer"}
-    assert result["backend"]["reasoner"].startswith("llamacpp")
+    source = run_edge("run", "--bundle", str(edge_bundle_dir), *same)
+    assert source.returncode == 0, source.stderr
+    got, want = json.loads(run.stdout), json.loads(source.stdout)
+    assert got["backend"]["reasoner"].startswith("llamacpp") and got["backend"] == want["backend"]
+    assert set(got["stages"]) >= {"extraction", "answer"}
+    for key in ("question", "answer", "answer_found", "extraction", "thinking", "answer_text"):
+        assert got[key] == want[key], key
 
 
 def test_pack_onnx_for_the_laptop_as_plain_tar(edge_bundle_dir, tmp_path, image_png):
@@ -138,8 +162,6 @@ def test_pack_refuses_to_overwrite_and_a_corrupt_source(edge_bundle_dir, tmp_pat
         pack_bundle(edge_bundle_dir, "laptop", out)
     assert out.read_bytes() == b"keep me"
     # a modified model file in the source is caught before it is packed and re-checksummed
-    import shutil
-
     copy = tmp_path / "corrupt"
     shutil.copytree(edge_bundle_dir, copy)
     data = bytearray((copy / "reasoner-f32.gguf").read_bytes())
@@ -147,21 +169,82 @@ def test_pack_refuses_to_overwrite_and_a_corrupt_source(edge_bundle_dir, tmp_pat
     (copy / "reasoner-f32.gguf").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="wrong sha256"):
         pack_bundle(copy, "laptop", tmp_path / "b.tar")
-    assert not (tmp_path / "b.tar").exists()
+    assert not (tmp_path / "b.tar").exists() and not list(tmp_path.glob(".b.tar*"))
 
 
-def test_unpack_refuses_a_non_empty_target_unless_forced(pi_archive, tmp_path):
+def test_unpack_refuses_a_non_empty_target_unless_forced_and_a_bundle(pi_archive, tmp_path):
     dest = tmp_path / "bundle"
     dest.mkdir()
     (dest / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
         unpack_archive(pi_archive, dest)
     assert (dest / "notes.txt").read_text() == "mine"
-    unpack_archive(pi_archive, dest, overwrite=True)
-    assert not (dest / "notes.txt").exists() and (dest / "manifest.json").is_file()
+    # an existing bundle (it has manifest.json) is replaced when forced
+    unpack_archive(pi_archive, tmp_path / "old")
+    (tmp_path / "old" / "stale.bin").write_bytes(b"from the old bundle")
+    assert unpack_archive(pi_archive, tmp_path / "old", overwrite=True) == (tmp_path / "old").resolve()
+    assert not (tmp_path / "old" / "stale.bin").exists()
+    open_bundle(tmp_path / "old", verify="full")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert unpack_archive(pi_archive, empty) == empty.resolve()
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_bundle(pi_archive, tmp_path):
+    """Regression: `edge unpack X --to DIR --force` deleted a folder of the user's files."""
+    dest = tmp_path / "documents"
+    dest.mkdir()
+    (dest / "thesis.txt").write_text("years of work")
+    proc = run_edge("unpack", str(pi_archive), "--to", str(dest), "--force")
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "no manifest.json" in line and "not a bundle" in line
+    assert [p.name for p in dest.iterdir()] == ["thesis.txt"] and (dest / "thesis.txt").read_text() == "years of work"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left either
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep")
+    with pytest.raises(ConfigError, match="not a folder"):
+        unpack_archive(pi_archive, a_file, overwrite=True)
+    assert a_file.read_text() == "keep"
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_pack_refuses_links_that_leave_the_bundle(edge_bundle_dir, tmp_path, where):
+    """Regression: a listed file that is a symlink to a file outside the bundle (with the
+    manifest's size and hash set to match it) was followed and its bytes packed."""
+    secret = tmp_path / "outside" / "secret.json"
+    secret.parent.mkdir()
+    secret.write_bytes((edge_bundle_dir / "tokenizer.json").read_bytes())  # size and hash match
+    copy = tmp_path / "b"
+    shutil.copytree(edge_bundle_dir, copy)
+    if where == "file":
+        (copy / "tokenizer.json").unlink()
+        (copy / "tokenizer.json").symlink_to(secret)
+        rel = "tokenizer.json"
+    else:  # a folder on the way is the link
+        shutil.rmtree(copy / "examples")
+        (tmp_path / "outside" / "example.png").write_bytes((edge_bundle_dir / "examples" / "example.png").read_bytes())
+        (copy / "examples").symlink_to(tmp_path / "outside")
+        rel = "examples/example.png"
+    out = tmp_path / "x.tar"
+    proc = run_edge("pack", str(copy), "--profile", "laptop", "--out", str(out))
+    assert proc.returncode == 3
+    line = one_error_line(proc)
+    assert f"{rel} is a symbolic link to" in line and "outside the bundle: refused" in line
+    assert not out.exists() and not list(tmp_path.glob(".x.tar*"))
+
+
+def test_pack_accepts_links_that_stay_inside_the_bundle(edge_bundle_dir, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(edge_bundle_dir, copy)
+    (copy / "store").mkdir()
+    (copy / "tokenizer.json").rename(copy / "store" / "tokenizer.json")
+    (copy / "tokenizer.json").symlink_to(Path("store") / "tokenizer.json")
+    result = pack_bundle(copy, "laptop", tmp_path / "x.tar")
+    with tarfile.open(result.archive) as tar:
+        member = tar.getmember(f"{tar.getnames()[0]}/tokenizer.json")
+        assert member.isreg()
+        assert tar.extractfile(member).read() == (edge_bundle_dir / "tokenizer.json").read_bytes()
 
 
 # ---- hostile archives ------------------------------------------------------------------

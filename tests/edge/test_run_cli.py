@@ -20,6 +20,10 @@ import pytest
 from PIL import Image
 
 from edge.cli import main
+from runtime import defaults
+from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
+from runtime.pipeline import ExtractThink
 from tests.runtime.bundle_fixture import tiny_two_format_bundle
 
 SMALL = ["--hint-budget", "4", "--extraction-budget", "8", "--thinking-budget", "8", "--answer-budget", "6",
@@ -116,16 +120,18 @@ def test_no_arguments_runs_the_bundles_example(capsys, bundle, photo, tmp_path):
     expect_error(capsys, ["--bundle", str(bundle)], 2, "has no example")
 
 
-def test_default_bundle(capsys):
-    from runtime.defaults import default_bundle_path
+def test_the_shipped_default_bundle_answers_its_example(capsys):
+    assert (default_bundle_path(must_exist=False) / "manifest.json").is_file()  # it ships in the repo
+    rc, out, err = run(capsys, "--json", "--threads", "1")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["answer_found"] and d["question"] == read_manifest(default_bundle_path()).examples[0]["question"]
 
-    shipped = default_bundle_path(must_exist=False)
-    if (shipped / "manifest.json").is_file():
-        rc, out, err = run(capsys, "--json", "--threads", "1")
-        assert rc == 0, err
-        assert json.loads(out)["answer_found"]
-    else:
-        expect_error(capsys, [], 3, "no default bundle")
+
+def test_no_default_bundle_is_one_line(capsys, monkeypatch, tmp_path):
+    # an installed `edge` package whose assets lack the bundle (a trimmed wheel, say)
+    monkeypatch.setattr(defaults, "_edge_package_dir", lambda: tmp_path)
+    expect_error(capsys, [], 3, "no default bundle is installed", str(tmp_path))
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -238,13 +244,74 @@ def test_backend_library_not_installed(bundle, photo, module, backend, extra):
             "from edge.cli import main\n"
             f"sys.exit(main(['run', '--bundle', {str(bundle)!r}, '--image', {str(photo)!r}, "
             f"'--question', 'q?', '--backend', {backend!r}]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=repo)
     assert proc.returncode == 7, proc.stderr
     assert proc.stdout == ""
-    assert f"pip install 'extract-think-edge[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+    # the project is not on PyPI: the hint installs the extra from this checkout
+    assert f"pip install -e '.[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "extract-think-edge[" not in proc.stderr
     # With "auto", the other installed backend is used instead.
     auto = code.replace(f"'--backend', {backend!r}", "'--json', '--threads', '1', '--thinking-budget', '4'")
-    proc = subprocess.run([sys.executable, "-c", auto], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", auto], capture_output=True, text=True, timeout=300, cwd=repo)
     assert proc.returncode == 0, proc.stderr
     other = "onnx" if backend == "llamacpp" else "llamacpp"
     assert json.loads(proc.stdout)["backend"]["reasoner"].startswith(other)
+
+
+def test_options_have_one_spelling_and_its_alias(capsys, bundle, photo):
+    """`--options A B` (as `edge run` always took them) and `--option A --option B` (as
+    `edge watch` did) are the same on every command."""
+    args = ["--bundle", str(bundle), "--image", str(photo), "--question", "How many?", "--json", "--greedy", *SMALL]
+    rc, out, _ = run(capsys, *args, "--options", "one", "two", "three")
+    rc2, out2, _ = run(capsys, *args, "--option", "one", "--option", "two", "--option", "three")
+    assert rc == rc2 == 0
+    a, b = json.loads(out), json.loads(out2)
+    assert a["options"] == b["options"] == ["one", "two", "three"] and a["answer"] == b["answer"]
+
+
+def test_verify_size_skips_hashing_but_not_sizes(capsys, bundle, photo, tmp_path):
+    b = _copy(bundle, tmp_path)
+    target = b / "reasoner-f32.gguf"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0x01  # same size, another sha256 (a flipped bit in a tensor)
+    target.write_bytes(bytes(data))
+    args = ["--bundle", str(b), "--image", str(photo), "--question", "q?", "--backend", "onnx", *SMALL]
+    expect_error(capsys, args, 3, "sha256")
+    rc, out, err = run(capsys, *args, "--verify", "size", "--json")
+    assert rc == 0, err  # the GGUF is not even loaded on the ONNX backend; only sizes were checked
+    (b / "tokenizer.json").write_text("{}")
+    expect_error(capsys, [*args, "--verify", "size"], 3, "tokenizer.json", "bytes")
+
+
+def test_gpu_layers_reach_the_backend(capsys, bundle, photo, monkeypatch):
+    seen = []
+    real = ExtractThink.load.__func__
+
+    def spy(cls, *a, **kw):
+        seen.append(kw.get("gpu_layers"))
+        return real(cls, *a, **kw)
+
+    monkeypatch.setattr(ExtractThink, "load", classmethod(spy))
+    args = ["--bundle", str(bundle), "--image", str(photo), "--question", "q?", "--backend", "llamacpp", *SMALL]
+    rc, _, err = run(capsys, *args, "--gpu-layers", "0")
+    assert rc == 0, err
+    rc, _, err = run(capsys, *args, "--profile", "jetson-orin-nano", "--gpu-layers", "7")
+    assert rc == 0, err
+    assert seen == [0, 7]  # the flag wins over the profile's 999
+    expect_error(capsys, [*args, "--gpu-layers", "-1"], 2, "--gpu-layers")
+
+
+def test_a_forced_answer_is_marked(capsys, bundle, photo):
+    """The human output says when the budget controller wrote the Answer line itself."""
+    common = ["--bundle", str(bundle), "--image", str(photo), "--question", "How many?", "--options", "one",
+              "two", "--greedy", "--hint-budget", "2", "--extraction-budget", "4", "--thinking-budget", "2",
+              "--threads", "1"]
+    rc, out, _ = run(capsys, *common, "--answer-budget", "0", "--json")  # no room: always forced
+    assert rc == 0
+    d = json.loads(out)
+    forced = [e for e in d["budget_events"] if e["kind"] == "force_answer"]
+    assert forced and d["answer"] in ("A", "B")
+    rc, out, _ = run(capsys, *common, "--answer-budget", "0")
+    answer_line = next(ln for ln in out.splitlines() if ln.startswith("Answer:"))
+    assert answer_line.endswith(f"(forced: {forced[0]['detail']})")

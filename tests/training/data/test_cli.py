@@ -88,16 +88,6 @@ def test_user_errors_are_one_line_with_a_non_zero_exit(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(out), "--train", "1"]) == 2
 
 
-def test_progress_line_has_rate_and_eta():
-    from edge.commands.data import format_progress
-
-    line = format_progress("extract", 250, 1000, 12.5, 60.0 + 5)
-    assert line.startswith("extract [######------------------] 250/1000  25.0%")
-    assert "12.5/s" in line and "ETA 1m05s" in line
-    assert "ETA --" in format_progress("extract", 0, 10, 0.0, None)
-    assert "ETA 2h00m" in format_progress("x", 1, 2, 1.0, 7200)
-
-
 def test_data_tools_run_without_torch_or_transformers(tmp_path):
     """A CPU box that only drives remote teachers needs neither torch nor transformers."""
     import subprocess

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.accuracy import load_items
+from benchmarks.eval_items import load_items
 from benchmarks.open_answer import score
 from runtime.errors import ConfigError
 from training.data.heldout import HeldoutConfig, read_split, write_split

@@ -1,0 +1,33 @@
+"""Options several subcommands share, spelled and checked the same way everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+from runtime.errors import InputError
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Multiple-choice options: `--options A B C`; `--option A --option B` is the same."""
+    parser.add_argument("--options", nargs="+", action="extend", metavar="OPT",
+                        help="multiple-choice options, shown as A, B, C... "
+                        "(`--option OPT`, repeated, says the same)")
+    parser.add_argument("--option", dest="options", nargs=1, action="extend", metavar="OPT",
+                        help=argparse.SUPPRESS)
+
+
+def add_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verify", choices=("full", "size"), default="full",
+                        help="check the bundle's files by sha256 (full, the default) or by size only "
+                        "(faster on boards: hashing a multi-GB bundle takes a while there)")
+
+
+def add_gpu_layers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu-layers", type=int, metavar="N",
+                        help="llama.cpp layers to offload to the GPU (needs a CUDA build; 999 = all, "
+                        "0 = CPU only; default: the device profile's)")
+
+
+def check_gpu_layers(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise InputError(f"--gpu-layers must be 0 or more (999 offloads every layer), got {value}")
