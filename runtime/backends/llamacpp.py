@@ -41,6 +41,7 @@ from runtime.errors import (
     InputError,
     MemoryPlanError,
 )
+from runtime.gguf_constants import CLIP_ARCH, QWEN3_ARCH, GGMLType, Keys
 
 if TYPE_CHECKING:
     from runtime.bundle import Bundle
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 4096  # for stock GGUFs (no manifest): llama.cpp's default would be n_ctx_train
 MAX_BATCH = 512
-_KV_TYPES = {"f32": 0, "f16": 1}  # ggml_type ids
+_KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16}
 
 _lib_lock = threading.Lock()
 _lib: tuple[Any, Any] | None = None
@@ -380,10 +381,11 @@ class MtmdVisionEncoder:
         _, mtmd = llama_lib()
         # bounds-checks the file before native code reads it (older clip loaders do not)
         # and reads the values checked against the manifest
-        info = read_gguf_info(mmproj, arrays={"clip.vision.image_mean", "clip.vision.image_std",
-                                              "clip.vision.feature_layer"})
-        if info.get("general.architecture") != "clip" or not info.get("clip.has_vision_encoder"):
-            raise BundleError(f"{mmproj}: not a vision mmproj (architecture {info.get('general.architecture')!r})")
+        cv = Keys.ClipVision
+        info = read_gguf_info(mmproj, arrays={cv.IMAGE_MEAN, cv.IMAGE_STD, cv.FEATURE_LAYER})
+        arch = info.get(Keys.General.ARCHITECTURE)
+        if arch != CLIP_ARCH or not info.get(Keys.Clip.HAS_VISION_ENCODER):
+            raise BundleError(f"{mmproj}: not a vision mmproj (architecture {arch!r})")
         self.info = info
         self._mtmd = mtmd
         self._model = model.acquire()
@@ -403,7 +405,7 @@ class MtmdVisionEncoder:
             raise BundleError(f"{mmproj}: the mmproj has no vision encoder")
         self._marker = mtmd.mtmd_default_marker()
         self._n_embd = model.n_embd
-        self.image_size = image_size or int(info.get("clip.vision.image_size", 0)) or None
+        self.image_size = image_size or int(info.get(cv.IMAGE_SIZE, 0)) or None
         side = self.image_size or 64
         try:
             self._tokens = self._count_tokens(np.zeros((side, side, 3), dtype=np.uint8))
@@ -748,7 +750,7 @@ def check_against_manifest(lm: LlamaCppLanguageModel, vision: MtmdVisionEncoder 
     llama = llama_lib()[0]
     m = lm._model
     t = entry.text
-    arch = m.meta("general.architecture")
+    arch = m.meta(Keys.General.ARCHITECTURE)
     got = {
         "architecture": arch,
         "hidden_size": m.n_embd,
@@ -758,7 +760,7 @@ def check_against_manifest(lm: LlamaCppLanguageModel, vision: MtmdVisionEncoder 
         "vocab_size": m.n_vocab,
         "context_length": int(llama.llama_model_n_ctx_train(m.ptr)),
     }
-    want = {"architecture": "qwen3", "hidden_size": t.hidden_size, "num_layers": t.num_layers,
+    want = {"architecture": QWEN3_ARCH, "hidden_size": t.hidden_size, "num_layers": t.num_layers,
             "num_heads": t.num_heads, "num_kv_heads": t.num_kv_heads, "vocab_size": t.vocab_size,
             "context_length": t.context_length}
     bad = [f"{k} {got[k]} != {want[k]}" for k in want if got[k] != want[k]]
@@ -783,15 +785,16 @@ def check_against_manifest(lm: LlamaCppLanguageModel, vision: MtmdVisionEncoder 
             f"the mmproj makes {vision.tokens_per_image} tokens per image, the manifest says {v.tokens_per_image}"
         )
     info = vision.info
+    cv = Keys.ClipVision
     checks = {
-        "image_size": (info.get("clip.vision.image_size"), v.image_size),
-        "patch_size": (info.get("clip.vision.patch_size"), v.patch_size),
-        "hidden_size": (info.get("clip.vision.embedding_length"), v.hidden_size),
-        "num_layers": (info.get("clip.vision.block_count"), v.num_layers),
-        "projection_dim": (info.get("clip.vision.projection_dim"), t.hidden_size),
+        "image_size": (info.get(cv.IMAGE_SIZE), v.image_size),
+        "patch_size": (info.get(cv.PATCH_SIZE), v.patch_size),
+        "hidden_size": (info.get(cv.EMBEDDING_LENGTH), v.hidden_size),
+        "num_layers": (info.get(cv.BLOCK_COUNT), v.num_layers),
+        "projection_dim": (info.get(cv.PROJECTION_DIM), t.hidden_size),
     }
     bad = [f"{k} {a} != {b}" for k, (a, b) in checks.items() if a != b]
-    mean, std = info.get("clip.vision.image_mean"), info.get("clip.vision.image_std")
+    mean, std = info.get(cv.IMAGE_MEAN), info.get(cv.IMAGE_STD)
     if pre is not None and (mean is None or std is None
                             or not np.allclose(mean, pre.mean, atol=1e-6) or not np.allclose(std, pre.std, atol=1e-6)):
         bad.append(f"mean/std {mean}/{std} != {list(pre.mean)}/{list(pre.std)}")
