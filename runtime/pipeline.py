@@ -42,6 +42,7 @@ from runtime.deadline import DeadlinePlanner, StageSpec, Throughput
 from runtime.errors import BundleError, InputError
 from runtime.generation import Generation, Session, generate
 from runtime.image import content_hash, load_image, preprocess
+from runtime.manifest import Budgets
 from runtime.memory import (
     MemoryPlan,
     ModelNeed,
@@ -73,15 +74,6 @@ MAX_QUESTION_CHARS = 16_000
 MAX_OPTION_CHARS = 2_000
 MAX_FOCUS_CHARS = 200
 _STAGE_SEEDS = {"hint": 1, "extraction": 2, "caption": 2, "answer": 3, "reasoning": 4}
-
-
-@dataclass(frozen=True)
-class _Budgets:
-    hint: int
-    extraction: int
-    thinking: int
-    answer: int
-    non_thinking_answer: int
 
 
 @dataclass(frozen=True)
@@ -386,8 +378,8 @@ class ExtractThink:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InputError(f"the {name} budget must be an integer >= 0, got {value!r}")
             budgets[name] = value
-        d = defaults or _default_budgets()
-        b = _Budgets(
+        d = defaults or Budgets()
+        b = Budgets(
             hint=budgets["hint"] if budgets["hint"] is not None else d.hint,
             extraction=budgets["extraction"] if budgets["extraction"] is not None else d.extraction,
             thinking=budgets["thinking"] if budgets["thinking"] is not None else d.thinking,
@@ -653,7 +645,7 @@ class ExtractThink:
 
     def _specs(self, req: dict[str, Any], stages: list[str], thinking_on: bool) -> list[StageSpec]:
         """Estimated remaining stages for the deadline planner."""
-        b: _Budgets = req["budgets"]
+        b: Budgets = req["budgets"]
         reasoner = self._slots["reasoner"]
         out = []
         if "hint" in stages:
@@ -682,12 +674,6 @@ class ExtractThink:
         perception = self._slots["perception"]
         segs = prompts.end_to_end_prompt(req["question"], req["options"])
         return perception.entry.vision.tokens_per_image + len(encode_segments(perception.tok, segs, image_tokens=1))
-
-
-def _default_budgets():
-    from runtime.manifest import Budgets
-
-    return Budgets()
 
 
 def _default_context(role: str, entry: Any, budgets: Any) -> int:
