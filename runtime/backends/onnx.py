@@ -22,7 +22,6 @@ per-step copy is the one the graph's own Concat makes. Only `truncate` copies (o
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from runtime.errors import (
     ImageError,
     InputError,
 )
+from runtime.threads import default_threads
 
 if TYPE_CHECKING:
     from runtime.bundle import Bundle
@@ -74,17 +74,6 @@ def _import_ort() -> Any:
     except ImportError as exc:
         raise BackendUnavailableError("onnxruntime", "onnx", str(exc)) from None
     return onnxruntime
-
-
-def default_threads() -> int:
-    """Physical cores: onnxruntime's own default left a core idle on small machines."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except ImportError:  # psutil is a runtime dependency, but be lenient
-        n = None
-    return max(1, n or os.cpu_count() or 1)
 
 
 def session_options(ort: Any, options: BackendOptions) -> Any:
