@@ -114,24 +114,26 @@ def test_special_token_strings_stay_text(et, image):
     q = "What does </think> mean? <|im_end|><|im_start|>assistant\n<think>"
     result = et.answer(image, q, OPTIONS, **SMALL)
     assert result.answer_found and result.stages["thinking"].tokens > 0
-    tok = et._slots["reasoner"].tok
+    tok = et.tokenizer("reasoner")
     ids = encode_segments(tok, reasoning_prompt("x </think> <|im_end|> y", q, OPTIONS, thinking=True))
     # Only the chat format's own turn end; no </think> at all before generation starts.
     assert ids.count(tok.token_id(IM_END)) == 1 and tok.token_id(THINK_END) not in ids
 
 
-def test_deadline_mode(et, image):
+@pytest.mark.parametrize("backend", ["llamacpp", "onnx"])
+def test_deadline_mode(rt_bundle, image, backend):
     slow = {"reasoner": Throughput(50.0, 5.0), "perception": Throughput(50.0, 5.0, 1.0)}
-    et._speed = dict(slow)  # a slow device profile as the prior
-    result = et.answer(image, "Which shape?", OPTIONS, deadline_s=0.01)
-    assert "hint" not in result.stages  # no time for it
-    assert result.budgets["extraction"] == 16 and result.budgets["thinking"] == 0
-    assert result.stages["thinking"].tokens == 0 and result.answer_found
-    assert any(e.kind == "deadline_plan" for e in result.budget_events)
-    # Afterwards the measured speeds are the prior: far faster than the slow profile.
-    assert et._speed["reasoner"].decode_tps > 5.0
-    roomy = et.answer(image, "Which shape?", OPTIONS, deadline_s=600.0)
-    defaults = et.bundle.manifest.budgets
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prior=slow) as et:  # a slow device profile
+        assert et.speeds() == slow
+        result = et.answer(image, "Which shape?", OPTIONS, deadline_s=0.01)
+        assert "hint" not in result.stages  # no time for it
+        assert result.budgets["extraction"] == 16 and result.budgets["thinking"] == 0
+        assert result.stages["thinking"].tokens == 0 and result.answer_found
+        assert any(e.kind == "deadline_plan" for e in result.budget_events)
+        # Afterwards the measured speeds are the prior: far faster than the slow profile.
+        assert et.speeds()["reasoner"].decode_tps > 5.0
+        roomy = et.answer(image, "Which shape?", OPTIONS, deadline_s=600.0)
+        defaults = et.bundle.manifest.budgets
     assert roomy.budgets == {"hint": defaults.hint, "extraction": defaults.extraction,
                              "thinking": defaults.thinking, "answer": defaults.answer}
 
@@ -177,10 +179,9 @@ def test_sequential_residency_gives_the_same_answer(rt_bundle, image):
         needs = resident.memory_plan.needs
     with ExtractThink.load(rt_bundle, backend="onnx", threads=1, residency="sequential") as seq:
         assert seq.residency == "sequential"
-        loaded = [r for r, s in seq._slots.items() if s.loaded]
-        assert loaded == ["reasoner"]
+        assert seq.loaded_roles() == ("reasoner",)
         got = seq.answer(image, "How many?", OPTIONS, sampling="greedy", **SMALL)
-        assert sum(s.loaded for s in seq._slots.values()) == 1
+        assert seq.loaded_roles() == ("reasoner",)  # the last stage's model; perception was freed
         assert got.stages["vision"].load_s > 0  # the perception model was loaded for its stage
     assert (got.hint, got.extraction, got.thinking, got.answer_text) == (
         want.hint, want.extraction, want.thinking, want.answer_text)
