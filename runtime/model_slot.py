@@ -19,8 +19,8 @@ import numpy as np
 
 from runtime.backends import artifact_id, backend_module, choose_artifact, load_model
 from runtime.backends.base import BackendOptions, LanguageModel, TokenizerLike, VisionEncoder
-from runtime.budget import ControlTokens, control_tokens
 from runtime.bundle import Bundle
+from runtime.control_tokens import ControlTokens, control_tokens
 from runtime.errors import BundleError
 from runtime.generation import Session
 from runtime.manifest import Artifact, Budgets, ModelEntry

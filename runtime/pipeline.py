@@ -33,9 +33,9 @@ from typing import Any, Literal
 import numpy as np
 
 from runtime.backends.base import BackendOptions, TokenizerLike
-from runtime.budget import ControlTokens
 from runtime.bundle import Bundle, open_bundle
 from runtime.cache import EmbeddingCache, ExtractionCache
+from runtime.control_tokens import ControlTokens
 from runtime.deadline import DeadlinePlanner, Throughput
 from runtime.defaults import default_bundle_path
 from runtime.errors import BundleError, InputError

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from runtime.answer import parse_answer
-from runtime.budget import BudgetController, StageLimits, control_tokens
+from runtime.budget import BudgetController, StageLimits
+from runtime.control_tokens import control_tokens
 from runtime.errors import InputError
 from runtime.generation import decode_tokens
 from runtime.nowait import nowait_token_ids

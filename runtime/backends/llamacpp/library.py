@@ -31,6 +31,8 @@ def llama_lib() -> tuple[Any, Any]:
     with _lib_lock:
         if _lib is None:
             try:
+                # heavy optional dependency (the llamacpp extra): imported on first use only,
+                # so `import runtime` works where llama-cpp-python is not installed
                 import llama_cpp.llama_cpp as llama
                 import llama_cpp.mtmd_cpp as mtmd
             except (ImportError, OSError) as exc:

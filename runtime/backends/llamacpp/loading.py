@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,14 +13,12 @@ from runtime.backends.llamacpp.language_model import LlamaCppLanguageModel
 from runtime.backends.llamacpp.library import llama_lib
 from runtime.backends.llamacpp.native_model import NativeModel
 from runtime.backends.llamacpp.vision import MtmdVisionEncoder
+from runtime.bundle import Bundle
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.errors import BundleError, ConfigError
 from runtime.gguf_constants import QWEN3_ARCH, Keys
+from runtime.manifest import Artifact, ModelEntry
 from runtime.threads import default_threads
-
-if TYPE_CHECKING:
-    from runtime.bundle import Bundle
-    from runtime.manifest import Artifact, ModelEntry
 
 DEFAULT_CONTEXT = 4096  # for stock GGUFs (no manifest): llama.cpp's default would be n_ctx_train
 
