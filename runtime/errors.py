@@ -61,3 +61,10 @@ class BackendUnavailableError(EdgeError, ImportError):
         super().__init__(msg)
         self.backend = backend
         self.extra = extra
+
+
+class Cancelled(EdgeError):
+    """A running request was cancelled: by its caller's cancel event, or because the
+    pipeline was closed while it ran. The request's partial output is dropped."""
+
+    exit_code = 8

@@ -23,11 +23,16 @@ import numpy as np
 
 from runtime.backends.base import LanguageModel, TokenizerLike
 from runtime.budget import STOP, BudgetController, Verdict
-from runtime.errors import ContextOverflowError, InputError
+from runtime.cancel import Cancellation
+from runtime.errors import BundleError, ContextOverflowError, InputError
 from runtime.memory import current_rss_mb
 from runtime.result import BudgetAction, Event, StageFinished, StageStarted, StageStats, TokenEvent
-from runtime.sampling import Sampler
+from runtime.sampling import NothingToSample, Sampler
 from runtime.tokenizer import StreamDecoder
+
+# Prompt positions per backend call: the backends' own batch size, and how far apart the
+# cancellation checks of a long prefill are.
+PREFILL_CHUNK = 512
 
 
 class Session:
@@ -50,8 +55,11 @@ class Session:
         prompt: Sequence[int | None],
         image: np.ndarray | None = None,
         image_key: str | None = None,
+        cancel: Cancellation | None = None,
     ) -> tuple[np.ndarray, int]:
-        """Feed `prompt` (None = next image embedding row); return (logits, reused positions)."""
+        """Feed `prompt` (None = next image embedding row); return (logits, reused positions).
+
+        Fed in chunks of at most `PREFILL_CHUNK` positions, `cancel` checked before each."""
         n_img = sum(1 for t in prompt if t is None)
         if n_img and (image is None or image.shape[0] != n_img):
             have = 0 if image is None else image.shape[0]
@@ -84,15 +92,16 @@ class Session:
         logits = None
         i = common
         while i < len(prompt):
+            if cancel is not None:
+                cancel.check()
+            image_run = prompt[i] is None
             j = i
-            if prompt[i] is None:
-                while j < len(prompt) and prompt[j] is None:
-                    j += 1
+            while j < len(prompt) and j - i < PREFILL_CHUNK and (prompt[j] is None) == image_run:
+                j += 1
+            if image_run:
                 first_row = keys[i][2]  # type: ignore[index]
                 logits = self.lm.feed_embeddings(np.ascontiguousarray(image[first_row : first_row + (j - i)]))
             else:
-                while j < len(prompt) and prompt[j] is not None:
-                    j += 1
                 logits = self.lm.feed_tokens([int(t) for t in prompt[i:j]])  # type: ignore[arg-type]
             self._keys.extend(keys[i:j])
             i = j
@@ -130,8 +139,15 @@ def generate(
     image: np.ndarray | None = None,
     image_key: str | None = None,
     load_s: float = 0.0,
+    cancel: Cancellation | None = None,
+    model: str | None = None,
 ) -> Generator[Event, None, Generation]:
-    """Run one generation stage; yields events, returns the `Generation`."""
+    """Run one generation stage; yields events, returns the `Generation`.
+
+    `cancel` is checked between prefill chunks and before every token (raising
+    `runtime.errors.Cancelled`). `model` names the model in errors (default: the role):
+    logits that are not finite (damaged weights) raise `BundleError` naming it."""
+    model = model or f"the {role} model"
     lm = session.lm
     n_prompt = len(prompt)
     room = lm.n_ctx - n_prompt
@@ -148,9 +164,11 @@ def generate(
     yield from _new_events(controller, 0)
     n_events = len(controller.events)
 
-    logits, log.reused = session.prefill(prompt, image, image_key)
+    logits, log.reused = session.prefill(prompt, image, image_key, cancel)
     log.t_prefill = time.perf_counter()
-    steps = decode_tokens(controller, sampler, logits, session.feed)
+    if not np.isfinite(logits).all():  # one pass per stage; later tokens are checked as chosen
+        raise _damaged(model)
+    steps = decode_tokens(controller, sampler, logits, session.feed, cancel=cancel, model=model)
     while True:
         try:
             step = next(steps)
@@ -182,16 +200,22 @@ def decode_tokens(
     sampler: Sampler,
     logits: np.ndarray,
     feed: Callable[[int], np.ndarray],
+    *,
+    cancel: Cancellation | None = None,
+    model: str = "the model",
 ) -> Generator[Step, None, str]:
     """The decode loop: the controller's forced token or a sample from the masked logits,
     emitted (yielded), then fed (`feed(token_id)` returns the next logits).
 
     Returns why it stopped: "stop_token", "budget" or "forced_answer". The budget
-    controller's events accumulate in `controller.events` as it goes. `generate` runs it
-    over a model; tests drive it with logits they construct.
+    controller's events accumulate in `controller.events` as it goes; `cancel` is checked
+    before every token. `generate` runs it over a model; tests drive it with logits they
+    construct.
     """
     buf = np.empty(logits.shape[0], dtype=np.float32)  # the one per-token copy
     while True:
+        if cancel is not None:
+            cancel.check()
         tid = controller.forced()
         if tid == STOP:
             return "forced_answer" if controller.forced_answer else "budget"
@@ -199,7 +223,7 @@ def decode_tokens(
         if not forced:
             np.copyto(buf, logits)
             controller.apply(buf)
-            tid = sampler(buf)
+            tid = _choose(sampler, buf, logits, model)
         verdict = controller.accept(int(tid), forced=forced)
         if verdict is Verdict.STOP:
             return "forced_answer" if controller.forced_answer else "stop_token"
@@ -209,6 +233,25 @@ def decode_tokens(
         if controller.done:
             return "forced_answer" if controller.forced_answer else "budget"
         logits = feed(int(tid))
+
+
+def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str) -> int:
+    """The sampler's token, checked: a chosen logit that is not finite means the model
+    produced NaN or infinity (greedy's argmax picks NaN first), or nothing was left."""
+    try:
+        tid = sampler(masked)
+        if np.isfinite(masked[tid]):
+            return tid
+    except NothingToSample:
+        pass
+    if not np.isfinite(logits).all():
+        raise _damaged(model)
+    raise NothingToSample("every token is masked: nothing can be sampled")  # a controller bug
+
+
+def _damaged(model: str) -> BundleError:
+    return BundleError(f"{model} produced NaN or infinite logits: its weights are damaged "
+                       "(their hash matches the manifest, so the bundle was exported that way); re-export it")
 
 
 def _new_events(controller: BudgetController, seen: int) -> Generator[Event, None, None]:

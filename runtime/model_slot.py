@@ -186,3 +186,28 @@ def stock_reasoner_slot(path: Path, options: BackendOptions, context_length: int
     slot = ModelSlot("reasoner", "llamacpp", art, opts, tok, None, None, path,
                      f"gguf:{path.resolve()}:{path.stat().st_size}", nowait_keywords)
     return slot, need
+
+
+def build_slots(bundle: Bundle, *, backend: str, quant: str | Mapping[str, str] | None, options: BackendOptions,
+                context_length: int | None, kv_cache_type: str, nowait_keywords: Sequence[str],
+                reasoner_gguf: Path | None = None,
+                ) -> tuple[dict[str, ModelSlot], dict[str, ModelNeed], dict[str, list[ModelNeed]]]:
+    """The bundle's models as slots (a stock GGUF as the reasoner when given), with the
+    memory each needs and the alternatives the planner may suggest."""
+    roles = [r for r in ("perception", "reasoner") if r in bundle.manifest.models]
+    if reasoner_gguf is not None and "reasoner" not in roles:
+        roles.append("reasoner")
+    if not roles:
+        raise BundleError(f"bundle {bundle.manifest.name!r} has no models")
+    slots: dict[str, ModelSlot] = {}
+    needs: dict[str, ModelNeed] = {}
+    alternatives: dict[str, list[ModelNeed]] = {}
+    tokenizers: dict[str, Any] = {}
+    for role in roles:
+        if role == "reasoner" and reasoner_gguf is not None:
+            slots[role], needs[role] = stock_reasoner_slot(reasoner_gguf, options, context_length, nowait_keywords)
+            continue
+        role_quant = quant.get(role) if isinstance(quant, Mapping) else quant
+        slots[role], needs[role], alternatives[role] = bundle_slot(
+            bundle, role, backend, role_quant, options, context_length, kv_cache_type, nowait_keywords, tokenizers)
+    return slots, needs, alternatives

@@ -35,27 +35,44 @@ import numpy as np
 from runtime.backends.base import BackendOptions, TokenizerLike
 from runtime.bundle import Bundle, open_bundle
 from runtime.cache import EmbeddingCache, ExtractionCache
+from runtime.cancel import Cancellation, Flag
 from runtime.control_tokens import ControlTokens
 from runtime.deadline import DeadlinePlanner, Throughput
 from runtime.defaults import default_bundle_path
-from runtime.errors import BundleError, InputError
+from runtime.errors import InputError
 from runtime.manifest import Budgets
-from runtime.memory import MemoryPlan, ModelNeed, available_for_models, plan_memory
-from runtime.model_slot import ModelSlot, ModelSlots, bundle_slot, stock_reasoner_slot
+from runtime.memory import MemoryPlan, available_for_models, plan_memory
+from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
 from runtime.request import MODES, Mode, Request, make_request
 from runtime.result import Done, Event, Result
 from runtime.sampling import SamplingConfig
 from runtime.speeds import SpeedBook
 from runtime.stages import RequestRun, run_request
+from runtime.threads import check_threads
 
 __all__ = ["MODES", "ExtractThink", "Mode"]
 
 log = logging.getLogger(__name__)
 
 
+def _check_load_args(threads: object, context_length: object, residency: object, cache_mb: object) -> None:
+    check_threads(threads)
+    if context_length is not None and (not isinstance(context_length, int) or context_length < 16):
+        raise InputError(f"context length must be an integer >= 16, got {context_length!r}")
+    if residency not in ("auto", "resident", "sequential"):
+        raise InputError(f"residency must be auto, resident or sequential, not {residency!r}")
+    if not isinstance(cache_mb, int) or cache_mb < 0:
+        raise InputError(f"cache_mb must be an integer >= 0, got {cache_mb!r}")
+
+
 class ExtractThink:
-    """The Extract+Think pipeline over a bundle. Requests from several threads take turns."""
+    """The Extract+Think pipeline over a bundle.
+
+    Requests from several threads take turns (one runs at a time). `close()` may be called
+    from any thread: a running request is cancelled (it raises `Cancelled`) and the models
+    are freed once it has left native code.
+    """
 
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
                  *, cache_bytes: int, prior: Mapping[str, Throughput] | None) -> None:
@@ -65,7 +82,12 @@ class ExtractThink:
         self.embedding_cache = EmbeddingCache(cache_bytes // 2)
         self.extraction_cache = ExtractionCache(cache_bytes // 2)
         self._speeds = SpeedBook(prior)
-        self._lock = threading.Lock()
+        self._turn = threading.Lock()  # one request at a time
+        # Held while request code runs (backend calls included), released while a stream
+        # waits for its consumer: close() takes it, so it never frees a model in use.
+        self._native = threading.Lock()
+        self._native_owner: int | None = None  # the thread holding _native
+        self._closing = threading.Event()
         self._closed = False
 
     # ---- construction ---------------------------------------------------------------
@@ -91,38 +113,15 @@ class ExtractThink:
         nowait_keywords: Sequence[str] = NOWAIT_KEYWORDS,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident."""
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads must be a positive integer, got {threads!r}")
-        if context_length is not None and (not isinstance(context_length, int) or context_length < 16):
-            raise InputError(f"context length must be an integer >= 16, got {context_length!r}")
-        if residency not in ("auto", "resident", "sequential"):
-            raise InputError(f"residency must be auto, resident or sequential, not {residency!r}")
-        if cache_mb < 0:
-            raise InputError("cache_mb must be >= 0")
-        if isinstance(bundle, Bundle):
-            b = bundle
-        else:
-            b = open_bundle(default_bundle_path() if bundle is None else bundle, verify=verify)
-        roles = [r for r in ("perception", "reasoner") if r in b.manifest.models]
-        if reasoner_gguf is not None and "reasoner" not in roles:
-            roles.append("reasoner")
-        if not roles:
-            raise BundleError(f"bundle {b.manifest.name!r} has no models")
-
+        _check_load_args(threads, context_length, residency, cache_mb)  # before a bundle is hashed
+        b = bundle if isinstance(bundle, Bundle) else open_bundle(
+            default_bundle_path() if bundle is None else bundle, verify=verify)
         opts = BackendOptions(threads=threads, gpu_layers=gpu_layers, providers=tuple(providers),
                               kv_cache_type=kv_cache_type)
-        slots: dict[str, ModelSlot] = {}
-        needs: dict[str, ModelNeed] = {}
-        alternatives: dict[str, list[ModelNeed]] = {}
-        tokenizers: dict[str, Any] = {}
-        for role in roles:
-            if role == "reasoner" and reasoner_gguf is not None:
-                slots[role], needs[role] = stock_reasoner_slot(Path(reasoner_gguf), opts, context_length,
-                                                               nowait_keywords)
-                continue
-            role_quant = quant.get(role) if isinstance(quant, Mapping) else quant
-            slots[role], needs[role], alternatives[role] = bundle_slot(
-                b, role, backend, role_quant, opts, context_length, kv_cache_type, nowait_keywords, tokenizers)
+        slots, needs, alternatives = build_slots(
+            b, backend=backend, quant=quant, options=opts, context_length=context_length,
+            kv_cache_type=kv_cache_type, nowait_keywords=nowait_keywords,
+            reasoner_gguf=Path(reasoner_gguf) if reasoner_gguf is not None else None)
         available, source = available_for_models(max_memory)
         plan = plan_memory(needs, available, source=source, residency=residency, alternatives=alternatives)
         log.info("memory plan: %s", plan.describe())
@@ -203,11 +202,20 @@ class ExtractThink:
         sampling: str | SamplingConfig = "paper",
         seed: int = 0,
         nowait: bool = True,
+        cancel: Flag | None = None,
     ) -> Iterator[Event]:
         """Yield events (stage started, token, budget action, stage finished) and finally
-        `Done(result)`. Arguments are checked before any model work starts."""
-        if self._closed:
+        `Done(result)`. Arguments are checked before any model work starts.
+
+        `cancel` (a `threading.Event`): once set, the request stops at its next check
+        (before every token, between prefill chunks and stages) and the iterator raises
+        `runtime.errors.Cancelled`; the pipeline stays usable. `close()` cancels the same way.
+        """
+        if self._closed or self._closing.is_set():
             raise InputError("this ExtractThink was closed")
+        cancellation = Cancellation().watch(self._closing, "the pipeline was closed while the request ran")
+        if cancel is not None:
+            cancellation.watch(cancel, "the request was cancelled")
         perception = self._slots.get("perception")
         req = make_request(
             image, question, options, roles=tuple(self._slots),
@@ -217,12 +225,27 @@ class ExtractThink:
             extraction_budget=extraction_budget, thinking_budget=thinking_budget, answer_budget=answer_budget,
             deadline_s=deadline_s, sampling=sampling, seed=seed, nowait=nowait,
         )
-        return self._run(req)
+        return self._run(req, cancellation)
 
     def close(self) -> None:
-        """Free the models (and native tokenizers). The pipeline cannot be used afterwards."""
-        self._slots.close()
-        self._closed = True
+        """Free the models (and native tokenizers); the pipeline cannot be used afterwards.
+
+        Safe from any thread and more than once. A request running in another thread is
+        cancelled (its stream raises `Cancelled`); this waits until it has left native code
+        (at most one backend call: a token, a prefill chunk, an image encode) before freeing.
+        """
+        self._closing.set()
+        if self._native_owner == threading.get_ident():
+            # Called from inside the running request (a signal handler on its thread):
+            # waiting would deadlock; the request frees the models as it leaves.
+            return
+        with self._native:
+            self._free()
+
+    def _free(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._slots.close()
 
     def __enter__(self) -> ExtractThink:
         return self
@@ -232,11 +255,33 @@ class ExtractThink:
 
     # ---- the request ----------------------------------------------------------------------
 
-    def _run(self, req: Request) -> Iterator[Event]:
-        with self._lock:
-            yield from run_request(self._start(req))
+    def _run(self, req: Request, cancel: Cancellation) -> Iterator[Event]:
+        """The request's events; its code (and so every backend call) runs only while
+        `_native` is held, so `close()` waits for it and the next check sees the close."""
+        events = None
+        with self._turn:
+            try:
+                while True:
+                    with self._native:
+                        self._native_owner = threading.get_ident()
+                        try:
+                            cancel.check()  # also a close that came while this request waited its turn
+                            if events is None:
+                                events = run_request(self._start(req, cancel))
+                            ev = next(events, None)
+                        finally:
+                            self._native_owner = None
+                    if ev is None:
+                        return
+                    yield ev
+            finally:
+                if events is not None:
+                    events.close()
+                if self._closing.is_set():  # closed from inside this request: free on the way out
+                    with self._native:
+                        self._free()
 
-    def _start(self, req: Request) -> RequestRun:
+    def _start(self, req: Request, cancel: Cancellation) -> RequestRun:
         reasoner = self._slots.get("reasoner")
         can_think = reasoner is not None and reasoner.control.can_think
         if req.thinking and reasoner is not None and not can_think:
@@ -248,4 +293,4 @@ class ExtractThink:
         planner = DeadlinePlanner(req.deadline_s, prior=self._speeds.snapshot()) if req.deadline_s else None
         return RequestRun(req=req, result=result, slots=self._slots, embeddings=self.embedding_cache,
                           extractions=self.extraction_cache, speeds=self._speeds, planner=planner,
-                          thinking=thinking, t0=time.perf_counter())
+                          thinking=thinking, t0=time.perf_counter(), cancel=cancel)

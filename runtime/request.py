@@ -84,11 +84,25 @@ def clean_focus(text: str) -> str:
     return focus[:MAX_FOCUS_CHARS].strip()
 
 
+def _check_unicode(text: str, what: str) -> None:
+    """Text that cannot be written as UTF-8 (a lone surrogate: invalid UTF-8 bytes from a
+    command line, a broken JSON escape) would fail inside the tokenizer after models load."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{what} is not valid text: character {exc.start} is a lone surrogate "
+            f"({text[exc.start]!r}; invalid UTF-8 in the input?)"
+        ) from None
+
+
 def check_text(question: Any, options: Sequence[str] | None = None,
                focus: str | None = None) -> tuple[str, tuple[str, ...] | None, str | None]:
-    """The question, options and focus, stripped and checked (no model needed)."""
+    """The question, options and focus, stripped and checked; needs no model, so a caller
+    (a CLI, a server) can check them before loading anything."""
     if not isinstance(question, str):
         raise InputError("the question must be text")
+    _check_unicode(question, "the question")
     if len(question) > MAX_QUESTION_CHARS:
         raise InputError(f"the question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
     question = question.strip()
@@ -104,7 +118,12 @@ def check_text(question: Any, options: Sequence[str] | None = None,
             raise InputError("an option is empty")
         if any(len(o) > MAX_OPTION_CHARS for o in options):
             raise InputError(f"an option is longer than {MAX_OPTION_CHARS:,} characters")
+        for i, o in enumerate(options):
+            _check_unicode(o, f"option {prompts.LETTERS[i]}")
     if focus is not None:
+        if not isinstance(focus, str):
+            raise InputError("the focus must be text")
+        _check_unicode(focus, "the focus")
         focus = clean_focus(focus)
     return question, options, focus
 

@@ -19,6 +19,7 @@ from runtime import prompts
 from runtime.answer import ParsedAnswer, parse_answer
 from runtime.budget import BudgetController, StageLimits
 from runtime.cache import EmbeddingCache, ExtractionCache, ExtractionKey
+from runtime.cancel import Cancellation
 from runtime.chat_format import Segment
 from runtime.deadline import DeadlinePlanner, StageSpec
 from runtime.errors import BundleError
@@ -58,6 +59,7 @@ class RequestRun:
     planner: DeadlinePlanner | None
     thinking: bool  # the reasoner thinks (asked for, and its vocabulary can)
     t0: float
+    cancel: Cancellation
 
 
 def run_request(run: RequestRun) -> Events:
@@ -112,7 +114,9 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
     yield StageStarted("vision", "perception")
     t0 = time.perf_counter()
     if embeds is None:
+        run.cancel.check()
         stats.load_s = run.slots.acquire(slot)
+        run.cancel.check()
         t1 = time.perf_counter()
         embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
         dt = time.perf_counter() - t1
@@ -120,6 +124,9 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
         if embeds.shape != want:
             raise BundleError(f"the vision encoder returned embeddings of shape {embeds.shape}, "
                               f"the manifest says {want} (mismatched shapes)")
+        if not np.isfinite(embeds).all():
+            raise BundleError(f"the perception vision encoder ({slot.label}) produced NaN or infinite "
+                              "embeddings: its weights are damaged; re-export the bundle")
         run.embeddings.put_embeddings(key, slot.art_id, embeds)
         if run.planner is not None:
             run.planner.observe("perception", vision_s=dt)
@@ -244,6 +251,7 @@ def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], li
                    cfg: SamplingConfig, seed_stage: str, *, image: np.ndarray | None = None,
                    image_key: str | None = None) -> Generator[Event, None, tuple[Generation, BudgetController]]:
     """One `generate` run on `slot` (loaded first), its stats and budget events kept in the result."""
+    run.cancel.check()
     load_s = run.slots.acquire(slot)
     image_tokens = image.shape[0] if image is not None else 0
     ids = encode_segments(slot.tok, segs, image_tokens=image_tokens)
@@ -251,7 +259,8 @@ def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], li
     ctl = BudgetController(limits, slot.control, slot.tok, slot.lm.n_vocab, nowait_ids=nowait_ids)
     sampler = Sampler(cfg, np.random.default_rng([run.req.seed, STAGE_SEEDS[seed_stage]]))
     events = generate(slot.session, slot.tok, ids, ctl, sampler, role=slot.role, image=image,
-                      image_key=image_key, load_s=load_s)
+                      image_key=image_key, load_s=load_s, cancel=run.cancel,
+                      model=f"the {slot.role} model ({slot.label})")
     while True:
         try:
             ev = next(events)

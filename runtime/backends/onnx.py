@@ -82,8 +82,6 @@ def _import_ort() -> Any:
 
 
 def session_options(ort: Any, options: BackendOptions) -> Any:
-    if options.threads is not None and options.threads < 1:
-        raise InputError(f"threads must be at least 1, got {options.threads}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads or default_threads()
     so.inter_op_num_threads = 1

@@ -291,6 +291,26 @@ def test_manifest_shape_mismatch_perception(edit, match, bundle_dir, tmp_path):
         load(b, "perception", b.artifact("perception"), F32)
 
 
+@pytest.mark.parametrize("image_size, vision_size", [(64, 32), (32, 64), (10**6, 10**6)])
+def test_image_size_is_checked_against_the_mmproj_before_loading(bundle_dir, tmp_path, image_size, vision_size):
+    """The mmproj says 32 px. A manifest asking for another size (the preprocessing's, the
+    vision shape's, or an absurd one for both) is refused from the mmproj's header, before
+    mtmd sizes anything by it (10**6 px once made the process allocate 22 GB)."""
+    def edit(d):
+        d["models"]["perception"]["image"]["size"] = image_size
+        d["models"]["perception"]["vision"]["image_size"] = vision_size
+
+    root = _tampered_bundle(bundle_dir, tmp_path, edit)
+    if image_size == 10**6:  # the manifest's own bounds may refuse it first; either way, no allocation
+        with pytest.raises((BundleError, ConfigError)):
+            b = open_bundle(root)
+            load(b, "perception", b.artifact("perception"), F32)
+        return
+    b = open_bundle(root)
+    with pytest.raises(BundleError, match="mmproj does not match the manifest: .*32 != "):
+        load(b, "perception", b.artifact("perception"), F32)
+
+
 def test_tokenizer_larger_than_gguf_vocab(bundle_dir, tmp_path):
     root = _tampered_bundle(bundle_dir, tmp_path, lambda d: None)
     data = json.loads((root / "tokenizer.json").read_text())

@@ -19,6 +19,7 @@ from runtime.errors import (
 from runtime.memory import BASE_PROCESS_BYTES
 from runtime.pipeline import ExtractThink
 from runtime.prompts import reasoning_prompt
+from runtime.request import check_text
 from runtime.result import Done, StageFinished, StageStarted, TokenEvent
 from runtime.tokenizer import encode_segments
 
@@ -156,6 +157,22 @@ def test_bad_requests_fail_before_any_work(et, image, kwargs, match):
     args = {"question": "ok?", "options": OPTIONS, **kwargs}
     with pytest.raises(InputError, match=match):
         et.stream(image, args.pop("question"), args.pop("options"), **args)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"question": "How many\udcff?"}, "the question is not valid text"),  # invalid UTF-8 via surrogateescape
+    ({"options": ["one", "tw\ud800o"]}, "option B is not valid text"),
+    ({"focus": "the \udfffshapes"}, "the focus is not valid text"),
+])
+def test_invalid_unicode_is_refused_before_any_work(rt_bundle, image, kwargs, match):
+    args = {"question": "ok?", "options": OPTIONS, **kwargs}
+    # Sequential residency: no perception model is loaded until a request gets that far.
+    with ExtractThink.load(rt_bundle, backend="onnx", threads=1, residency="sequential") as et:
+        with pytest.raises(InputError, match=match):
+            et.stream(image, args.pop("question"), args.pop("options"), **args)
+        assert et.loaded_roles() == ("reasoner",)
+    with pytest.raises(InputError, match=match):  # also without a pipeline, for callers that check first
+        check_text(kwargs.get("question", "ok?"), kwargs.get("options"), kwargs.get("focus"))
 
 
 def test_bad_images(et):

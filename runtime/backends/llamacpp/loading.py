@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import BackendOptions
+from runtime.backends.gguf_file import GGUFInfo, read_gguf_info
 from runtime.backends.llamacpp.language_model import LlamaCppLanguageModel
 from runtime.backends.llamacpp.library import llama_lib
 from runtime.backends.llamacpp.native_model import NativeModel
@@ -74,6 +75,11 @@ def load(
     opts = BackendOptions(threads=options.threads, context_length=ctx_len, gpu_layers=options.gpu_layers,
                           providers=options.providers, kv_cache_type=options.kv_cache_type)
     mmproj = bundle.path(artifact.files["mmproj"]) if entry.vision is not None else None
+    if mmproj is not None:
+        # From the header, before native code: the vision encoder sizes its buffers by the
+        # image size, so a manifest that disagrees with the mmproj must stop here.
+        cv = Keys.ClipVision
+        check_mmproj(read_gguf_info(mmproj, arrays={cv.IMAGE_MEAN, cv.IMAGE_STD}), entry, role)
     image_size = entry.vision.image_size if entry.vision is not None else None
     tokenizer_size = _tokenizer_size(bundle.path(entry.tokenizer))
     lm, vision = load_gguf(bundle.path(artifact.files["model"]), mmproj, opts, image_size=image_size)
@@ -136,14 +142,17 @@ def check_against_manifest(lm: LlamaCppLanguageModel, vision: MtmdVisionEncoder 
                 f"the manifest's {name} id {tid} is {text!r} in the GGUF vocabulary "
                 "(tokenizer and model do not belong together)"
             )
-    if vision is None:
-        return
-    v, pre = entry.vision, entry.image
-    if vision.tokens_per_image != v.tokens_per_image:
+    if vision is not None and vision.tokens_per_image != entry.vision.tokens_per_image:
         raise BundleError(
-            f"the mmproj makes {vision.tokens_per_image} tokens per image, the manifest says {v.tokens_per_image}"
+            f"the mmproj makes {vision.tokens_per_image} tokens per image, the manifest says "
+            f"{entry.vision.tokens_per_image}"
         )
-    info = vision.info
+
+
+def check_mmproj(info: GGUFInfo, entry: ModelEntry, role: str) -> None:
+    """Raise BundleError when an mmproj's header disagrees with the manifest's vision shape
+    or image preprocessing (the image size on both, mean and std)."""
+    v, pre, t = entry.vision, entry.image, entry.text
     cv = Keys.ClipVision
     checks = {
         "image_size": (info.get(cv.IMAGE_SIZE), v.image_size),
@@ -152,6 +161,8 @@ def check_against_manifest(lm: LlamaCppLanguageModel, vision: MtmdVisionEncoder 
         "num_layers": (info.get(cv.BLOCK_COUNT), v.num_layers),
         "projection_dim": (info.get(cv.PROJECTION_DIM), t.hidden_size),
     }
+    if pre is not None:
+        checks["image.size"] = (info.get(cv.IMAGE_SIZE), pre.size)
     bad = [f"{k} {a} != {b}" for k, (a, b) in checks.items() if a != b]
     mean, std = info.get(cv.IMAGE_MEAN), info.get(cv.IMAGE_STD)
     if pre is not None and (mean is None or std is None
