@@ -57,6 +57,19 @@ class ModelSlot:
             return f"llamacpp gguf {self.gguf_path.name}"
         return f"{self.backend} {self.artifact.format}/{self.artifact.quant}"
 
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the model's files (what decoding streams per token)."""
+        if self.gguf_path is not None:
+            return self.gguf_path.stat().st_size
+        return sum(self.bundle.manifest.files[rel].size for rel in self.artifact.files.values())
+
+    @property
+    def speed_key(self) -> str:
+        """What its speed depends on besides the machine: weights, backend, threads, offload."""
+        return (f"{self.art_id}|{self.backend}|threads={self.options.threads}|gpu_layers={self.options.gpu_layers}"
+                f"|kv={self.options.kv_cache_type}")
+
     def nowait_ids(self) -> np.ndarray:
         if self._nowait is None:
             self._nowait = nowait_token_ids(self.tok, self.nowait_keywords)

@@ -35,6 +35,7 @@ import numpy as np
 from runtime.backends.base import BackendOptions, TokenizerLike
 from runtime.bundle import Bundle, open_bundle
 from runtime.cache import EmbeddingCache, ExtractionCache
+from runtime.calibration import calibrate
 from runtime.cancel import Cancellation, Flag
 from runtime.control_tokens import ControlTokens
 from runtime.deadline import DeadlinePlanner, Throughput
@@ -44,12 +45,12 @@ from runtime.manifest import Budgets
 from runtime.memory import MemoryPlan, available_for_models, plan_memory
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
-from runtime.request import MODES, Mode, Request, make_request
+from runtime.request import MODE_ROLES, MODES, Mode, Request, make_request
 from runtime.result import Done, Event, Result
 from runtime.sampling import SamplingConfig
-from runtime.speeds import SpeedBook
+from runtime.speeds import SpeedBook, SpeedStore
 from runtime.stages import RequestRun, run_request
-from runtime.threads import check_threads
+from runtime.threads import check_threads, default_threads
 
 __all__ = ["MODES", "ExtractThink", "Mode"]
 
@@ -75,13 +76,15 @@ class ExtractThink:
     """
 
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
-                 *, cache_bytes: int, prior: Mapping[str, Throughput] | None) -> None:
+                 *, cache_bytes: int, prior: Mapping[str, Throughput] | None,
+                 speed_store: SpeedStore | None = None) -> None:
         self.bundle = bundle
         self._slots = ModelSlots(slots, plan.residency)
         self.memory_plan = plan
         self.embedding_cache = EmbeddingCache(cache_bytes // 2)
         self.extraction_cache = ExtractionCache(cache_bytes // 2)
-        self._speeds = SpeedBook(prior)
+        self._speeds = SpeedBook(prior, store=speed_store,
+                                 keys={role: slot.speed_key for role, slot in slots.items()})
         self._turn = threading.Lock()  # one request at a time
         # Held while request code runs (backend calls included), released while a stream
         # waits for its consumer: close() takes it, so it never frees a model in use.
@@ -111,11 +114,19 @@ class ExtractThink:
         cache_mb: int = 256,
         prior: Mapping[str, Throughput] | None = None,
         nowait_keywords: Sequence[str] = NOWAIT_KEYWORDS,
+        speed_cache: bool | str | os.PathLike[str] = True,
     ) -> ExtractThink:
-        """Open and check a bundle, plan memory, and load the models the plan keeps resident."""
+        """Open and check a bundle, plan memory, and load the models the plan keeps resident.
+
+        `speed_cache`: remember measured speeds per machine and model for later processes'
+        deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
+        """
         _check_load_args(threads, context_length, residency, cache_mb)  # before a bundle is hashed
         b = bundle if isinstance(bundle, Bundle) else open_bundle(
             default_bundle_path() if bundle is None else bundle, verify=verify)
+        if threads is None:
+            threads = default_threads()  # once, so every load of this pipeline uses the same count
+            log.info("threads: %d (physical cores less those other processes keep busy)", threads)
         opts = BackendOptions(threads=threads, gpu_layers=gpu_layers, providers=tuple(providers),
                               kv_cache_type=kv_cache_type)
         slots, needs, alternatives = build_slots(
@@ -125,7 +136,10 @@ class ExtractThink:
         available, source = available_for_models(max_memory)
         plan = plan_memory(needs, available, source=source, residency=residency, alternatives=alternatives)
         log.info("memory plan: %s", plan.describe())
-        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior)
+        store = None
+        if speed_cache is not False:
+            store = SpeedStore(None if speed_cache is True else Path(speed_cache))
+        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store)
         try:
             et._slots.load_initial()
         except BaseException:
@@ -290,7 +304,11 @@ class ExtractThink:
         result = Result(question=req.question, options=req.options, mode=req.mode, thinking_enabled=thinking,
                         deadline_s=req.deadline_s, backend=self.backends(), residency=self.residency,
                         seed=req.seed)
-        planner = DeadlinePlanner(req.deadline_s, prior=self._speeds.snapshot()) if req.deadline_s else None
+        planner = None
+        if req.deadline_s:
+            started = time.monotonic()  # the probe's time counts against the deadline
+            calibrate(self._speeds, self._slots, MODE_ROLES[req.mode])
+            planner = DeadlinePlanner(req.deadline_s, prior=self._speeds.snapshot(), started=started)
         return RequestRun(req=req, result=result, slots=self._slots, embeddings=self.embedding_cache,
                           extractions=self.extraction_cache, speeds=self._speeds, planner=planner,
                           thinking=thinking, t0=time.perf_counter(), cancel=cancel)

@@ -22,6 +22,10 @@ from runtime.sampling import GREEDY, NON_THINKING, THINKING, SamplingConfig
 
 Mode = Literal["extract-think", "end-to-end", "caption-think", "blind"]
 MODES: tuple[str, ...] = ("extract-think", "end-to-end", "caption-think", "blind")
+MODE_ROLES: dict[str, tuple[str, ...]] = {  # the models each mode runs
+    "extract-think": ("reasoner", "perception"), "caption-think": ("reasoner", "perception"),
+    "end-to-end": ("perception",), "blind": ("reasoner",),
+}
 MAX_QUESTION_CHARS = 16_000
 MAX_OPTION_CHARS = 2_000
 MAX_FOCUS_CHARS = 200

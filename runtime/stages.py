@@ -241,6 +241,7 @@ def finish(run: RequestRun, parsed: ParsedAnswer) -> Events:
     result.seconds = time.perf_counter() - run.t0
     if run.planner is not None:
         run.speeds.update(run.planner.measured())
+    run.speeds.save()
     yield Done(result)
 
 

@@ -39,6 +39,22 @@ def check_threads(threads: object) -> int | None:
     return threads
 
 
+def busy_cpus() -> int:
+    """CPUs other processes keep busy: the 1-minute load average, rounded (0 where the
+    platform has none)."""
+    try:
+        return max(0, round(psutil.getloadavg()[0]))
+    except (OSError, AttributeError):
+        return 0
+
+
 def default_threads() -> int:
-    """Physical cores: onnxruntime's own default left a core idle on small machines."""
-    return max(1, psutil.cpu_count(logical=False) or cpu_count())
+    """Physical cores, less the CPUs other processes keep busy, at least 1.
+
+    Decoding splits every operation across the threads and waits for all of them: a
+    thread whose core another process holds stalls the rest. On a 2-core machine under
+    load, 2 threads took 34x longer than 1 (docs/runtime.md, "Threads"). Counted once, when
+    a model loads.
+    """
+    physical = psutil.cpu_count(logical=False) or cpu_count()
+    return max(1, min(physical, cpu_count() - busy_cpus()))

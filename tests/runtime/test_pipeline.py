@@ -124,7 +124,8 @@ def test_special_token_strings_stay_text(et, image):
 @pytest.mark.parametrize("backend", ["llamacpp", "onnx"])
 def test_deadline_mode(rt_bundle, image, backend):
     slow = {"reasoner": Throughput(50.0, 5.0), "perception": Throughput(50.0, 5.0, 1.0)}
-    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prior=slow) as et:  # a slow device profile
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prior=slow,  # a slow device profile
+                           speed_cache=False) as et:  # and no speeds remembered from other tests
         assert et.speeds() == slow
         result = et.answer(image, "Which shape?", OPTIONS, deadline_s=0.01)
         assert "hint" not in result.stages  # no time for it
