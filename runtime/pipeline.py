@@ -56,6 +56,8 @@ __all__ = ["MODES", "ExtractThink", "Mode"]
 
 log = logging.getLogger(__name__)
 
+TURN_POLL_S = 0.05  # how often a request waiting for its turn looks at its cancel flag
+
 
 def _check_load_args(threads: object, context_length: object, residency: object, cache_mb: object) -> None:
     check_threads(threads)
@@ -272,28 +274,30 @@ class ExtractThink:
     def _run(self, req: Request, cancel: Cancellation) -> Iterator[Event]:
         """The request's events; its code (and so every backend call) runs only while
         `_native` is held, so `close()` waits for it and the next check sees the close."""
+        while not self._turn.acquire(timeout=TURN_POLL_S):  # waiting for another request
+            cancel.check()  # a queued request can be cancelled (or the pipeline closed) too
         events = None
-        with self._turn:
-            try:
-                while True:
-                    with self._native:
-                        self._native_owner = threading.get_ident()
-                        try:
-                            cancel.check()  # also a close that came while this request waited its turn
-                            if events is None:
-                                events = run_request(self._start(req, cancel))
-                            ev = next(events, None)
-                        finally:
-                            self._native_owner = None
-                    if ev is None:
-                        return
-                    yield ev
-            finally:
-                if events is not None:
-                    events.close()
-                if self._closing.is_set():  # closed from inside this request: free on the way out
-                    with self._native:
-                        self._free()
+        try:
+            while True:
+                with self._native:
+                    self._native_owner = threading.get_ident()
+                    try:
+                        cancel.check()
+                        if events is None:
+                            events = run_request(self._start(req, cancel))
+                        ev = next(events, None)
+                    finally:
+                        self._native_owner = None
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            if events is not None:
+                events.close()
+            if self._closing.is_set():  # closed from inside this request: free on the way out
+                with self._native:
+                    self._free()
+            self._turn.release()
 
     def _start(self, req: Request, cancel: Cancellation) -> RequestRun:
         reasoner = self._slots.get("reasoner")

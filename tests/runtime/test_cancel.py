@@ -114,6 +114,32 @@ def test_cancel_set_before_the_request_starts(et, image):
         et.stream(image, "How many shapes?", OPTIONS, cancel="yes")
 
 
+def test_a_request_waiting_for_its_turn_can_be_cancelled(et, image):
+    """Requests take turns; one that waits behind a long request stops when cancelled,
+    without waiting for the other to finish."""
+    first, second = threading.Event(), threading.Event()
+    running = et.stream(image, "How many shapes?", OPTIONS, cancel=first, **LONG)
+    next(running)  # the first request holds the pipeline
+    outcome = {}
+
+    def queued():
+        try:
+            et.answer(image, "Which colour?", OPTIONS, cancel=second, **LONG)
+            outcome["end"] = "finished"
+        except Cancelled as exc:
+            outcome["end"] = str(exc)
+
+    worker = threading.Thread(target=queued)
+    worker.start()
+    time.sleep(0.2)
+    second.set()
+    worker.join(30)
+    assert not worker.is_alive() and outcome["end"] == "the request was cancelled"
+    first.set()
+    with pytest.raises(Cancelled):
+        list(running)
+
+
 class SetAfter:
     """A flag that turns set after it has been asked `n` times."""
 
