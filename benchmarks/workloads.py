@@ -39,6 +39,7 @@ from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle
 from runtime.config_io import save_json
 from runtime.errors import ConfigError
+from runtime.gguf_constants import CLIP_ARCH, MLP_PROJECTOR, QWEN3_ARCH, Keys
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.manifest import (
     FORMAT_NAME,
@@ -149,7 +150,7 @@ def write_random_text_gguf(path: Path, size, tokenizer_dir: Path, *, seed: int, 
 
     vocab = read_vocab(tokenizer_dir, size.vocab_size)
     metadata = qwen3_metadata(size, vocab, spec, name=name, n_rows=size.vocab_size)
-    return write_gguf_file(path, "qwen3", metadata, text_tensor_plan(size, seed, spec), stage=name)
+    return write_gguf_file(path, QWEN3_ARCH, metadata, text_tensor_plan(size, seed, spec), stage=name)
 
 
 def mmproj_tensor_plan(vision, text_hidden: int, seed: int, spec) -> list:
@@ -192,23 +193,23 @@ def write_random_mmproj(path: Path, vision, text_hidden: int, *, seed: int) -> P
     def metadata(w) -> None:
         w.add_name(f"random siglip mmproj -> {text_hidden}")
         w.add_file_type(spec.file_type)
-        w.add_bool("clip.has_vision_encoder", True)
-        w.add_bool("clip.has_llava_projector", True)
-        w.add_string("clip.projector_type", "mlp")
-        w.add_bool("clip.use_gelu", True)
-        w.add_uint32("clip.vision.image_size", vision.image_size)
-        w.add_uint32("clip.vision.patch_size", vision.patch_size)
-        w.add_uint32("clip.vision.embedding_length", vision.hidden_size)
-        w.add_uint32("clip.vision.feed_forward_length", vision.intermediate_size)
-        w.add_uint32("clip.vision.block_count", vision.num_hidden_layers)
-        w.add_uint32("clip.vision.attention.head_count", vision.num_attention_heads)
-        w.add_float32("clip.vision.attention.layer_norm_epsilon", vision.layer_norm_eps)
-        w.add_uint32("clip.vision.projection_dim", text_hidden)
-        w.add_array("clip.vision.image_mean", list(SIGLIP_MEAN))
-        w.add_array("clip.vision.image_std", list(SIGLIP_STD))
-        w.add_array("clip.vision.feature_layer", [vision.num_hidden_layers])
+        w.add_bool(Keys.Clip.HAS_VISION_ENCODER, True)
+        w.add_bool(Keys.Clip.HAS_LLAVA_PROJECTOR, True)
+        w.add_string(Keys.Clip.PROJECTOR_TYPE, MLP_PROJECTOR)
+        w.add_bool(Keys.ClipVision.USE_GELU, True)
+        w.add_uint32(Keys.ClipVision.IMAGE_SIZE, vision.image_size)
+        w.add_uint32(Keys.ClipVision.PATCH_SIZE, vision.patch_size)
+        w.add_uint32(Keys.ClipVision.EMBEDDING_LENGTH, vision.hidden_size)
+        w.add_uint32(Keys.ClipVision.FEED_FORWARD_LENGTH, vision.intermediate_size)
+        w.add_uint32(Keys.ClipVision.BLOCK_COUNT, vision.num_hidden_layers)
+        w.add_uint32(Keys.ClipVision.Attention.HEAD_COUNT, vision.num_attention_heads)
+        w.add_float32(Keys.ClipVision.Attention.LAYERNORM_EPS, vision.layer_norm_eps)
+        w.add_uint32(Keys.ClipVision.PROJECTION_DIM, text_hidden)
+        w.add_array(Keys.ClipVision.IMAGE_MEAN, list(SIGLIP_MEAN))
+        w.add_array(Keys.ClipVision.IMAGE_STD, list(SIGLIP_STD))
+        w.add_array(Keys.ClipVision.FEATURE_LAYER, [vision.num_hidden_layers])
 
-    return write_gguf_file(path, "clip", metadata, mmproj_tensor_plan(vision, text_hidden, seed, spec), stage="mmproj")
+    return write_gguf_file(path, CLIP_ARCH, metadata, mmproj_tensor_plan(vision, text_hidden, seed, spec), stage="mmproj")
 
 
 class WorkloadBuilder:

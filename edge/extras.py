@@ -38,7 +38,8 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 # what older messages (and libraries not yet changed) say; the CLI rewrites it
-_PYPI_HINT = re.compile(r"pip install '" + re.escape(PROJECT) + r"\[([a-z,]+)\]'")
+_LIBRARY_HINT = re.compile(r"pip install -e '\.\[([a-z,]+)\]' from the " + re.escape(PROJECT)
+                           + r" checkout( \(or: pip install [^)]*\))?")
 
 
 class MissingExtraError(EdgeError):
@@ -98,6 +99,6 @@ def require(extra: str, what: str, *, alternative: str = "") -> None:
 
 
 def fix_install_hints(message: str) -> str:
-    """Replace `pip install 'extract-think-edge[X]'` (the project is not on PyPI) in a
-    message from a library by the command that works here."""
-    return _PYPI_HINT.sub(lambda m: install_hint(*m.group(1).split(",")), message)
+    """Replace a library's checkout-relative hint (`runtime.errors.install_hint`) by the
+    command that works from the current directory."""
+    return _LIBRARY_HINT.sub(lambda m: install_hint(*m.group(1).split(",")), message)

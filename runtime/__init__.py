@@ -18,6 +18,7 @@ from typing import Any
 from runtime.errors import (
     BackendUnavailableError,
     BundleError,
+    Cancelled,
     ConfigError,
     ContextOverflowError,
     EdgeError,
@@ -62,7 +63,7 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "BackendUnavailableError", "BundleError", "ConfigError", "ContextOverflowError", "EdgeError",
+    "BackendUnavailableError", "BundleError", "Cancelled", "ConfigError", "ContextOverflowError", "EdgeError",
     "ImageError", "InputError", "MemoryPlanError", "__version__", *_LAZY,
 ]
 

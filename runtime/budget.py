@@ -23,25 +23,21 @@ from __future__ import annotations
 
 import enum
 import math
-import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.answer import has_answer
 from runtime.backends.base import TokenizerLike
-from runtime.chat_format import (
-    END_OF_TEXT,
-    IM_END,
-    QWEN3_SPECIAL_TOKENS,
-    THINK_END,
-    THINK_START,
-)
+from runtime.control_tokens import ControlTokens, control_tokens, scan_ids, single_token
 from runtime.errors import InputError
 from runtime.nowait import nowait_token_ids
 from runtime.prompts import LETTERS
 from runtime.result import BudgetEvent
+
+__all__ = [  # ControlTokens and control_tokens live in runtime.control_tokens, re-exported for callers
+    "NEG_INF", "STOP", "BudgetController", "ControlTokens", "Phase", "StageLimits", "Verdict", "control_tokens",
+]
 
 STOP = -1  # returned by `forced()` when the stage is over
 NEG_INF = np.float32(-np.inf)
@@ -59,42 +55,6 @@ class Verdict(enum.IntEnum):
     EMIT = 0  # keep the token: emit it and feed it
     STOP = 1  # the token ends the stage: neither emitted nor fed
     RETRY = 2  # the token is dropped; ask `forced()` again (an answer is being forced)
-
-
-@dataclass(frozen=True)
-class ControlTokens:
-    """The ids the controller steers by, derived from a tokenizer."""
-
-    stop: tuple[int, ...]
-    never: tuple[int, ...]  # control tokens that must never be generated (incl. <think>)
-    think_start: int | None
-    think_end: int | None
-    newline: int | None
-    vocab_size: int  # ids at or above this are embedding padding rows: never generated
-
-    @property
-    def can_think(self) -> bool:
-        return self.think_start is not None and self.think_end is not None
-
-
-def control_tokens(tok: TokenizerLike, *, extra_stop: Sequence[int] = ()) -> ControlTokens:
-    """Stop = `<|im_end|>`, `<|endoftext|>` (+ extra, e.g. a stock GGUF's EOS); every other
-    Qwen3 special token except `</think>` is banned outright."""
-    ids = {s: tok.token_id(s) for s, _ in QWEN3_SPECIAL_TOKENS}
-    stop = tuple(dict.fromkeys(i for i in (ids.get(IM_END), ids.get(END_OF_TEXT), *extra_stop) if i is not None))
-    if not stop:
-        raise InputError("the tokenizer has neither <|im_end|> nor <|endoftext|>: cannot tell when a stage ends")
-    think_end = ids.get(THINK_END)
-    never = tuple(sorted({i for s, i in ids.items() if i is not None and s != THINK_END} - set(stop)))
-    nl = tok.encode_plain("\n")
-    return ControlTokens(
-        stop=stop,
-        never=never,
-        think_start=ids.get(THINK_START),
-        think_end=think_end,
-        newline=nl[0] if len(nl) == 1 else None,
-        vocab_size=tok.vocab_size,
-    )
 
 
 @dataclass(frozen=True)
@@ -118,29 +78,6 @@ class StageLimits:
                 raise InputError(f"{self.stage}: {name.replace('_', ' ')} must be an integer >= 0, got {value!r}")
         if not 0.0 <= self.boost_from <= 1.0:
             raise InputError(f"boost_from must be in [0, 1], got {self.boost_from}")
-
-
-# Per-tokenizer id sets that need a vocabulary scan (newline-bearing and blank tokens).
-_scan_memo: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _scan_ids(tok: TokenizerLike, kind: str) -> np.ndarray:
-    try:
-        memo = _scan_memo.setdefault(tok, {})
-    except TypeError:
-        memo = {}
-    if kind not in memo:
-        vocab = tok.vocab()
-        if kind == "newline":
-            memo[kind] = np.array(sorted(i for i, t in vocab.items() if "\n" in t or "\r" in t), dtype=np.int64)
-        else:  # blank: decodes to whitespace only (or nothing)
-            memo[kind] = np.array(sorted(i for i, t in vocab.items() if not t.strip()), dtype=np.int64)
-    return memo[kind]
-
-
-def _single_token(tok: TokenizerLike, text: str) -> int | None:
-    ids = tok.encode_plain(text)
-    return ids[0] if len(ids) == 1 else None
 
 
 class BudgetController:
@@ -319,9 +256,9 @@ class BudgetController:
             else:
                 logits[self._answer_ban] = NEG_INF
                 logits[self._pad_from :] = NEG_INF
-                logits[_scan_ids(self.tok, "newline")] = NEG_INF
+                logits[scan_ids(self.tok, "newline")] = NEG_INF
                 if self._value_tokens == 0:
-                    logits[_scan_ids(self.tok, "blank")] = NEG_INF
+                    logits[scan_ids(self.tok, "blank")] = NEG_INF
                     logits[list(self._stop)] = NEG_INF
         else:
             raise RuntimeError(f"apply() called in phase {phase.value}")
@@ -395,7 +332,7 @@ class BudgetController:
             ids = []
             for letter in LETTERS[: len(self.limits.options)]:
                 for form in (f" {letter}", letter):
-                    tid = _single_token(self.tok, form)
+                    tid = single_token(self.tok, form)
                     if tid is not None and tid < self.n_vocab:
                         ids.append(tid)
             if not ids:

@@ -49,15 +49,35 @@ class MemoryPlanError(EdgeError):
     exit_code = 6
 
 
+# extra -> the pip package a library user installs for it (pyproject.toml's extras)
+EXTRA_PACKAGES = {"llamacpp": "llama-cpp-python", "onnx": "onnxruntime", "bench": "matplotlib"}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra. The project is not on PyPI: from its checkout the extra
+    installs with `pip install -e '.[extra]'`; elsewhere the package itself does. (The CLI
+    rewrites the checkout form into the exact command for the current directory.)"""
+    package = EXTRA_PACKAGES.get(extra)
+    tail = f" (or: pip install {package})" if package else ""
+    return f"pip install -e '.[{extra}]' from the extract-think-edge checkout{tail}"
+
+
 class BackendUnavailableError(EdgeError, ImportError):
     """The backend library for a bundle format is not installed."""
 
     exit_code = 7
 
     def __init__(self, backend: str, extra: str, detail: str = "") -> None:
-        msg = f"the {backend} backend is not installed: pip install 'extract-think-edge[{extra}]'"
+        msg = f"the {backend} backend is not installed: {install_hint(extra)}"
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
         self.backend = backend
         self.extra = extra
+
+
+class Cancelled(EdgeError):
+    """A running request was cancelled: by its caller's cancel event, or because the
+    pipeline was closed while it ran. The request's partial output is dropped."""
+
+    exit_code = 8

@@ -16,18 +16,23 @@ allocated once, the controller's precomputed index masks, and the sampler.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from runtime.backends.base import LanguageModel, TokenizerLike
 from runtime.budget import STOP, BudgetController, Verdict
-from runtime.errors import ContextOverflowError, InputError
+from runtime.cancel import Cancellation
+from runtime.errors import BundleError, ContextOverflowError, InputError
 from runtime.memory import current_rss_mb
 from runtime.result import BudgetAction, Event, StageFinished, StageStarted, StageStats, TokenEvent
-from runtime.sampling import Sampler
+from runtime.sampling import NothingToSample, Sampler
 from runtime.tokenizer import StreamDecoder
+
+# Prompt positions per backend call: the backends' own batch size, and how far apart the
+# cancellation checks of a long prefill are.
+PREFILL_CHUNK = 512
 
 
 class Session:
@@ -50,8 +55,11 @@ class Session:
         prompt: Sequence[int | None],
         image: np.ndarray | None = None,
         image_key: str | None = None,
+        cancel: Cancellation | None = None,
     ) -> tuple[np.ndarray, int]:
-        """Feed `prompt` (None = next image embedding row); return (logits, reused positions)."""
+        """Feed `prompt` (None = next image embedding row); return (logits, reused positions).
+
+        Fed in chunks of at most `PREFILL_CHUNK` positions, `cancel` checked before each."""
         n_img = sum(1 for t in prompt if t is None)
         if n_img and (image is None or image.shape[0] != n_img):
             have = 0 if image is None else image.shape[0]
@@ -84,15 +92,16 @@ class Session:
         logits = None
         i = common
         while i < len(prompt):
+            if cancel is not None:
+                cancel.check()
+            image_run = prompt[i] is None
             j = i
-            if prompt[i] is None:
-                while j < len(prompt) and prompt[j] is None:
-                    j += 1
+            while j < len(prompt) and j - i < PREFILL_CHUNK and (prompt[j] is None) == image_run:
+                j += 1
+            if image_run:
                 first_row = keys[i][2]  # type: ignore[index]
                 logits = self.lm.feed_embeddings(np.ascontiguousarray(image[first_row : first_row + (j - i)]))
             else:
-                while j < len(prompt) and prompt[j] is not None:
-                    j += 1
                 logits = self.lm.feed_tokens([int(t) for t in prompt[i:j]])  # type: ignore[arg-type]
             self._keys.extend(keys[i:j])
             i = j
@@ -130,8 +139,15 @@ def generate(
     image: np.ndarray | None = None,
     image_key: str | None = None,
     load_s: float = 0.0,
+    cancel: Cancellation | None = None,
+    model: str | None = None,
 ) -> Generator[Event, None, Generation]:
-    """Run one generation stage; yields events, returns the `Generation`."""
+    """Run one generation stage; yields events, returns the `Generation`.
+
+    `cancel` is checked between prefill chunks and before every token (raising
+    `runtime.errors.Cancelled`). `model` names the model in errors (default: the role):
+    logits that are not finite (damaged weights) raise `BundleError` naming it."""
+    model = model or f"the {role} model"
     lm = session.lm
     n_prompt = len(prompt)
     room = lm.n_ctx - n_prompt
@@ -141,107 +157,106 @@ def generate(
             f"the {first_stage} prompt is {n_prompt} tokens but the {role} model's context holds "
             f"{lm.n_ctx}: shorten the question or description, or load with a larger context length"
         )
-    n_events = 0
     controller.fit_context(room)
 
-    t0 = time.perf_counter()
+    log = _StageLog(first_stage, role, tok, controller, n_prompt, load_s)
     yield StageStarted(first_stage, role, _budget_of(controller, first_stage))
-    for ev in controller.events[n_events:]:
-        yield BudgetAction(ev)
+    yield from _new_events(controller, 0)
     n_events = len(controller.events)
 
-    logits, reused = session.prefill(prompt, image, image_key)
-    t_prefill = time.perf_counter()
-    buf = np.empty(lm.n_vocab, dtype=np.float32)
-    control_ids = {controller.control.think_end, controller.control.think_start}
-    special = control_ids - {None}
-
-    order = [first_stage]
-    ids_by_stage: dict[str, list[int]] = {first_stage: []}
-    text_by_stage: dict[str, list[str]] = {first_stage: []}
-    start = {first_stage: t0}
-    first_tok: dict[str, float] = {}
-    end: dict[str, float] = {}
-    decoder = StreamDecoder(tok)
-    all_ids: list[int] = []
-    stop_reason = "stop_token"
-    current = first_stage
-    finished: dict[str, StageStats] = {}
-
+    logits, log.reused = session.prefill(prompt, image, image_key, cancel)
+    log.t_prefill = time.perf_counter()
+    if not np.isfinite(logits).all():  # one pass per stage; later tokens are checked as chosen
+        raise _damaged(model)
+    steps = decode_tokens(controller, sampler, logits, session.feed, cancel=cancel, model=model)
     while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            step, stop_reason = None, stop.value
+        yield from _new_events(controller, n_events)
+        n_events = len(controller.events)
+        if step is None:
+            break
+        now = time.perf_counter()
+        if step.stage != log.current:
+            yield from log.switch(step.stage, now)
+        yield log.token(step, now)
+    yield from log.finish(time.perf_counter())
+    return log.generation(stop_reason)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One token the decode loop emitted."""
+
+    token_id: int
+    stage: str  # the controller's stage for it ("thinking", "answer", ...)
+    forced: bool  # dictated by the budget controller, not sampled
+
+
+def decode_tokens(
+    controller: BudgetController,
+    sampler: Sampler,
+    logits: np.ndarray,
+    feed: Callable[[int], np.ndarray],
+    *,
+    cancel: Cancellation | None = None,
+    model: str = "the model",
+) -> Generator[Step, None, str]:
+    """The decode loop: the controller's forced token or a sample from the masked logits,
+    emitted (yielded), then fed (`feed(token_id)` returns the next logits).
+
+    Returns why it stopped: "stop_token", "budget" or "forced_answer". The budget
+    controller's events accumulate in `controller.events` as it goes; `cancel` is checked
+    before every token. `generate` runs it over a model; tests drive it with logits they
+    construct.
+    """
+    buf = np.empty(logits.shape[0], dtype=np.float32)  # the one per-token copy
+    while True:
+        if cancel is not None:
+            cancel.check()
         tid = controller.forced()
         if tid == STOP:
-            stop_reason = "forced_answer" if controller.forced_answer else "budget"
-            break
+            return "forced_answer" if controller.forced_answer else "budget"
         forced = tid is not None
         if not forced:
             np.copyto(buf, logits)
             controller.apply(buf)
-            tid = sampler(buf)
+            tid = _choose(sampler, buf, logits, model)
         verdict = controller.accept(int(tid), forced=forced)
-        if len(controller.events) > n_events:
-            for ev in controller.events[n_events:]:
-                yield BudgetAction(ev)
-            n_events = len(controller.events)
         if verdict is Verdict.STOP:
-            stop_reason = "forced_answer" if controller.forced_answer else "stop_token"
-            break
+            return "forced_answer" if controller.forced_answer else "stop_token"
         if verdict is Verdict.RETRY:
             continue
-        tid = int(tid)
-        stage = controller.last_stage
-        now = time.perf_counter()
-        if stage != current:
-            tail = decoder.flush()
-            if tail:
-                text_by_stage[current].append(tail)
-                yield TokenEvent(current, -1, tail)
-            end[current] = now
-            finished[current] = _stats(current, role, order, ids_by_stage, start, first_tok, end,
-                                       t_prefill, n_prompt, reused, controller, load_s, special)
-            yield StageFinished(current, finished[current], "".join(text_by_stage[current]))
-            current = stage
-            order.append(stage)
-            ids_by_stage[stage], text_by_stage[stage] = [], []
-            start[stage] = now
-            yield StageStarted(stage, role, _budget_of(controller, stage))
-        all_ids.append(tid)
-        ids_by_stage[stage].append(tid)
-        first_tok.setdefault(stage, now)
-        end[stage] = now
-        piece = "" if tid in special else decoder.push(tid)
-        if piece:
-            text_by_stage[stage].append(piece)
-        yield TokenEvent(stage, tid, piece, forced)
+        yield Step(int(tid), controller.last_stage, forced)
         if controller.done:
-            stop_reason = "forced_answer" if controller.forced_answer else "budget"
-            break
-        logits = session.feed(tid)
+            return "forced_answer" if controller.forced_answer else "budget"
+        logits = feed(int(tid))
 
-    t_end = time.perf_counter()
-    tail = decoder.flush()
-    if tail:
-        text_by_stage[current].append(tail)
-        yield TokenEvent(current, -1, tail)
-    end[current] = t_end
-    for ev in controller.events[n_events:]:
+
+def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str) -> int:
+    """The sampler's token, checked: a chosen logit that is not finite means the model
+    produced NaN or infinity (greedy's argmax picks NaN first), or nothing was left."""
+    try:
+        tid = sampler(masked)
+        if np.isfinite(masked[tid]):
+            return tid
+    except NothingToSample:
+        pass
+    if not np.isfinite(logits).all():
+        raise _damaged(model)
+    raise NothingToSample("every token is masked: nothing can be sampled")  # a controller bug
+
+
+def _damaged(model: str) -> BundleError:
+    return BundleError(f"{model} produced NaN or infinite logits: its weights are damaged "
+                       "(their hash matches the manifest, so the bundle was exported that way); re-export it")
+
+
+def _new_events(controller: BudgetController, seen: int) -> Generator[Event, None, None]:
+    for ev in controller.events[seen:]:
         yield BudgetAction(ev)
-    finished[current] = _stats(current, role, order, ids_by_stage, start, first_tok, end, t_prefill,
-                               n_prompt, reused, controller, load_s, special)
-    yield StageFinished(current, finished[current], "".join(text_by_stage[current]))
-
-    return Generation(
-        token_ids=all_ids,
-        texts={name: "".join(text_by_stage[name]) for name in order},
-        stats=finished,
-        prompt_tokens=n_prompt,
-        reused_tokens=reused,
-        prefill_s=t_prefill - t0,
-        decode_s=t_end - t_prefill,
-        generated=len(all_ids),
-        stop_reason=stop_reason,
-        stages=order,
-    )
 
 
 def _budget_of(controller: BudgetController, stage: str) -> int:
@@ -250,30 +265,98 @@ def _budget_of(controller: BudgetController, stage: str) -> int:
     return controller.answer_budget
 
 
-def _stats(name, role, order, ids_by_stage, start, first_tok, end, t_prefill,
-           n_prompt, reused, controller, load_s, special) -> StageStats:
-    is_first = name == order[0]
-    tokens = sum(1 for t in ids_by_stage[name] if t not in special)
-    t_start = start[name]
-    t_end = end.get(name, t_start)
-    decode_from = t_prefill if is_first else t_start
-    decode_s = max(t_end - decode_from, 0.0)
-    fed = n_prompt - reused
-    prefill_s = t_prefill - start[order[0]]
-    return StageStats(
-        name=name,
-        model=role,
-        prompt_tokens=n_prompt if is_first else 0,
-        reused_prompt_tokens=reused if is_first else 0,
-        tokens=tokens,
-        ttft_s=(first_tok[name] - t_start) if name in first_tok else 0.0,
-        tokens_per_s=(len(ids_by_stage[name]) / decode_s) if decode_s > 0 and ids_by_stage[name] else 0.0,
-        prefill_tokens_per_s=(fed / prefill_s) if is_first and prefill_s > 0 else 0.0,
-        seconds=t_end - t_start,
-        load_s=load_s if is_first else 0.0,
-        budget=_budget_of(controller, name),
-        rss_mb=current_rss_mb(),
-    )
+class _StageLog:
+    """Token ids, text and timings per stage of one generation, and the events that close
+    one stage and open the next."""
+
+    def __init__(self, first: str, role: str, tok: TokenizerLike, controller: BudgetController,
+                 n_prompt: int, load_s: float) -> None:
+        self.role, self.controller, self.n_prompt, self.load_s = role, controller, n_prompt, load_s
+        self.t0 = time.perf_counter()
+        self.t_prefill = self.t0
+        self.reused = 0
+        self.order = [first]
+        self.ids: dict[str, list[int]] = {first: []}
+        self.texts: dict[str, list[str]] = {first: []}
+        self.start = {first: self.t0}
+        self.first_token: dict[str, float] = {}
+        self.end: dict[str, float] = {}
+        self.stats: dict[str, StageStats] = {}
+        self.all_ids: list[int] = []
+        self.decoder = StreamDecoder(tok)
+        # the think tags are emitted (the stream shows them) but add no text and no token count
+        self.special = {controller.control.think_end, controller.control.think_start} - {None}
+        self.t_end = self.t0
+
+    @property
+    def current(self) -> str:
+        return self.order[-1]
+
+    def token(self, step: Step, now: float) -> TokenEvent:
+        stage, tid = step.stage, step.token_id
+        self.all_ids.append(tid)
+        self.ids[stage].append(tid)
+        self.first_token.setdefault(stage, now)
+        self.end[stage] = now
+        piece = "" if tid in self.special else self.decoder.push(tid)
+        if piece:
+            self.texts[stage].append(piece)
+        return TokenEvent(stage, tid, piece, step.forced)
+
+    def switch(self, stage: str, now: float) -> Generator[Event, None, None]:
+        yield from self.finish(now)
+        self.order.append(stage)
+        self.ids[stage], self.texts[stage] = [], []
+        self.start[stage] = now
+        yield StageStarted(stage, self.role, _budget_of(self.controller, stage))
+
+    def finish(self, now: float) -> Generator[Event, None, None]:
+        """Close the current stage: leftover bytes, its stats, `StageFinished`."""
+        name = self.current
+        tail = self.decoder.flush()
+        if tail:
+            self.texts[name].append(tail)
+            yield TokenEvent(name, -1, tail)
+        self.end[name] = self.t_end = now
+        self.stats[name] = self._stats(name)
+        yield StageFinished(name, self.stats[name], "".join(self.texts[name]))
+
+    def generation(self, stop_reason: str) -> Generation:
+        return Generation(
+            token_ids=self.all_ids,
+            texts={name: "".join(self.texts[name]) for name in self.order},
+            stats=self.stats,
+            prompt_tokens=self.n_prompt,
+            reused_tokens=self.reused,
+            prefill_s=self.t_prefill - self.t0,
+            decode_s=self.t_end - self.t_prefill,
+            generated=len(self.all_ids),
+            stop_reason=stop_reason,
+            stages=self.order,
+        )
+
+    def _stats(self, name: str) -> StageStats:
+        is_first = name == self.order[0]
+        ids = self.ids[name]
+        t_start = self.start[name]
+        t_end = self.end.get(name, t_start)
+        decode_s = max(t_end - (self.t_prefill if is_first else t_start), 0.0)
+        prefill_s = self.t_prefill - self.t0
+        fed = self.n_prompt - self.reused
+        return StageStats(
+            name=name,
+            model=self.role,
+            prompt_tokens=self.n_prompt if is_first else 0,
+            reused_prompt_tokens=self.reused if is_first else 0,
+            tokens=sum(1 for t in ids if t not in self.special),
+            ttft_s=(self.first_token[name] - t_start) if name in self.first_token else 0.0,
+            tokens_per_s=(len(ids) / decode_s) if decode_s > 0 and ids else 0.0,
+            prefill_tokens_per_s=(fed / prefill_s) if is_first and prefill_s > 0 else 0.0,
+            seconds=t_end - t_start,
+            load_s=self.load_s if is_first else 0.0,
+            budget=_budget_of(self.controller, name),
+            rss_mb=current_rss_mb(),
+        )
 
 
 def run_to_end(gen: Generator[Event, None, Generation], on_event=None) -> Generation:

@@ -45,6 +45,11 @@ class SamplingConfig:
         return (0.0, 1.0, 1) if self.greedy else (self.temperature, self.top_p, self.top_k)
 
 
+class NothingToSample(RuntimeError):
+    """No logit is finite: every token is masked, or the model produced NaN / infinity.
+    The decode loop tells the two apart (`runtime.generation`)."""
+
+
 GREEDY = SamplingConfig()
 # The paper's settings (Qwen3's recommended ones): thinking mode and non-thinking mode.
 THINKING = SamplingConfig(temperature=0.6, top_p=0.95)
@@ -74,7 +79,7 @@ class Sampler:
         n = logits.shape[0]
         top = float(logits.max())
         if not np.isfinite(top):
-            raise RuntimeError("every token is masked: nothing can be sampled")
+            raise NothingToSample("no token has a finite logit: nothing can be sampled")
         inv_t = 1.0 / cfg.temperature
         if cfg.top_k:
             k = min(cfg.top_k, n)

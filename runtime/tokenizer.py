@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from runtime.chat_format import Image, Segment, Special, Text
 from runtime.errors import BundleError, InputError
 
@@ -41,8 +43,6 @@ class BundleTokenizer:
     """A `tokenizer.json` (byte-level BPE) loaded with the `tokenizers` library."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from tokenizers import Tokenizer
-
         self.path = Path(path)
         try:
             raw = self.path.read_text(encoding="utf-8")

@@ -24,6 +24,7 @@ from typing import Any
 from export.gguf.quantize import QuantSpec, choose_type
 from export.gguf.writer import Progress, TensorPlan, write_gguf_file
 from runtime.errors import ConfigError
+from runtime.gguf_constants import CLIP_ARCH, MLP_PROJECTOR, Keys
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 log = logging.getLogger(__name__)
@@ -161,24 +162,24 @@ def write_mmproj_gguf(
     def metadata(w) -> None:
         w.add_name(name)
         w.add_file_type(spec.file_type)
-        w.add_bool("clip.has_vision_encoder", True)
-        w.add_bool("clip.has_llava_projector", True)
-        w.add_string("clip.projector_type", "mlp")
-        w.add_bool("clip.use_gelu", True)
-        w.add_uint32("clip.vision.image_size", int(v.image_size))
-        w.add_uint32("clip.vision.patch_size", int(v.patch_size))
-        w.add_uint32("clip.vision.embedding_length", int(v.hidden_size))
-        w.add_uint32("clip.vision.feed_forward_length", int(v.intermediate_size))
-        w.add_uint32("clip.vision.block_count", parts.depth)
-        w.add_uint32("clip.vision.attention.head_count", int(v.num_attention_heads))
-        w.add_float32("clip.vision.attention.layer_norm_epsilon", float(v.layer_norm_eps))
-        w.add_uint32("clip.vision.projection_dim", parts.text_hidden)
-        w.add_array("clip.vision.image_mean", [float(x) for x in mean])
-        w.add_array("clip.vision.image_std", [float(x) for x in std])
-        w.add_array("clip.vision.feature_layer", [parts.depth])
+        w.add_bool(Keys.Clip.HAS_VISION_ENCODER, True)
+        w.add_bool(Keys.Clip.HAS_LLAVA_PROJECTOR, True)
+        w.add_string(Keys.Clip.PROJECTOR_TYPE, MLP_PROJECTOR)
+        w.add_bool(Keys.ClipVision.USE_GELU, True)
+        w.add_uint32(Keys.ClipVision.IMAGE_SIZE, int(v.image_size))
+        w.add_uint32(Keys.ClipVision.PATCH_SIZE, int(v.patch_size))
+        w.add_uint32(Keys.ClipVision.EMBEDDING_LENGTH, int(v.hidden_size))
+        w.add_uint32(Keys.ClipVision.FEED_FORWARD_LENGTH, int(v.intermediate_size))
+        w.add_uint32(Keys.ClipVision.BLOCK_COUNT, parts.depth)
+        w.add_uint32(Keys.ClipVision.Attention.HEAD_COUNT, int(v.num_attention_heads))
+        w.add_float32(Keys.ClipVision.Attention.LAYERNORM_EPS, float(v.layer_norm_eps))
+        w.add_uint32(Keys.ClipVision.PROJECTION_DIM, parts.text_hidden)
+        w.add_array(Keys.ClipVision.IMAGE_MEAN, [float(x) for x in mean])
+        w.add_array(Keys.ClipVision.IMAGE_STD, [float(x) for x in std])
+        w.add_array(Keys.ClipVision.FEATURE_LAYER, [parts.depth])
 
     plans = plan_mmproj_tensors(parts, spec)
-    return write_gguf_file(path, "clip", metadata, plans, progress=progress, stage="mmproj")
+    return write_gguf_file(path, CLIP_ARCH, metadata, plans, progress=progress, stage="mmproj")
 
 
 def image_norm(checkpoint_dir: Path | None) -> tuple[tuple[float, ...], tuple[float, ...]]:

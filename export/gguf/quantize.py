@@ -126,13 +126,13 @@ def llama_quantize(src: Path, dst: Path, spec: QuantSpec, *, threads: int | None
     import ctypes
 
     from runtime.backends.llamacpp import llama_lib
-    from runtime.errors import BackendUnavailableError
+    from runtime.errors import BackendUnavailableError, install_hint
 
     try:
         llama_cpp, _ = llama_lib()  # also routes llama.cpp's log lines to logging
     except BackendUnavailableError:
         raise ConfigError(
-            f"{spec.name} needs llama.cpp's quantizer: pip install 'extract-think-edge[llamacpp]'"
+            f"{spec.name} needs llama.cpp's quantizer: {install_hint('llamacpp')}"
         ) from None
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = spec.file_type

@@ -21,6 +21,7 @@ from export.gguf.vocab import add_vocab, read_vocab
 from export.gguf.writer import Progress, TensorPlan, write_gguf_file
 from runtime.chat_format import CHAT_TEMPLATE
 from runtime.errors import ConfigError
+from runtime.gguf_constants import QWEN3_ARCH
 
 log = logging.getLogger(__name__)
 
@@ -179,4 +180,4 @@ def write_text_gguf(
 
     metadata = qwen3_metadata(cfg, vocab, spec, name=name, n_rows=n_rows)
     plans = plan_text_tensors(parts, spec)
-    return write_gguf_file(path, "qwen3", metadata, plans, progress=progress, stage="text model")
+    return write_gguf_file(path, QWEN3_ARCH, metadata, plans, progress=progress, stage="text model")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import ConfigError
+from runtime.gguf_constants import GPT2_TOKENIZER, QWEN2_PRE_TOKENIZER, TokenType
 
 # Qwen2/Qwen3's split regex, exactly as in their tokenizer.json; llama.cpp's "qwen2"
 # pre-tokenizer implements this one.
@@ -24,8 +25,6 @@ QWEN2_SPLIT_PATTERN = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# gguf token types (gguf.TokenType)
-NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
 DEFAULT_EOS = "<|im_end|>"
 DEFAULT_PAD = "<|endoftext|>"
@@ -98,9 +97,9 @@ def read_vocab(tokenizer_dir: Path, n_rows: int) -> VocabMeta:
 
     by_id: dict[int, tuple[str, int]] = {}
     for piece, idx in data["model"]["vocab"].items():
-        by_id[int(idx)] = (piece, NORMAL)
+        by_id[int(idx)] = (piece, TokenType.NORMAL)
     for added in data.get("added_tokens", []):
-        by_id[int(added["id"])] = (added["content"], CONTROL if added.get("special") else USER_DEFINED)
+        by_id[int(added["id"])] = (added["content"], TokenType.CONTROL if added.get("special") else TokenType.USER_DEFINED)
     n_real = max(by_id) + 1 if by_id else 0
     if n_real > n_rows:
         raise ConfigError(
@@ -109,7 +108,7 @@ def read_vocab(tokenizer_dir: Path, n_rows: int) -> VocabMeta:
         )
     tokens, types = [], []
     for i in range(n_rows):
-        piece, kind = by_id.get(i, (f"[PAD{i}]", UNUSED))
+        piece, kind = by_id.get(i, (f"[PAD{i}]", TokenType.UNUSED))
         tokens.append(piece)
         types.append(kind)
 
@@ -135,8 +134,8 @@ def read_vocab(tokenizer_dir: Path, n_rows: int) -> VocabMeta:
 
 
 def add_vocab(writer, vocab: VocabMeta, chat_template: str) -> None:
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("qwen2")
+    writer.add_tokenizer_model(GPT2_TOKENIZER)
+    writer.add_tokenizer_pre(QWEN2_PRE_TOKENIZER)
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.types)
     writer.add_token_merges(vocab.merges)

@@ -15,15 +15,20 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from runtime.threads import check_threads
+
 
 @dataclass(frozen=True)
 class BackendOptions:
-    threads: int | None = None  # None: physical cores
+    threads: int | None = None  # None: runtime.threads.default_threads()
     context_length: int | None = None  # None: the manifest's (capped by the planner)
     gpu_layers: int = 0  # llama.cpp offload (Jetson/CUDA builds); 0 = CPU
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = CPU
     # llama.cpp KV cache type: "f16" (default, ~1e-2 parity) or "f32" (exact parity tests)
     kv_cache_type: str = "f16"
+
+    def __post_init__(self) -> None:
+        check_threads(self.threads)  # bounded: absurd counts crash or stall the backends
 
 
 @runtime_checkable

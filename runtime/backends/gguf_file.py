@@ -17,28 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
+from runtime.gguf_constants import GGML_BLOCK_SIZES, SCALAR_FORMATS, GGUFValueType, Keys
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_STRING = 1 << 24  # 16 MiB: no legitimate key or value string is longer
 MAX_DIMS = 4
-
-# value type -> (struct format, size); 8 = string, 9 = array
-_SCALARS: dict[int, tuple[str, int]] = {
-    0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
-    6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8),
-}
-_STRING, _ARRAY = 8, 9
-
-# ggml type -> (block size, bytes per block), for the types exported files use; tensors of
-# other types are not bounds-checked here (llama.cpp still validates them when it can).
-GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
-    14: (256, 210), 15: (256, 292), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8),
-    28: (1, 8), 30: (1, 2),
-}
 
 
 @dataclass(frozen=True)
@@ -90,15 +75,15 @@ class _Cursor:
         self.pos += n
 
     def value(self, vtype: int, keep: bool) -> Any:
-        if vtype in _SCALARS:
-            return self.unpack(*_SCALARS[vtype])
-        if vtype == _STRING:
+        if vtype in SCALAR_FORMATS:
+            return self.unpack(*SCALAR_FORMATS[vtype])
+        if vtype == GGUFValueType.STRING:
             return self.string()
-        if vtype == _ARRAY:
+        if vtype == GGUFValueType.ARRAY:
             etype = self.unpack("<I", 4)
             count = self.unpack("<Q", 8)
-            if etype in _SCALARS:
-                fmt, size = _SCALARS[etype]
+            if etype in SCALAR_FORMATS:
+                fmt, size = SCALAR_FORMATS[etype]
                 self.need(count * size)  # checked before any allocation
                 if not keep:
                     self.pos += count * size
@@ -106,7 +91,7 @@ class _Cursor:
                 out = list(struct.unpack_from(f"<{count}{fmt[1]}", self.buf, self.pos))
                 self.pos += count * size
                 return out
-            if etype == _STRING:
+            if etype == GGUFValueType.STRING:
                 self.need(count * 8)  # every string needs at least its length field
                 if not keep:
                     for _ in range(count):
@@ -148,7 +133,7 @@ def _parse(buf: Any, p: Path, size: int, arrays: Any, check_tensors: bool) -> GG
     for _ in range(n_kv):
         key = cur.string()
         vtype = cur.unpack("<I", 4)
-        value = cur.value(vtype, keep=key in arrays or vtype != _ARRAY)
+        value = cur.value(vtype, keep=key in arrays or vtype != GGUFValueType.ARRAY)
         if value is not None:
             info.metadata[key] = value
     raw_tensors = []
@@ -161,16 +146,18 @@ def _parse(buf: Any, p: Path, size: int, arrays: Any, check_tensors: bool) -> GG
         gtype = cur.unpack("<I", 4)
         offset = cur.unpack("<Q", 8)
         raw_tensors.append((name, shape, gtype, offset))
-    align = info.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    align = info.metadata.get(Keys.General.ALIGNMENT, DEFAULT_ALIGNMENT)
     if not isinstance(align, int) or align <= 0 or align & (align - 1):
         raise BundleError(f"{p}: corrupt GGUF (alignment {align!r})")
     data_start = (cur.pos + align - 1) // align * align
     for name, shape, gtype, offset in raw_tensors:
         start = data_start + offset
         info.tensors.append(TensorInfo(name, shape, gtype, start))
-        if not check_tensors or gtype not in GGML_TYPE_SIZES:
+        # Only the types exported files use are bounds-checked here; llama.cpp still
+        # validates the others when it can.
+        if not check_tensors or gtype not in GGML_BLOCK_SIZES:
             continue
-        blk, bsize = GGML_TYPE_SIZES[gtype]
+        blk, bsize = GGML_BLOCK_SIZES[gtype]
         n = 1
         for d in shape:
             n *= d

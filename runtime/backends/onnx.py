@@ -22,15 +22,32 @@ per-step copy is the one the graph's own Concat makes. Only `truncate` copies (o
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from runtime.backends.base import BackendOptions
+from runtime.backends.onnx_graph import (
+    DECODER_EMBEDS,
+    DECODER_LOGITS,
+    DECODER_LOGITS_INDEX,
+    DECODER_MASK,
+    DECODER_POSITIONS,
+    EMBED_INPUT,
+    EMBED_OUTPUT,
+    KV_KINDS,
+    VISION_INPUT,
+    VISION_OUTPUT,
+    check_decoder,
+    check_embed,
+    check_vision,
+    past_name,
+    present_name,
+)
+from runtime.bundle import Bundle
 from runtime.errors import (
     BackendUnavailableError,
     BundleError,
@@ -39,57 +56,32 @@ from runtime.errors import (
     ImageError,
     InputError,
 )
+from runtime.manifest import Artifact, ImagePreprocess, TextShape, VisionShape
+from runtime.threads import default_threads
 
-if TYPE_CHECKING:
-    from runtime.bundle import Bundle
-    from runtime.manifest import Artifact, ImagePreprocess, TextShape, VisionShape
+__all__ = [  # the graph contract is re-exported: export.onnx imports it from here
+    "DECODER_EMBEDS", "DECODER_LOGITS", "DECODER_LOGITS_INDEX", "DECODER_MASK", "DECODER_POSITIONS",
+    "EMBED_INPUT", "EMBED_OUTPUT", "KV_KINDS", "PREFILL_CHUNK", "VISION_INPUT", "VISION_OUTPUT",
+    "OnnxLanguageModel", "OnnxVisionEncoder", "check_decoder", "check_embed", "check_vision",
+    "default_threads", "load", "open_session", "past_name", "present_name", "providers_for", "session_options",
+]
 
 log = logging.getLogger(__name__)
 
-# Graph I/O names: the contract between export.onnx and this backend.
-EMBED_INPUT = "input_ids"
-EMBED_OUTPUT = "inputs_embeds"
-DECODER_EMBEDS = "inputs_embeds"
-DECODER_MASK = "attention_mask"
-DECODER_POSITIONS = "position_ids"
-DECODER_LOGITS_INDEX = "logits_index"
-DECODER_LOGITS = "logits"
-VISION_INPUT = "pixel_values"
-VISION_OUTPUT = "image_embeds"
-KV_KINDS = ("key", "value")
 PREFILL_CHUNK = 512  # positions per decoder call when feeding a long prompt
-
-
-def past_name(layer: int, kind: str) -> str:
-    return f"past_key_values.{layer}.{kind}"
-
-
-def present_name(layer: int, kind: str) -> str:
-    return f"present.{layer}.{kind}"
 
 
 def _import_ort() -> Any:
     try:
+        # heavy optional dependency (the onnx extra): imported on first use only, so
+        # `import runtime` works where onnxruntime is not installed
         import onnxruntime
     except ImportError as exc:
         raise BackendUnavailableError("onnxruntime", "onnx", str(exc)) from None
     return onnxruntime
 
 
-def default_threads() -> int:
-    """Physical cores: onnxruntime's own default left a core idle on small machines."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except ImportError:  # psutil is a runtime dependency, but be lenient
-        n = None
-    return max(1, n or os.cpu_count() or 1)
-
-
 def session_options(ort: Any, options: BackendOptions) -> Any:
-    if options.threads is not None and options.threads < 1:
-        raise InputError(f"threads must be at least 1, got {options.threads}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads or default_threads()
     so.inter_op_num_threads = 1
@@ -120,88 +112,6 @@ def open_session(ort: Any, path: Path, so: Any, providers: list[str]) -> Any:
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{path.name}: onnxruntime cannot load it ({first[:300]})") from None
-
-
-# --- shape checks against the manifest ------------------------------------------------
-
-
-def _check_arg(where: str, arg: Any, dims: Sequence[int | None], dtype: str) -> None:
-    """`dims`: an int must match exactly, None accepts any (dynamic) size."""
-    shape = list(arg.shape)
-    ok = len(shape) == len(dims) and all(
-        d is None or s == d for s, d in zip(shape, dims, strict=True)
-    )
-    if not ok:
-        want = ["?" if d is None else d for d in dims]
-        raise BundleError(f"{where}: {arg.name} has shape {shape}, manifest expects {want}")
-    if arg.type != dtype:
-        raise BundleError(f"{where}: {arg.name} is {arg.type}, expected {dtype}")
-
-
-def _io(session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    return ({a.name: a for a in session.get_inputs()}, {a.name: a for a in session.get_outputs()})
-
-
-def _require(where: str, have: dict[str, Any], names: Sequence[str], kind: str) -> None:
-    missing = [n for n in names if n not in have]
-    extra = sorted(set(have) - set(names))
-    if missing or extra:
-        detail = []
-        if missing:
-            detail.append(f"missing {kind} {', '.join(missing[:4])}")
-        if extra:
-            detail.append(f"unexpected {kind} {', '.join(extra[:4])}")
-        raise BundleError(f"{where}: graph does not match the manifest ({'; '.join(detail)})")
-
-
-def check_decoder(where: str, session: Any, text: TextShape) -> None:
-    ins, outs = _io(session)
-    kv_names = [past_name(i, k) for i in range(text.num_layers) for k in KV_KINDS]
-    out_kv = [present_name(i, k) for i in range(text.num_layers) for k in KV_KINDS]
-    fixed = [DECODER_EMBEDS, DECODER_MASK, DECODER_POSITIONS, DECODER_LOGITS_INDEX]
-    _require(where, ins, [*fixed, *kv_names], "input")
-    _require(where, outs, [DECODER_LOGITS, *out_kv], "output")
-    _check_arg(where, ins[DECODER_EMBEDS], [None, None, text.hidden_size], "tensor(float)")
-    _check_arg(where, ins[DECODER_MASK], [None, None], "tensor(int64)")
-    _check_arg(where, ins[DECODER_POSITIONS], [None, None], "tensor(int64)")
-    _check_arg(where, ins[DECODER_LOGITS_INDEX], [None], "tensor(int64)")
-    _check_arg(where, outs[DECODER_LOGITS], [None, None, text.vocab_size], "tensor(float)")
-    kv = [None, text.num_kv_heads, None, text.head_dim]
-    for name in kv_names:
-        _check_arg(where, ins[name], kv, "tensor(float)")
-    for name in out_kv:
-        _check_arg(where, outs[name], kv, "tensor(float)")
-
-
-def check_embed(where: str, session: Any, text: TextShape) -> None:
-    ins, outs = _io(session)
-    _require(where, ins, [EMBED_INPUT], "input")
-    _require(where, outs, [EMBED_OUTPUT], "output")
-    _check_arg(where, ins[EMBED_INPUT], [None, None], "tensor(int64)")
-    _check_arg(where, outs[EMBED_OUTPUT], [None, None, text.hidden_size], "tensor(float)")
-    # The table's row count is not in the graph's I/O: look up the last id once, so a
-    # short table fails here and not halfway through a generation.
-    try:
-        last = np.array([[text.vocab_size - 1]], dtype=np.int64)
-        session.run([EMBED_OUTPUT], {EMBED_INPUT: last})
-    except Exception:
-        raise BundleError(
-            f"{where}: the embedding table has fewer than {text.vocab_size} rows"
-        ) from None
-
-
-def check_vision(
-    where: str, session: Any, vision: VisionShape, image: ImagePreprocess, hidden: int
-) -> None:
-    if image.size != vision.image_size:
-        raise BundleError(
-            f"{where}: image size {image.size} != vision image_size {vision.image_size}"
-        )
-    ins, outs = _io(session)
-    _require(where, ins, [VISION_INPUT], "input")
-    _require(where, outs, [VISION_OUTPUT], "output")
-    _check_arg(where, ins[VISION_INPUT], [None, 3, image.size, image.size], "tensor(float)")
-    _check_arg(where, outs[VISION_OUTPUT], [None, vision.tokens_per_image, hidden], "tensor(float)")
 
 
 # --- the language model ---------------------------------------------------------------

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from edge import extras
+from runtime.errors import install_hint
 from tests.edge.helpers import REPO, one_error_line
 
 
@@ -45,11 +46,13 @@ def test_missing_and_require(monkeypatch):
         extras.missing("gpu")
 
 
-def test_library_hints_naming_the_unpublished_package_are_rewritten(monkeypatch):
+def test_library_hints_become_the_command_that_works_here(monkeypatch, tmp_path):
     monkeypatch.chdir(REPO)
-    msg = "the llama.cpp backend is not installed: pip install 'extract-think-edge[llamacpp]' (no module)"
+    msg = f"the llama.cpp backend is not installed: {install_hint('llamacpp')} (no module)"
     assert extras.fix_install_hints(msg) == \
         "the llama.cpp backend is not installed: pip install -e '.[llamacpp]' (no module)"
+    monkeypatch.chdir(tmp_path)  # elsewhere: the checkout's own path
+    assert f"pip install -e '{REPO}[llamacpp]'" in extras.fix_install_hints(msg)
 
 
 def test_no_hint_in_this_area_names_the_unpublished_package():

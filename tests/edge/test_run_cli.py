@@ -10,8 +10,6 @@ import io
 import json
 import shutil
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from runtime.bundle import read_manifest
 from runtime.defaults import default_bundle_path
 from runtime.pipeline import ExtractThink
 from tests.runtime.bundle_fixture import tiny_two_format_bundle
+from tests.support.blocked_imports import run_without
 
 SMALL = ["--hint-budget", "4", "--extraction-budget", "8", "--thinking-budget", "8", "--answer-budget", "6",
          "--threads", "1"]
@@ -240,12 +239,11 @@ def test_bundle_with_mismatched_shapes(capsys, bundle, photo, tmp_path, backend,
 @pytest.mark.parametrize("module, backend, extra", [("llama_cpp", "llamacpp", "llamacpp"),
                                                     ("onnxruntime", "onnx", "onnx")])
 def test_backend_library_not_installed(bundle, photo, module, backend, extra):
-    code = (f"import sys; sys.modules[{module!r}] = None\n"
+    code = ("import sys\n"
             "from edge.cli import main\n"
             f"sys.exit(main(['run', '--bundle', {str(bundle)!r}, '--image', {str(photo)!r}, "
             f"'--question', 'q?', '--backend', {backend!r}]))")
-    repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=repo)
+    proc = run_without((module,), code)
     assert proc.returncode == 7, proc.stderr
     assert proc.stdout == ""
     # the project is not on PyPI: the hint installs the extra from this checkout
@@ -253,7 +251,7 @@ def test_backend_library_not_installed(bundle, photo, module, backend, extra):
     assert "extract-think-edge[" not in proc.stderr
     # With "auto", the other installed backend is used instead.
     auto = code.replace(f"'--backend', {backend!r}", "'--json', '--threads', '1', '--thinking-budget', '4'")
-    proc = subprocess.run([sys.executable, "-c", auto], capture_output=True, text=True, timeout=300, cwd=repo)
+    proc = run_without((module,), auto)
     assert proc.returncode == 0, proc.stderr
     other = "onnx" if backend == "llamacpp" else "llamacpp"
     assert json.loads(proc.stdout)["backend"]["reasoner"].startswith(other)

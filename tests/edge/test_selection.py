@@ -24,7 +24,7 @@ def test_preference_order_and_missing_libraries(edge_bundle_dir):
     assert sel.passed_over == ("llamacpp: llama_cpp is not installed",)
     with pytest.raises(BackendUnavailableError) as info:
         select(laptop, m, installed=set())
-    assert "pip install 'extract-think-edge[llamacpp]'" in str(info.value)
+    assert "pip install -e '.[llamacpp]' from the extract-think-edge checkout" in str(info.value)
     assert select(laptop, m, backend="onnx").format == "onnx"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from edge.watch import FolderSource
 from tests.edge.helpers import REPO, json_lines, one_error_line, run_edge, write_png
+from tests.support.blocked_imports import run_without
 
 
 def _watch_args(bundle: Path, *extra: str) -> list[str]:
@@ -110,9 +111,8 @@ def test_folder_source_waits_for_files_to_settle(tmp_path):
 
 
 def test_camera_needs_opencv_clear_error(edge_bundle_dir, tmp_path):
-    code = ("import sys; sys.modules['cv2'] = None; from edge.cli import main; "
-            f"sys.exit(main({_watch_args(edge_bundle_dir, '--camera', '0')!r}))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    code = f"import sys; from edge.cli import main; sys.exit(main({_watch_args(edge_bundle_dir, '--camera', '0')!r}))"
+    proc = run_without(("cv2",), code, timeout=120, cwd=REPO)
     assert proc.returncode == 7
     line = one_error_line(proc)
     assert "--camera needs opencv-python-headless" in line and "pip install -e '.[camera]'" in line

@@ -9,11 +9,11 @@ through a raw onnxruntime loop in the same process) are printed and saved as JSO
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.blocked_imports import run_without
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +46,6 @@ print(json.dumps({
 
 DECODE = r"""
 import json, resource, statistics, sys, time
-for name in ("torch", "transformers"):
-    sys.modules[name] = None  # decoding is torch-free, like on a device
 import numpy as np
 import onnxruntime as ort
 from runtime.backends.base import BackendOptions
@@ -108,9 +106,8 @@ print(json.dumps({
 """
 
 
-def _run(code: str, *args: str) -> dict:
-    res = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=3600)
+def _run(code: str, *args: str, blocked: tuple[str, ...] = ()) -> dict:
+    res = run_without(blocked, code, args=args, cwd=ROOT, timeout=3600)
     assert res.returncode == 0, res.stderr[-4000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -120,7 +117,7 @@ def _run(code: str, *args: str) -> dict:
 def test_qwen3_0_6b_shape_export_and_decode(tmp_path, qwen3_tokenizer_dir, quant):
     out, bundle = tmp_path / "onnx", tmp_path / "bundle"
     exp = _run(EXPORT, str(qwen3_tokenizer_dir), str(out), str(bundle), quant)
-    dec = _run(DECODE, str(bundle))
+    dec = _run(DECODE, str(bundle), blocked=("torch", "transformers"))  # decoding is torch-free, like on a device
     summary = {"quant": quant, **{k: v for k, v in exp.items() if k != "verify"},
                "verify_metrics": exp["verify"]["metrics"], "verify_passed": exp["verify"]["passed"],
                **dec}

@@ -12,8 +12,9 @@ import pytest
 
 from runtime.backends import choose_artifact, load_model
 from runtime.backends.base import BackendOptions, LanguageModel, VisionEncoder
-from runtime.budget import BudgetController, StageLimits, control_tokens
+from runtime.budget import BudgetController, StageLimits
 from runtime.chat_format import Message, render_prompt
+from runtime.control_tokens import control_tokens
 from runtime.errors import ContextOverflowError, InputError
 from runtime.generation import Session, generate, run_to_end
 from runtime.image import load_image, preprocess

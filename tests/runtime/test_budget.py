@@ -7,14 +7,17 @@ real backends in test_budget_invariants.py.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
 from runtime.answer import parse_answer
-from runtime.budget import STOP, BudgetController, StageLimits, Verdict, control_tokens
+from runtime.budget import BudgetController, StageLimits
+from runtime.control_tokens import control_tokens
 from runtime.errors import InputError
+from runtime.generation import decode_tokens
 from runtime.nowait import nowait_token_ids
 from runtime.sampling import GREEDY, THINKING, Sampler
 from runtime.tokenizer import BundleTokenizer, decode
@@ -33,28 +36,17 @@ def ctl_tokens(tok):
 
 
 def drive(ctl: BudgetController, logits_fn, sampler=None, max_steps=10_000):
-    """The generation loop's protocol, with `logits_fn(step)` standing in for the model output."""
-    sampler = sampler or Sampler(GREEDY)
-    out: list[tuple[str, int]] = []
-    for step in range(max_steps):
-        tid = ctl.forced()
-        if tid == STOP:
-            break
-        forced = tid is not None
-        if not forced:
-            logits = logits_fn(step).astype(np.float32)
-            ctl.apply(logits)
-            tid = sampler(logits)
-        verdict = ctl.accept(int(tid), forced=forced)
-        if verdict is Verdict.STOP:
-            break
-        if verdict is Verdict.RETRY:
-            continue
-        out.append((ctl.last_stage, int(tid)))
-        if ctl.done:
-            break
-    else:
-        raise AssertionError("the controller never ended the stage")
+    """The real decode loop (`generation.decode_tokens`) over logits `logits_fn(n)` made up
+    for the model having been fed `n` tokens; returns the emitted (stage, token id) pairs."""
+    fed: list[int] = []
+
+    def feed(token_id: int) -> np.ndarray:
+        fed.append(token_id)
+        return logits_fn(len(fed)).astype(np.float32)
+
+    steps = decode_tokens(ctl, sampler or Sampler(GREEDY), logits_fn(0).astype(np.float32), feed)
+    out = [(step.stage, step.token_id) for step in itertools.islice(steps, max_steps)]
+    assert ctl.done, "the controller never ended the stage"
     return out
 
 

@@ -41,8 +41,8 @@ def setup(request, rt_bundle, image):
     """(pipeline with NoWait keywords the model actually likes, the words that were chosen)."""
     common = dict(backend=request.param, threads=1, kv_cache_type="f32")
     probe = ExtractThink.load(rt_bundle, **common)
-    tok = probe._slots["reasoner"].tok
-    control = probe._slots["reasoner"].control
+    tok = probe.tokenizer("reasoner")
+    control = probe.control_tokens("reasoner")
     skip = {*control.never, *control.stop, control.think_end}
     counts: collections.Counter[str] = collections.Counter()
     for seed in SEEDS:
@@ -65,8 +65,8 @@ def setup(request, rt_bundle, image):
 def test_nowait_removes_what_the_model_wanted(setup, image):
     """The same requests that made the model write the liked words, with NoWait on."""
     et, liked = setup
-    tok = et._slots["reasoner"].tok
-    banned = set(et._slots["reasoner"].nowait_ids().tolist())
+    tok = et.tokenizer("reasoner")
+    banned = set(et.nowait_ids("reasoner").tolist())
     liked_ids = set(nowait_token_ids(tok, liked).tolist())
     assert liked_ids and banned >= liked_ids
     hits = {True: 0, False: 0}
@@ -81,9 +81,8 @@ def test_nowait_removes_what_the_model_wanted(setup, image):
 @pytest.mark.parametrize("options", [OPTIONS, None], ids=["mc", "free"])
 def test_invariants_over_budgets_and_seeds(setup, image, options):
     et, _ = setup
-    slot = et._slots["reasoner"]
-    ctl = slot.control
-    banned_thinking = set(slot.nowait_ids().tolist()) | set(ctl.stop) | set(ctl.never)
+    ctl = et.control_tokens("reasoner")
+    banned_thinking = set(et.nowait_ids("reasoner").tolist()) | set(ctl.stop) | set(ctl.never)
     never = set(ctl.never)
     kinds: set[str] = set()
     for budget in BUDGETS:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from runtime.errors import (
     InputError,
 )
 from tests.export.gguf_helpers import write_gguf_bundle
+from tests.support.blocked_imports import run_without
 
 # one thread: exact results do not depend on it and a shared CI core makes 2 threads crawl
 F32 = BackendOptions(threads=1, kv_cache_type="f32")
@@ -292,6 +291,26 @@ def test_manifest_shape_mismatch_perception(edit, match, bundle_dir, tmp_path):
         load(b, "perception", b.artifact("perception"), F32)
 
 
+@pytest.mark.parametrize("image_size, vision_size", [(64, 32), (32, 64), (10**6, 10**6)])
+def test_image_size_is_checked_against_the_mmproj_before_loading(bundle_dir, tmp_path, image_size, vision_size):
+    """The mmproj says 32 px. A manifest asking for another size (the preprocessing's, the
+    vision shape's, or an absurd one for both) is refused from the mmproj's header, before
+    mtmd sizes anything by it (10**6 px once made the process allocate 22 GB)."""
+    def edit(d):
+        d["models"]["perception"]["image"]["size"] = image_size
+        d["models"]["perception"]["vision"]["image_size"] = vision_size
+
+    root = _tampered_bundle(bundle_dir, tmp_path, edit)
+    if image_size == 10**6:  # the manifest's own bounds may refuse it first; either way, no allocation
+        with pytest.raises((BundleError, ConfigError)):
+            b = open_bundle(root)
+            load(b, "perception", b.artifact("perception"), F32)
+        return
+    b = open_bundle(root)
+    with pytest.raises(BundleError, match="mmproj does not match the manifest: .*32 != "):
+        load(b, "perception", b.artifact("perception"), F32)
+
+
 def test_tokenizer_larger_than_gguf_vocab(bundle_dir, tmp_path):
     root = _tampered_bundle(bundle_dir, tmp_path, lambda d: None)
     data = json.loads((root / "tokenizer.json").read_text())
@@ -344,17 +363,16 @@ def test_onnx_artifact_is_refused(bundle):
 
 
 def test_missing_llama_cpp_is_a_clean_error(tmp_path):
-    code = (
-        "import sys; sys.modules['llama_cpp'] = None\n"
-        "from runtime.backends.llamacpp import load_gguf\n"
-        "from runtime.errors import BackendUnavailableError\n"
-        "try:\n    load_gguf('x.gguf')\n"
-        "except BackendUnavailableError as e:\n    print('OK', e.extra, e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd(),
-                         timeout=120)
+    out = run_without(("llama_cpp",), """
+        from runtime.backends.llamacpp import load_gguf
+        from runtime.errors import BackendUnavailableError
+        try:
+            load_gguf('x.gguf')
+        except BackendUnavailableError as e:
+            print('OK', e.extra, e)
+    """, timeout=120)
     assert out.stdout.startswith("OK llamacpp"), out.stderr
-    assert "pip install 'extract-think-edge[llamacpp]'" in out.stdout
+    assert "pip install -e '.[llamacpp]' from the extract-think-edge checkout (or: pip install llama-cpp-python)" in out.stdout
 
 
 # -- logging and stock-model helpers -------------------------------------------------------
@@ -405,19 +423,16 @@ def test_errors_are_edge_errors():
 
 def test_backend_runs_without_torch(bundle_dir):
     """The backend is runtime code: it must run with torch and transformers unavailable."""
-    code = (
-        "import sys\n"
-        "for m in ('torch', 'transformers', 'gguf'):\n    sys.modules[m] = None\n"
-        "import numpy as np\n"
-        "from runtime.bundle import open_bundle\n"
-        "from runtime.backends.base import BackendOptions\n"
-        "from runtime.backends.llamacpp import load\n"
-        f"b = open_bundle({str(bundle_dir)!r})\n"
-        "lm, vision = load(b, 'perception', b.artifact('perception'), BackendOptions(threads=1))\n"
-        "lm.feed_embeddings(vision.encode(np.zeros((32, 32, 3), np.uint8)))\n"
-        "print('OK', lm.feed_tokens([1, 2, 3]).shape, lm.n_past)\n"
-        "vision.close(); lm.close()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.cwd(),
-                         timeout=300)
+    out = run_without(("torch", "transformers", "gguf"), f"""
+        import numpy as np
+        from runtime.bundle import open_bundle
+        from runtime.backends.base import BackendOptions
+        from runtime.backends.llamacpp import load
+        b = open_bundle({str(bundle_dir)!r})
+        lm, vision = load(b, 'perception', b.artifact('perception'), BackendOptions(threads=1))
+        lm.feed_embeddings(vision.encode(np.zeros((32, 32, 3), np.uint8)))
+        print('OK', lm.feed_tokens([1, 2, 3]).shape, lm.n_past)
+        vision.close(); lm.close()
+    """)
+    assert out.attempted == []
     assert out.stdout.startswith("OK (1280,) 19"), out.stderr

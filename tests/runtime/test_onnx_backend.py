@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.onnx_support import diverse_checkpoint, exported, load_model, write_onnx_bundle
+from tests.support.blocked_imports import WITHOUT_TORCH, run_without
 
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
@@ -302,20 +302,16 @@ def test_gguf_artifact_is_refused(reasoner_bundle):
 
 def test_runs_without_torch_or_transformers(perception_bundle):
     """The backend imports and decodes with torch, transformers and jinja2 blocked."""
-    code = f"""
-import sys
-for name in ("torch", "transformers", "jinja2"):
-    sys.modules[name] = None
-import numpy as np
-from runtime.backends.base import BackendOptions
-from runtime.backends.onnx import load
-from runtime.bundle import open_bundle
-b = open_bundle({str(perception_bundle)!r})
-lm, vision = load(b, "perception", b.artifact("perception", "onnx"), BackendOptions(threads=1))
-lm.feed_embeddings(vision.encode(np.zeros((vision.image_size, vision.image_size, 3), np.uint8)))
-print(int(lm.feed_tokens([1, 2]).argmax()), lm.n_past)
-assert "torch" not in [m for m in sys.modules if sys.modules[m] is not None]
-"""
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = run_without(WITHOUT_TORCH, f"""
+        import numpy as np
+        from runtime.backends.base import BackendOptions
+        from runtime.backends.onnx import load
+        from runtime.bundle import open_bundle
+        b = open_bundle({str(perception_bundle)!r})
+        lm, vision = load(b, "perception", b.artifact("perception", "onnx"), BackendOptions(threads=1))
+        lm.feed_embeddings(vision.encode(np.zeros((vision.image_size, vision.image_size, 3), np.uint8)))
+        print(int(lm.feed_tokens([1, 2]).argmax()), lm.n_past)
+    """, timeout=120)
     assert res.returncode == 0, res.stderr
+    assert res.attempted == []
     assert res.stdout.split()[1] == "18"

@@ -90,22 +90,15 @@ def test_user_errors_are_one_line_with_a_non_zero_exit(tmp_path, capsys):
 
 def test_data_tools_run_without_torch_or_transformers(tmp_path):
     """A CPU box that only drives remote teachers needs neither torch nor transformers."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.support.blocked_imports import WITHOUT_TORCH, run_without
 
-    code = (
-        "import sys\n"
-        "for name in ('torch', 'transformers', 'jinja2'):\n"
-        "    sys.modules[name] = None\n"
-        "from edge.cli import main\n"
-        f"assert main(['-q', 'data', 'synth', '--out', {str(tmp_path / 'ds')!r}, '--train', '5', '--val', '0',"
-        " '--test', '2']) == 0\n"
-        f"assert main(['-q', 'data', 'extract', {str(tmp_path / 'ds')!r}, '--teacher', 'synthetic',"
-        f" '--out', {str(tmp_path / 'x.jsonl')!r}]) == 0\n"
-        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
-    )
-    repo = Path(__file__).resolve().parents[3]
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    done = run_without(WITHOUT_TORCH, f"""
+        from edge.cli import main
+        assert main(['-q', 'data', 'synth', '--out', {str(tmp_path / 'ds')!r}, '--train', '5', '--val', '0',
+                     '--test', '2']) == 0
+        assert main(['-q', 'data', 'extract', {str(tmp_path / 'ds')!r}, '--teacher', 'synthetic',
+                     '--out', {str(tmp_path / 'x.jsonl')!r}]) == 0
+    """, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.attempted == []
     assert (tmp_path / "x.jsonl").read_text().count("\n") > 0

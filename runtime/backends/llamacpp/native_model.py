@@ -1,0 +1,73 @@
+"""One loaded `llama_model *`, shared by the language model, mtmd and the tokenizer."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+from pathlib import Path
+
+from runtime.backends.gguf_file import MAGIC
+from runtime.backends.llamacpp.library import llama_lib, native_reason, recent_native
+from runtime.errors import BundleError
+
+
+def _check_gguf_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise BundleError(f"{path}: {what} file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[:4] != MAGIC:
+        raise BundleError(f"{path}: not a GGUF file")
+
+
+class NativeModel:
+    """Owns one `llama_model *`, shared (refcounted) by the LM, mtmd and tokenizer."""
+
+    def __init__(self, path: Path, gpu_layers: int = 0, *, vocab_only: bool = False) -> None:
+        llama, _ = llama_lib()
+        _check_gguf_file(path, "model")
+        params = llama.llama_model_default_params()
+        params.n_gpu_layers = int(gpu_layers)
+        params.vocab_only = vocab_only
+        recent_native.clear()
+        ptr = llama.llama_model_load_from_file(str(path).encode("utf-8"), params)
+        if not ptr:
+            raise BundleError(f"{path}: llama.cpp could not load this GGUF ({native_reason()})")
+        self.path = path
+        self.ptr = ptr
+        self.vocab = llama.llama_model_get_vocab(ptr)
+        self._refs = 1
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, llama.llama_model_free, ptr)
+        # at interpreter exit the OS reclaims it; freeing then could race contexts that
+        # were never closed and are torn down later
+        self._finalizer.atexit = False
+
+    def acquire(self) -> NativeModel:
+        with self._lock:
+            if self._refs <= 0:
+                raise RuntimeError("the llama.cpp model was already freed")
+            self._refs += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            free = self._refs == 0
+        if free:
+            self._finalizer()  # llama_model_free, exactly once
+
+    def meta(self, key: str) -> str | None:
+        llama, _ = llama_lib()
+        buf = ctypes.create_string_buffer(512)
+        n = llama.llama_model_meta_val_str(self.ptr, key.encode("utf-8"), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
+
+    @property
+    def n_embd(self) -> int:
+        return int(llama_lib()[0].llama_model_n_embd(self.ptr))
+
+    @property
+    def n_vocab(self) -> int:
+        return int(llama_lib()[0].llama_vocab_n_tokens(self.vocab))

@@ -1,0 +1,323 @@
+"""The stages of one request: hint, vision, extraction (or caption), reasoning, answer.
+
+Each stage is a generator: it yields the streaming events while it runs and returns what
+the next stage needs (the focus phrase, the image embeddings, the description...).
+`run_request` chains them for the request's mode. A `RequestRun` carries what the stages
+of one request share: the request, the result being filled in, the models, the caches,
+the speed book and the deadline planner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime import prompts
+from runtime.answer import ParsedAnswer, parse_answer
+from runtime.budget import BudgetController, StageLimits
+from runtime.cache import EmbeddingCache, ExtractionCache, ExtractionKey
+from runtime.cancel import Cancellation
+from runtime.chat_format import Segment
+from runtime.deadline import DeadlinePlanner, StageSpec
+from runtime.errors import BundleError
+from runtime.generation import Generation, generate
+from runtime.memory import current_rss_mb, peak_rss_mb
+from runtime.model_slot import ModelSlot, ModelSlots
+from runtime.request import Request, clean_focus
+from runtime.result import (
+    BudgetAction,
+    BudgetEvent,
+    Done,
+    Event,
+    Result,
+    StageFinished,
+    StageStarted,
+    StageStats,
+)
+from runtime.sampling import Sampler, SamplingConfig
+from runtime.speeds import SpeedBook
+from runtime.tokenizer import encode_segments
+
+Events = Generator[Event, None, None]
+# Each stage samples from its own stream of the request's seed.
+STAGE_SEEDS = {"hint": 1, "extraction": 2, "caption": 2, "answer": 3, "reasoning": 4}
+
+
+@dataclass
+class RequestRun:
+    """What the stages of one request share."""
+
+    req: Request
+    result: Result
+    slots: ModelSlots
+    embeddings: EmbeddingCache
+    extractions: ExtractionCache
+    speeds: SpeedBook
+    planner: DeadlinePlanner | None
+    thinking: bool  # the reasoner thinks (asked for, and its vocabulary can)
+    t0: float
+    cancel: Cancellation
+
+
+def run_request(run: RequestRun) -> Events:
+    """All stages of the request's mode, then `Done(result)`."""
+    req = run.req
+    focus = req.focus
+    if req.mode == "extract-think":
+        focus = yield from hint_stage(run)
+    if req.mode == "end-to-end":
+        parsed = yield from end_to_end_stage(run)
+    else:
+        description = None
+        if req.mode in ("extract-think", "caption-think"):
+            description = yield from extraction_stage(run, focus)
+        parsed = yield from reasoning_stage(run, description)
+    yield from finish(run, parsed)
+
+
+# ---- stages ----------------------------------------------------------------------------
+
+
+def hint_stage(run: RequestRun) -> Generator[Event, None, str | None]:
+    """The reasoner, non-thinking, turns the question into a focus phrase."""
+    req, b = run.req, run.req.budgets
+    if not (req.hint and req.focus is None and b.hint > 0):
+        return req.focus
+    reasoner = run.slots["reasoner"]
+    budget = b.hint
+    if run.planner is not None:
+        plan = run.planner.plan(remaining_specs(run, ["hint", "extraction", "thinking", "answer"]))
+        budget = plan["hint"]
+        yield from plan_event(run, "hint", plan)
+    if budget <= 0:
+        return None
+    gen, _ = yield from generate_stage(
+        run, reasoner, prompts.hint_prompt(req.question, think_tags=reasoner.control.can_think),
+        StageLimits("hint", budget), req.sampling.hint, "hint",
+    )
+    focus = clean_focus(gen.texts.get("hint", "")) or None
+    run.result.hint = focus
+    run.result.budgets["hint"] = budget
+    observe(run, reasoner.role, gen)
+    return focus
+
+
+def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, str]]:
+    """Image -> embeddings, from the cache when this image was encoded before."""
+    slot = run.slots["perception"]
+    key = run.req.image_hash
+    embeds = run.embeddings.get_embeddings(key, slot.art_id)
+    stats = StageStats("vision", "perception", budget=None)
+    yield StageStarted("vision", "perception")
+    t0 = time.perf_counter()
+    if embeds is None:
+        run.cancel.check()
+        stats.load_s = run.slots.acquire(slot)
+        run.cancel.check()
+        t1 = time.perf_counter()
+        embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
+        dt = time.perf_counter() - t1
+        want = (slot.entry.vision.tokens_per_image, slot.entry.text.hidden_size)
+        if embeds.shape != want:
+            raise BundleError(f"the vision encoder returned embeddings of shape {embeds.shape}, "
+                              f"the manifest says {want} (mismatched shapes)")
+        if not np.isfinite(embeds).all():
+            raise BundleError(f"the perception vision encoder ({slot.label}) produced NaN or infinite "
+                              "embeddings: its weights are damaged; re-export the bundle")
+        run.embeddings.put_embeddings(key, slot.art_id, embeds)
+        if run.planner is not None:
+            run.planner.observe("perception", vision_s=dt)
+        run.speeds.remember("perception", vision_s=dt)
+    else:
+        stats.cached = True
+    run.result.cache_hits["embedding"] = stats.cached
+    stats.tokens = embeds.shape[0]
+    stats.seconds = time.perf_counter() - t0
+    stats.rss_mb = current_rss_mb()
+    run.result.stages["vision"] = stats
+    yield StageFinished("vision", stats)
+    return embeds, key
+
+
+def extraction_stage(run: RequestRun, focus: str | None) -> Generator[Event, None, str]:
+    """The perception model describes the image (with the focus; a plain caption in the
+    caption-think mode). The same image, focus, budget and sampling hit the cache."""
+    req, stage = run.req, "extraction"
+    budget = req.budgets.extraction
+    if run.planner is not None:
+        plan = run.planner.plan(remaining_specs(run, ["extraction", "thinking", "answer"]))
+        budget = plan["extraction"]
+        yield from plan_event(run, stage, plan)
+    slot = run.slots["perception"]
+    system = slot.entry.system_prompt
+    segs = (prompts.extraction_prompt(focus, system=system) if req.mode == "extract-think"
+            else prompts.caption_prompt(system=system))
+    cfg = req.sampling.perception
+    ckey = ExtractionKey.make(req.image_hash, slot.art_id, repr(segs), budget, cfg.key(), req.seed)
+    hit = run.extractions.get_text(ckey)
+    run.result.budgets[stage] = budget
+    if hit is not None:
+        text, tokens = hit
+        run.result.cache_hits["extraction"] = True
+        stats = StageStats(stage, "perception", tokens=tokens, budget=budget, cached=True)
+        yield StageStarted(stage, "perception", budget)
+        run.result.stages[stage] = stats
+        yield StageFinished(stage, stats, text)
+        return text
+    run.result.cache_hits["extraction"] = False
+    embeds, key = yield from vision_stage(run)
+    gen, _ = yield from generate_stage(run, slot, segs, StageLimits(stage, budget), cfg, "extraction",
+                                       image=embeds, image_key=key)
+    observe(run, "perception", gen)
+    text = gen.texts.get(stage, "").strip()
+    run.extractions.put_text(ckey, text, gen.stats[stage].tokens)
+    return text
+
+
+def end_to_end_stage(run: RequestRun) -> Generator[Event, None, ParsedAnswer]:
+    """The perception model answers the question directly (the end-to-end baseline)."""
+    req, result = run.req, run.result
+    perception = run.slots["perception"]
+    budget = req.budgets.non_thinking_answer
+    if run.planner is not None:
+        spec = StageSpec("answer", "perception", e2e_prompt_len(run), budget, min(budget, 4), vision=True)
+        plan = run.planner.plan([spec])
+        budget = plan["answer"]
+        yield from plan_event(run, "answer", plan)
+    embeds, key = yield from vision_stage(run)
+    segs = prompts.end_to_end_prompt(req.question, req.options, system=perception.entry.system_prompt)
+    gen, _ = yield from generate_stage(run, perception, segs, StageLimits("answer", budget),
+                                       req.sampling.perception, "answer", image=embeds, image_key=key)
+    result.budgets["answer"] = budget
+    observe(run, "perception", gen)
+    result.answer_text = gen.texts.get("answer", "")
+    return parse_answer(result.answer_text, req.options, allow_bare=True)
+
+
+def reasoning_stage(run: RequestRun, description: str | None) -> Generator[Event, None, ParsedAnswer]:
+    """The reasoner thinks under the thinking budget (budget forcing, NoWait), then answers."""
+    req, result, b = run.req, run.result, run.req.budgets
+    reasoner = run.slots["reasoner"]
+    thinking, tags = run.thinking, reasoner.control.can_think
+    result.extraction = description
+    if req.mode == "blind":
+        segs = prompts.blind_prompt(req.question, req.options, thinking=thinking, think_tags=tags)
+    else:
+        segs = prompts.reasoning_prompt(description or "", req.question, req.options, thinking=thinking,
+                                        think_tags=tags)
+    think_b = b.thinking if thinking else None
+    answer_b = b.answer if thinking else b.non_thinking_answer
+    if run.planner is not None:
+        n_prompt = len(encode_segments(reasoner.tok, segs))
+        specs = [StageSpec("thinking", "reasoner", n_prompt, think_b or 0)] if thinking else []
+        specs.append(StageSpec("answer", "reasoner", 0 if thinking else n_prompt, answer_b, min(answer_b, 8)))
+        plan = run.planner.plan(specs)
+        if thinking:
+            think_b = plan["thinking"]
+        answer_b = plan["answer"]
+        yield from plan_event(run, "thinking" if thinking else "answer", plan)
+    limits = StageLimits("answer", answer_b, thinking_budget=think_b, nowait=req.nowait, ensure_answer=True,
+                         options=req.options)
+    cfg = req.sampling.thinking if thinking else req.sampling.answer
+    gen, ctl = yield from generate_stage(run, reasoner, segs, limits, cfg, "reasoning")
+    observe(run, "reasoner", gen)
+    if thinking:
+        result.thinking = gen.texts.get("thinking", "").strip("\n")
+        result.budgets["thinking"] = ctl.thinking_budget
+    result.budgets["answer"] = ctl.answer_budget
+    result.answer_text = gen.texts.get("answer", "").strip()
+    return parse_answer(result.answer_text, req.options)
+
+
+def finish(run: RequestRun, parsed: ParsedAnswer) -> Events:
+    result = run.result
+    result.answer = parsed.value
+    result.answer_found = parsed.found
+    result.answer_source = parsed.source
+    result.peak_rss_mb = peak_rss_mb()
+    result.seconds = time.perf_counter() - run.t0
+    if run.planner is not None:
+        run.speeds.update(run.planner.measured())
+    run.speeds.save()
+    yield Done(result)
+
+
+# ---- one generation ------------------------------------------------------------------------
+
+
+def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
+                   cfg: SamplingConfig, seed_stage: str, *, image: np.ndarray | None = None,
+                   image_key: str | None = None) -> Generator[Event, None, tuple[Generation, BudgetController]]:
+    """One `generate` run on `slot` (loaded first), its stats and budget events kept in the result."""
+    run.cancel.check()
+    load_s = run.slots.acquire(slot)
+    image_tokens = image.shape[0] if image is not None else 0
+    ids = encode_segments(slot.tok, segs, image_tokens=image_tokens)
+    nowait_ids = slot.nowait_ids() if (limits.thinking_budget is not None and limits.nowait) else None
+    ctl = BudgetController(limits, slot.control, slot.tok, slot.lm.n_vocab, nowait_ids=nowait_ids)
+    sampler = Sampler(cfg, np.random.default_rng([run.req.seed, STAGE_SEEDS[seed_stage]]))
+    events = generate(slot.session, slot.tok, ids, ctl, sampler, role=slot.role, image=image,
+                      image_key=image_key, load_s=load_s, cancel=run.cancel,
+                      model=f"the {slot.role} model ({slot.label})")
+    while True:
+        try:
+            ev = next(events)
+        except StopIteration as stop:
+            return stop.value, ctl
+        if isinstance(ev, StageFinished):
+            run.result.stages[ev.stage] = ev.stats
+        elif isinstance(ev, BudgetAction):
+            run.result.budget_events.append(ev.event)
+        yield ev
+
+
+# ---- deadline planning -----------------------------------------------------------------------
+
+
+def observe(run: RequestRun, role: str, gen: Generation) -> None:
+    run.speeds.remember(role, gen=gen)
+    if run.planner is not None:
+        run.planner.observe(role, prefill_tokens=gen.prompt_tokens - gen.reused_tokens, prefill_s=gen.prefill_s,
+                            decode_tokens=gen.generated, decode_s=gen.decode_s)
+
+
+def plan_event(run: RequestRun, stage: str, plan: dict[str, int]) -> Events:
+    detail = f"{run.planner.remaining():.2f} s left: " + ", ".join(f"{k} {v}" for k, v in plan.items())
+    ev = BudgetEvent(stage, "deadline_plan", 0, detail)
+    run.result.budget_events.append(ev)
+    yield BudgetAction(ev)
+
+
+def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
+    """Estimates of the stages still to run, for the deadline planner."""
+    req, b = run.req, run.req.budgets
+    reasoner = run.slots["reasoner"]
+    tags = reasoner.control.can_think
+    out = []
+    if "hint" in stages:
+        n = len(encode_segments(reasoner.tok, prompts.hint_prompt(req.question, think_tags=tags)))
+        out.append(StageSpec("hint", "reasoner", n, b.hint, 0))
+    if "extraction" in stages and req.mode in ("extract-think", "caption-think"):
+        perception = run.slots["perception"]
+        cached = run.embeddings.get_embeddings(req.image_hash, perception.art_id) is not None
+        n = perception.entry.vision.tokens_per_image + len(
+            encode_segments(perception.tok, prompts.extraction_prompt(None), image_tokens=1))
+        out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached))
+    desc = b.extraction if req.mode != "blind" else 0
+    n = len(encode_segments(reasoner.tok, prompts.reasoning_prompt(
+        "", req.question, req.options, thinking=run.thinking, think_tags=tags))) + desc
+    if run.thinking:
+        out.append(StageSpec("thinking", "reasoner", n, b.thinking, 0))
+        out.append(StageSpec("answer", "reasoner", 0, b.answer, min(b.answer, 8)))
+    else:
+        out.append(StageSpec("answer", "reasoner", n, b.non_thinking_answer, min(b.non_thinking_answer, 8)))
+    return out
+
+
+def e2e_prompt_len(run: RequestRun) -> int:
+    perception = run.slots["perception"]
+    segs = prompts.end_to_end_prompt(run.req.question, run.req.options)
+    return perception.entry.vision.tokens_per_image + len(encode_segments(perception.tok, segs, image_tokens=1))
