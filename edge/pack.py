@@ -375,7 +375,7 @@ def unpack_archive(
     to = Path(to).resolve()
     if to.exists() and not (to.is_dir() and not any(to.iterdir())) and not overwrite:
         raise ConfigError(f"{to} already exists and is not empty (use --force to replace it)")
-    with staged_dir(to) as staging:
+    with staged_dir(to, marker=MANIFEST_NAME) as staging:  # --force replaces only a bundle
         try:
             _unpack_into(archive, staging, progress)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -157,6 +157,13 @@ def test_unpack_refuses_a_non_empty_target_unless_forced(pi_archive, tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         unpack_archive(pi_archive, dest)
     assert (dest / "notes.txt").read_text() == "mine"
+    # --force replaces a bundle, never a folder of other files (runtime.atomic)
+    with pytest.raises(ConfigError, match="has no manifest.json"):
+        unpack_archive(pi_archive, dest, overwrite=True)
+    assert (dest / "notes.txt").read_text() == "mine"
+    (dest / "notes.txt").unlink()
+    unpack_archive(pi_archive, dest)
+    (dest / "notes.txt").write_text("inside a bundle: replaced with it")
     unpack_archive(pi_archive, dest, overwrite=True)
     assert not (dest / "notes.txt").exists() and (dest / "manifest.json").is_file()
     empty = tmp_path / "empty"
