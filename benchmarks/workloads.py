@@ -331,7 +331,7 @@ def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[
         Provenance,
     )
 
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker=MANIFEST_NAME) as tmp:
         for rel, src in files.items():
             _link(src, tmp / rel)
         special = special_tokens_of(tok_dir / "tokenizer.json")

@@ -21,8 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from export.checkpoint import CONVERSION_NOTE
 from runtime.atomic import atomic_write_text, staged_dir
 from runtime.errors import ConfigError
+from runtime.tokenizer import BundleTokenizer
+from training.models.builders import perception_config
+from training.models.sizes import TextSize, VisionSize
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def map_key(key: str) -> str | None:
 
 def read_paper_weights(folder: Path) -> dict[str, Any]:
     """All tensors of a paper checkpoint (safetensors only; .bin is refused)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # imports torch: heavy, local
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -78,9 +82,7 @@ def read_paper_weights(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None):
-    from training.models.sizes import VisionSize
-
+def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None) -> VisionSize:
     layer_ids = {int(m.group(1)) for k in state if (m := re.match(re.escape(VISION_PREFIX) + r"encoder\.layers\.(\d+)\.", k))}
     if not layer_ids:
         raise ConfigError("checkpoint has no vision tower weights")
@@ -99,9 +101,7 @@ def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None):
     return VisionSize(hidden, inter, max(layer_ids) + 1, heads, side * patch, patch)
 
 
-def _text_size(cfg: dict[str, Any]):
-    from training.models.sizes import TextSize
-
+def _text_size(cfg: dict[str, Any]) -> TextSize:
     try:
         rope = cfg.get("rope_parameters") or {}
         return TextSize(
@@ -133,8 +133,6 @@ def convert_llava_ov(
     """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
     import torch
 
-    from runtime.tokenizer import BundleTokenizer
-    from training.models.builders import perception_config
 
     progress = progress or (lambda s, f: None)
     src, out = Path(src), Path(out).resolve()
@@ -198,7 +196,7 @@ def convert_llava_ov(
     model.config.dtype = dtype
 
     progress("save", 0.7)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker=CONVERSION_NOTE) as tmp:  # --force replaces only a conversion
         model.save_pretrained(tmp)
         shutil.copyfile(tok_json, tmp / "tokenizer.json")
         if (tok_json.parent / "tokenizer_config.json").is_file():
@@ -214,7 +212,7 @@ def convert_llava_ov(
             # LLaVA-OneVision's qwen_1_5 conversation template, which the paper's models saw.
             "system_prompt": PAPER_SYSTEM_PROMPT,
         }
-        atomic_write_text(tmp / "conversion.json", json.dumps(note, indent=2) + "\n")
+        atomic_write_text(tmp / CONVERSION_NOTE, json.dumps(note, indent=2) + "\n")
     progress("done", 1.0)
     log.info("converted %s -> %s (%d vision layers, %d image tokens)", src, out,
              vision.num_hidden_layers, vision.tokens_per_image)

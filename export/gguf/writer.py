@@ -16,18 +16,14 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+from gguf import GGUFWriter
 
 from export.gguf.quantize import encode, ggml_type, nbytes
 from runtime.progress import Progress
 
-if TYPE_CHECKING:
-    import numpy as np
-    from gguf import GGUFWriter
-
 log = logging.getLogger(__name__)
-
-
 
 @dataclass(frozen=True)
 class TensorPlan:
@@ -59,9 +55,6 @@ def write_gguf_file(
     stage: str = "gguf",
 ) -> Path:
     """Write `path` (via a temporary name) and return it."""
-    import numpy as np
-    from gguf import GGUFWriter
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     writer = GGUFWriter(tmp, arch)

@@ -25,8 +25,13 @@ from export.onnx.common import (
     report,
     staging_dir,
 )
+from export.onnx.decoder import export_decoder
+from export.onnx.embed import embed_quant_for, export_embed
+from export.onnx.quantize import quantize_decoder
 from export.onnx.verify import verify_onnx
+from export.onnx.vision import export_vision
 from runtime.atomic import ensure_writable_dir
+from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +52,12 @@ def export_onnx(
     Parts: "decoder", "embed" and, for perception, "vision"; an external-data file
     (only for graphs over ~2 GB) is returned as "<part>_data".
     """
-    from export.onnx.decoder import export_decoder
-    from export.onnx.embed import embed_quant_for, export_embed
-    from export.onnx.quantize import quantize_decoder
-
     quant = check_quant(quant)
     parts = model_parts(model, role)
     tokenizer_dir = Path(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         # The graphs do not need it, but a bundle without a matching tokenizer is useless;
         # fail before minutes of export rather than after.
-        from runtime.errors import ConfigError
-
         raise ConfigError(f"{tokenizer_dir}: no tokenizer.json")
     out_dir = Path(out_dir)
     ensure_writable_dir(out_dir)
@@ -79,8 +78,6 @@ def export_onnx(
         if "vision" in names:
             report(progress, "vision encoder", 0.1)
             staged["vision"] = tmp / names["vision"]
-            from export.onnx.vision import export_vision
-
             export_vision(parts, staged["vision"])
         report(progress, "decoder", 0.25)
         if quant == "fp32":

@@ -47,6 +47,7 @@ from runtime.backends.onnx import (
     providers_for,
     session_options,
 )
+from runtime.tokenizer import BundleTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ VERIFY_TEXT = (
 
 def _teacher_ids(tokenizer_dir: Path, vocab: int, n: int) -> np.ndarray:
     """Two different real-text sequences of n ids each (the second starts mid-text)."""
-    from runtime.tokenizer import BundleTokenizer
-
     ids = BundleTokenizer(Path(tokenizer_dir) / "tokenizer.json").encode_plain(VERIFY_TEXT)
     ids = [i for i in ids if i < vocab]
     if not ids:
@@ -149,7 +148,7 @@ def _rel_rms(a: np.ndarray, ref: np.ndarray) -> float:
 def verify_onnx(bundle_root: Path, files: dict[str, str], quant: str, model: Any,
                 tokenizer_dir: Path) -> dict:
     """Compare the exported graphs in `bundle_root` with `model`; JSON-able report."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy optional dependencies: only the check needs them
     import torch
     from transformers import LlavaForConditionalGeneration
 
