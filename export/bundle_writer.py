@@ -210,6 +210,8 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
     model = load_for_export(role, folder)
     tok_src = folder / "tokenizer.json"
     _check_vocab(role, model, tok_src)
+    vcfg = model.config.vision_config if role == "perception" else None
+    image = image_preprocess(folder, vcfg.image_size) if vcfg is not None else None  # checked before the work
     artifacts = []
     for fmt, quants in plan.items():
         for quant in quants:
@@ -222,7 +224,6 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
             parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub)
             artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
             done += 1
-    vcfg = model.config.vision_config if role == "perception" else None
     return ModelEntry(
         role=role,
         architecture="llava-qwen3" if role == "perception" else "qwen3",
@@ -231,7 +232,7 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
         special_tokens=special_tokens_of(tok_src),
         artifacts=tuple(artifacts),
         vision=vision_shape(vcfg) if vcfg is not None else None,
-        image=image_preprocess(folder, vcfg.image_size) if vcfg is not None else None,
+        image=image,
         system_prompt=system_prompt(folder),
         source=str(folder),
         source_sha256=checkpoint_sha256(folder),

@@ -154,6 +154,23 @@ def write_mmproj_gguf(
 ) -> Path:
     """Write the vision tower + projector of a LLaVA-style `model` (spec: f32 or f16)."""
     parts = vision_parts(model)
+    return write_mmproj_parts(parts, plan_mmproj_tensors(parts, spec), path, spec, name=name, mean=mean,
+                              std=std, progress=progress)
+
+
+def write_mmproj_parts(
+    parts: VisionParts,
+    plans: list[TensorPlan],
+    path: Path,
+    spec: QuantSpec,
+    *,
+    name: str,
+    mean: tuple[float, float, float] = SIGLIP_MEAN,
+    std: tuple[float, float, float] = SIGLIP_STD,
+    progress: Progress | None = None,
+) -> Path:
+    """Write an mmproj from its shapes (`parts.vision_config`, depth, text width) and the
+    planned tensors: the torch model's, or random ones (export.gguf.random_weights)."""
     v = parts.vision_config
     if spec.weight_type not in ("F32", "F16"):
         raise ConfigError(f"the mmproj is written in f32 or f16, not {spec.name}")
@@ -177,7 +194,6 @@ def write_mmproj_gguf(
         w.add_array("clip.vision.image_std", [float(x) for x in std])
         w.add_array("clip.vision.feature_layer", [parts.depth])
 
-    plans = plan_mmproj_tensors(parts, spec)
     return write_gguf_file(path, "clip", metadata, plans, progress=progress, stage="mmproj")
 
 

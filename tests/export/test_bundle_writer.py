@@ -107,6 +107,17 @@ def test_bad_inputs_leave_nothing(capsys, tmp_path, tiny_reasoner_dir, tiny_perc
     assert not (tmp_path / "b").exists()
 
 
+def test_a_bad_preprocessor_config_is_refused_for_onnx_too(capsys, tmp_path, tiny_perception_dir):
+    """One validated reader for every format (the ONNX path used to take std 0 as is)."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_perception_dir, ckpt)
+    (ckpt / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5, 0, 0.5]}))
+    rc, _, err = run(capsys, "--perception", ckpt, "--format", "onnx", "--quant", "fp32", "--out", tmp_path / "b")
+    assert rc == 2
+    one_line_error(err, "image_std must be > 0")
+    assert not (tmp_path / "b").exists()
+
+
 def test_existing_bundle_needs_force_and_survives_a_failed_replace(capsys, tmp_path, tiny_reasoner_dir):
     out = tmp_path / "b"
     assert run(capsys, "--reasoner", tiny_reasoner_dir, "--quant", "f32", "--out", out, "--no-verify")[0] == 0
