@@ -121,21 +121,7 @@ def _text_size(cfg: dict[str, Any]) -> TextSize:
         raise ConfigError(f"paper config.json lacks {exc.args[0]}") from None
 
 
-def convert_llava_ov(
-    src: str | Path,
-    out: str | Path,
-    *,
-    tokenizer: str | Path | None = None,
-    vision_heads: int | None = None,
-    overwrite: bool = False,
-    progress: Callable[[str, float], None] | None = None,
-) -> Path:
-    """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
-    import torch
-
-
-    progress = progress or (lambda s, f: None)
-    src, out = Path(src), Path(out).resolve()
+def _paper_config(src: Path) -> dict[str, Any]:
     if not (src / "config.json").is_file():
         raise ConfigError(f"{src}: no config.json")
     cfg = json.loads((src / "config.json").read_text())
@@ -145,31 +131,23 @@ def convert_llava_ov(
     proj = cfg.get("mm_projector_type", "mlp2x_gelu")
     if proj != "mlp2x_gelu":
         raise ConfigError(f"{src}: projector {proj!r} is not supported (mlp2x_gelu only)")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    return cfg
+
+
+def _tokenizer(src: Path, tokenizer: str | Path | None) -> tuple[Path, BundleTokenizer]:
     tok_dir = Path(tokenizer) if tokenizer else src
     tok_json = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
     if not tok_json.is_file():
         raise ConfigError(f"no tokenizer.json in {tok_dir} (pass --tokenizer with Qwen3's tokenizer)")
     tok = BundleTokenizer(tok_json)
-    image_id = tok.token_id("<|image_pad|>")
-    if image_id is None:
+    if tok.token_id("<|image_pad|>") is None:
         raise ConfigError(f"{tok_json}: tokenizer has no <|image_pad|> token")
+    return tok_json, tok
 
-    progress("read weights", 0.0)
-    state = read_paper_weights(src)
-    vision = _vision_size(state, cfg, vision_heads)
-    text = _text_size(cfg)
-    config = perception_config(vision, text, image_token_id=image_id,
-                               eos_token_id=tok.token_id("<|im_end|>"), pad_token_id=tok.token_id("<|endoftext|>"))
-    mapped, dropped = {}, []
-    for key, value in state.items():
-        new = map_key(key)
-        if new is None:
-            dropped.append(key)
-        else:
-            mapped[new] = value
-    progress("build model", 0.4)
+
+def _build_model(config: Any, mapped: dict[str, Any], tied: bool) -> Any:
+    """A LlavaForConditionalGeneration holding `mapped` (checked name by name, shape by shape)."""
+    import torch  # heavy: only conversion needs it
     from transformers import LlavaForConditionalGeneration
 
     with torch.device("meta"):
@@ -177,7 +155,7 @@ def convert_llava_ov(
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     expected = set(shapes)
     missing = sorted(expected - set(mapped))
-    if text.tie_word_embeddings and "lm_head.weight" in missing:
+    if tied and "lm_head.weight" in missing:
         missing.remove("lm_head.weight")
     unexpected = sorted(set(mapped) - expected)
     # The paper tower keeps SigLIP's post-layernorm weights although features are taken
@@ -190,10 +168,44 @@ def convert_llava_ov(
     # Only persistent weights are assigned; meta-device buffers (rotary tables, position
     # ids) are never saved and are rebuilt when the converted folder is loaded.
     model.load_state_dict(mapped, strict=False, assign=True)
-    if text.tie_word_embeddings:
+    if tied:
         model.tie_weights()
-    dtype = next(iter(mapped.values())).dtype
-    model.config.dtype = dtype
+    model.config.dtype = next(iter(mapped.values())).dtype
+    return model
+
+
+def convert_llava_ov(
+    src: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    vision_heads: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> Path:
+    """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
+    progress = progress or (lambda s, f: None)
+    src, out = Path(src), Path(out).resolve()
+    cfg = _paper_config(src)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    tok_json, tok = _tokenizer(src, tokenizer)
+
+    progress("read weights", 0.0)
+    state = read_paper_weights(src)
+    vision = _vision_size(state, cfg, vision_heads)
+    text = _text_size(cfg)
+    config = perception_config(vision, text, image_token_id=tok.token_id("<|image_pad|>"),
+                               eos_token_id=tok.token_id("<|im_end|>"), pad_token_id=tok.token_id("<|endoftext|>"))
+    mapped, dropped = {}, []
+    for key, value in state.items():
+        new = map_key(key)
+        if new is None:
+            dropped.append(key)
+        else:
+            mapped[new] = value
+    progress("build model", 0.4)
+    model = _build_model(config, mapped, text.tie_word_embeddings)
 
     progress("save", 0.7)
     with staged_dir(out, marker=CONVERSION_NOTE) as tmp:  # --force replaces only a conversion

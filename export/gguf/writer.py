@@ -21,6 +21,7 @@ import numpy as np
 from gguf import GGUFWriter
 
 from export.gguf.quantize import encode, ggml_type, nbytes
+from runtime.atomic import published_mode
 from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ def temp_path(final: Path, tag: str = "tmp") -> Path:
 
 
 def fsync_file(path: Path) -> None:
+    """fsync, and give the file the mode published files have (mkstemp made it 0600)."""
     with open(path, "rb+") as fh:
+        os.fchmod(fh.fileno(), published_mode(0, is_dir=False))
         os.fsync(fh.fileno())
 
 

@@ -71,25 +71,7 @@ def export_onnx(
 
     files: dict[str, str] = {}
     with staging_dir(out_dir, role) as tmp:
-        staged: dict[str, Path] = {}
-        report(progress, "embedding table", 0.0)
-        staged["embed"] = tmp / names["embed"]
-        export_embed(parts.embed_tokens, staged["embed"], quant=equant)
-        if "vision" in names:
-            report(progress, "vision encoder", 0.1)
-            staged["vision"] = tmp / names["vision"]
-            export_vision(parts, staged["vision"])
-        report(progress, "decoder", 0.25)
-        if quant == "fp32":
-            staged["decoder"] = tmp / names["decoder"]
-            export_decoder(parts, staged["decoder"])
-        else:
-            fp32_dir = tmp / "fp32"
-            fp32_dir.mkdir()
-            export_decoder(parts, fp32_dir / "decoder.onnx")
-            report(progress, f"quantizing the decoder to {quant}", 0.6)
-            staged["decoder"] = tmp / names["decoder"]
-            quantize_decoder(fp32_dir / "decoder.onnx", staged["decoder"], quant)
+        staged = _write_graphs(parts, tmp, names, quant, equant, progress)
         report(progress, "checking graphs", 0.9)
         for path in staged.values():
             check_file(path)
@@ -101,3 +83,27 @@ def export_onnx(
     report(progress, "done", 1.0)
     log.info("onnx export of the %s (%s): %s", role, quant, ", ".join(files.values()))
     return files
+
+
+def _write_graphs(parts: Any, tmp: Path, names: dict[str, str], quant: str, equant: str,
+                  progress: Callable[[str, float], None] | None) -> dict[str, Path]:
+    """Export (and quantize) each graph into the scratch folder `tmp`; part -> path."""
+    staged: dict[str, Path] = {}
+    report(progress, "embedding table", 0.0)
+    staged["embed"] = tmp / names["embed"]
+    export_embed(parts.embed_tokens, staged["embed"], quant=equant)
+    if "vision" in names:
+        report(progress, "vision encoder", 0.1)
+        staged["vision"] = tmp / names["vision"]
+        export_vision(parts, staged["vision"])
+    report(progress, "decoder", 0.25)
+    staged["decoder"] = tmp / names["decoder"]
+    if quant == "fp32":
+        export_decoder(parts, staged["decoder"])
+    else:
+        fp32_dir = tmp / "fp32"
+        fp32_dir.mkdir()
+        export_decoder(parts, fp32_dir / "decoder.onnx")
+        report(progress, f"quantizing the decoder to {quant}", 0.6)
+        quantize_decoder(fp32_dir / "decoder.onnx", staged["decoder"], quant)
+    return staged

@@ -112,6 +112,7 @@ def test_int8_parity_on_a_cpu_without_vnni(tmp_path, tmp_path_factory, tiny_perc
     m = report["metrics"]
     # 8-bit weights gave 0.107 (perception) there, over the 0.10 gate; 7-bit: 0.026 on both
     assert m["logits_rel_rms"] < 0.05, m
+    assert m["int8_weight_pair_max"] <= 128 and report["checks"]["int8_weight_pair_max"]
     assert abs(m["logits_rel_rms"] - here) < 1e-3, (m["logits_rel_rms"], here)  # same integers
     assert report["passed"], report["checks"]
 
@@ -138,3 +139,5 @@ def test_the_emulation_sees_saturation(tmp_path, tmp_path_factory, tiny_percepti
     report = verify_onnx(_emulated(old, files, tmp_path / "avx2"), files, "int8", model, tiny_perception_dir)
     assert exact < 0.03  # exact integer products: 8-bit weights are fine (0.018) ...
     assert report["metrics"]["logits_rel_rms"] > 3 * exact  # ... saturated ones are not (0.107)
+    # and verification refuses such a file on any CPU, saturating or not
+    assert report["metrics"]["int8_weight_pair_max"] > 128 and not report["checks"]["int8_weight_pair_max"]

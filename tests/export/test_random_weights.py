@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader
@@ -11,6 +13,7 @@ from export.gguf.random_weights import (
     write_random_mmproj_gguf,
     write_random_text_gguf,
 )
+from runtime.atomic import published_mode
 from runtime.backends.base import BackendOptions
 from runtime.backends.llamacpp import load_gguf
 from runtime.errors import ConfigError
@@ -32,6 +35,8 @@ def test_text_model_and_mmproj_from_shapes_load_and_run(tmp_path, tiny_tokenizer
     model = write_random_text_gguf(tmp_path / "text.gguf", text, tiny_tokenizer_dir, seed=0, quant=quant)
     mmproj = write_random_mmproj_gguf(tmp_path / "mmproj.gguf", vision, text.hidden_size, seed=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mmproj.gguf", "text.gguf"]  # no temporaries left
+    for p in (model, mmproj):  # readable by other users (mkstemp's 0600 is not kept)
+        assert stat.S_IMODE(p.stat().st_mode) == published_mode(0, is_dir=False)
     types = {t.name: GGMLQuantizationType(t.tensor_type).name for t in GGUFReader(model).tensors}
     assert types["token_embd.weight"] == "Q8_0" if quant == "q4_0" else types["token_embd.weight"] != "F32"
     assert types["blk.0.attn_norm.weight"] == "F32"
