@@ -104,7 +104,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` if needed; a ConfigError naming it when it cannot be created or written."""
     p = Path(path)
     if os.path.lexists(p) and not p.is_dir():
-        raise ConfigError(f"{p} is not a folder: cannot write into it")
+        raise ConfigError(f"{p}: cannot create the output folder (a file of that name is in the way)")
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -187,9 +187,7 @@ def _owned_name(final: Path) -> Iterator[str]:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            continue
-        except OSError as exc:  # e.g. root on a read-only file system: os.access said yes
-            raise ConfigError(f"{final.parent}: cannot write here ({exc.strerror})") from None
+            continue  # (any other OSError names the path; the CLI prints it as one line)
         _lock(fd, block=True)
         # A sweeper may have taken the brand-new, not yet locked file for a dead one and
         # removed it: then start again under another name.

@@ -133,7 +133,7 @@ def test_unwritable_output(capsys, tmp_path, tiny_reasoner_dir):
     # a file where the output's parent folder should be: fails for root too
     (tmp_path / "file").write_text("x")
     rc, _, err = run(capsys, "--reasoner", tiny_reasoner_dir, "--out", tmp_path / "file" / "b")
-    one_line_error(err, "is not a folder")
+    one_line_error(err, "cannot create the output folder", "in the way")
     assert rc == 2 and (tmp_path / "file").read_text() == "x"
     if os.geteuid() != 0:  # root ignores permission bits
         ro = tmp_path / "ro"

@@ -173,5 +173,5 @@ def test_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path):
 
 def test_a_file_in_the_way_is_a_clear_error_even_for_root(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ConfigError, match="is not a folder"):
+    with pytest.raises(ConfigError, match="cannot create the output folder .a file of that name is in the way"):
         _build(tmp_path / "file" / "b")
