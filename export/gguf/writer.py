@@ -44,7 +44,8 @@ def temp_path(final: Path, tag: str = "tmp") -> Path:
 def fsync_file(path: Path) -> None:
     """fsync, and give the file the mode published files have (mkstemp made it 0600)."""
     with open(path, "rb+") as fh:
-        os.fchmod(fh.fileno(), published_mode(0, is_dir=False))
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            os.fchmod(fh.fileno(), published_mode(0, is_dir=False))
         os.fsync(fh.fileno())
 
 
