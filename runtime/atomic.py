@@ -52,6 +52,7 @@ LOCK_SUFFIX = ".lock"
 LEGACY_PARTIAL_AGE_S = 24 * 3600
 _LEGACY_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
 _TOKEN_BYTES = 6  # 12 hex digits
+_OUR_LOCK = re.compile(rf"^\..+\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.lock$")  # never anyone else's
 
 
 def current_umask() -> int:
@@ -215,6 +216,8 @@ def clean_stale(parent: str | os.PathLike[str]) -> list[Path]:
         return []
     done: list[Path] = []
     for lock in parent.glob(f".*{LOCK_SUFFIX}"):
+        if not _OUR_LOCK.match(lock.name):
+            continue
         stem = lock.name[: -len(LOCK_SUFFIX)]
         partial, old = parent / (stem + PARTIAL_SUFFIX), parent / (stem + OLD_SUFFIX)
         try:

@@ -107,8 +107,10 @@ def test_a_killed_build_is_cleaned_by_the_next_write_to_that_parent(tmp_path):
     assert proc.wait(timeout=60) == -signal.SIGKILL
     left = _hidden(tmp_path)
     assert any(n.startswith(".a.") and n.endswith(".partial") for n in left), left
+    (tmp_path / ".notes.lock").write_text("someone else's")  # not ours: never touched
+    (tmp_path / ".notes.old").mkdir()
     _build(tmp_path / "b")  # another bundle, same parent
-    assert _hidden(tmp_path) == [] and not (tmp_path / "a").exists()
+    assert _hidden(tmp_path) == [".notes.lock", ".notes.old"] and not (tmp_path / "a").exists()
 
 
 def test_a_live_build_is_never_cleaned(tmp_path):
