@@ -263,3 +263,10 @@ def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_r
     assert not report["passed"]
     assert report["metrics"]["logits_rel_rms"] > 0.10
     assert not report["checks"]["logits_rel_rms"]
+    # what `edge export` says when parity fails: the artifact, the metric, its value, its limit
+    from export.verify import failure_summary
+
+    said = failure_summary({"artifacts": [report]})
+    value = f"{report['metrics']['logits_rel_rms']:.3g}"
+    assert said.startswith("reasoner onnx/int8: ") and f"logits_rel_rms {value} (limit 0.1)" in said, said
+    assert failure_summary({"artifacts": [{**report, "passed": True}]}) == ""
