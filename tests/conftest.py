@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> Path:
-    from training.fixtures import tiny_tokenizer
+    from training.models.tiny import tiny_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_tokenizer")
     tiny_tokenizer(out)
@@ -30,7 +30,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def qwen3_tokenizer_dir(tmp_path_factory) -> Path:
-    from training.fixtures import qwen3_tokenizer
+    from training.models.tiny import qwen3_tokenizer
 
     out = tmp_path_factory.mktemp("qwen3_tokenizer")
     qwen3_tokenizer(out)
@@ -39,14 +39,14 @@ def qwen3_tokenizer_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_perception_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    from training.fixtures import tiny_perception
+    from training.models.tiny import tiny_perception
 
     return tiny_perception(tmp_path_factory.mktemp("tiny_perception"), tiny_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
 def tiny_reasoner_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    from training.fixtures import tiny_reasoner
+    from training.models.tiny import tiny_reasoner
 
     return tiny_reasoner(tmp_path_factory.mktemp("tiny_reasoner"), tiny_tokenizer_dir)
 

@@ -7,7 +7,8 @@ patch and its features collapse towards one vector. This stage is the synthetic 
 stand-in for SigLIP's pretraining: linear heads on the tower's features (exactly the
 features the projector reads) predict what the scene graph says is in each grid cell (kind,
 colour, shape, size, text), the bars of a chart and the background. The heads are
-discarded afterwards; only the tower's weights move on to the next stage.
+discarded afterwards; only the tower's weights move on to the next stage. The loss with
+the heads is `training.losses.CellLoss`.
 
 Labels are factorised (colour and shape are separate heads), which helps the tower
 describe colour-shape pairs it never saw together (the held-out test split).
@@ -21,16 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from runtime.image import load_image, preprocess
 from runtime.manifest import ImagePreprocess
+from training.data.vocabulary import BACKGROUNDS, COLORS, PATTERNS, SHAPES, SIZES, WORDS
 
 log = logging.getLogger(__name__)
 
 MAX_BARS = 6
 
 
-def _vocab():
-    from training.data.scene import BACKGROUNDS, COLORS, PATTERNS, SHAPES, SIZES, WORDS
-
+def _vocab() -> dict[str, tuple[str, ...]]:
     return {
         "kind": ("empty", "shape", "text", "chart"),
         "color": tuple(COLORS),
@@ -53,10 +54,6 @@ def head_sizes() -> dict[str, int]:
     """Classes per head; every attribute head has an extra last class "none"."""
     v = _vocab()
     return {k: len(x) + (0 if k in ("kind", "background", "pattern", "clutter") else 1) for k, x in v.items()}
-
-
-def labels_per_image(grid_cells: int) -> int:
-    return grid_cells * len(CELL_HEADS) + MAX_BARS * len(BAR_HEADS) + len(GLOBAL_HEADS)
 
 
 def scene_labels(scene: Any) -> list[int]:
@@ -104,9 +101,7 @@ class CellCollator:
         return example
 
     def collate(self, items: list[CellExample]) -> dict[str, Any]:
-        import torch
-
-        from runtime.image import load_image, preprocess
+        import torch  # deferred: building labels and examples needs no torch
 
         mean = np.asarray(self.image.mean, dtype=np.float32)
         std = np.asarray(self.image.std, dtype=np.float32)
@@ -114,52 +109,3 @@ class CellCollator:
                   .transpose(2, 0, 1) for ex in items]
         return {"pixel_values": torch.from_numpy(np.ascontiguousarray(np.stack(pixels))),
                 "cell_labels": torch.tensor([list(ex.labels) for ex in items], dtype=torch.long)}
-
-
-def cell_loss_module(model: Any, grid: int):
-    """(summed CE over every label, #labels) from the perception model's tower features."""
-    import torch
-    import torch.nn.functional as F
-
-    sizes = head_sizes()
-    width = model.config.vision_config.hidden_size
-    n_cells = grid * grid
-
-    class CellLoss(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-            self.cell = torch.nn.ModuleDict({h: torch.nn.Linear(width, sizes[h]) for h in CELL_HEADS})
-            self.bar = torch.nn.ModuleList([torch.nn.ModuleDict({h: torch.nn.Linear(width, sizes[h])
-                                                                  for h in BAR_HEADS}) for _ in range(MAX_BARS)])
-            self.glob = torch.nn.ModuleDict({h: torch.nn.Linear(width, sizes[h]) for h in GLOBAL_HEADS})
-
-        def forward(self, pixel_values, cell_labels):
-            tower = self.model.model.vision_tower
-            # the features the projector reads: the last kept layer, before post_layernorm
-            feats = tower(pixel_values, output_hidden_states=True).hidden_states[-1]
-            pooled = feats.mean(1)
-            side = int(round(feats.shape[1] ** 0.5))
-            if side != grid:  # several patches per cell (or cells across patches): average them
-                fmap = feats.transpose(1, 2).reshape(feats.shape[0], width, side, side)
-                feats = F.adaptive_avg_pool2d(fmap, grid).flatten(2).transpose(1, 2)
-            logits, targets = [], []
-            col = 0
-            for c in range(n_cells):
-                for h in CELL_HEADS:
-                    logits.append(self.cell[h](feats[:, c]))
-                    targets.append(cell_labels[:, col])
-                    col += 1
-            for b in range(MAX_BARS):
-                for h in BAR_HEADS:
-                    logits.append(self.bar[b][h](pooled))
-                    targets.append(cell_labels[:, col])
-                    col += 1
-            for h in GLOBAL_HEADS:
-                logits.append(self.glob[h](pooled))
-                targets.append(cell_labels[:, col])
-                col += 1
-            loss = sum(F.cross_entropy(lg.float(), t, reduction="sum") for lg, t in zip(logits, targets, strict=True))
-            return loss, torch.tensor(cell_labels.numel(), device=cell_labels.device)
-
-    return CellLoss()

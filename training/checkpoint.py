@@ -48,7 +48,7 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_optimizer(optimizer: Any, out: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # deferred: imports torch
 
     sd = optimizer.state_dict()
     tensors = {}
@@ -73,7 +73,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def load_optimizer(optimizer: Any, ckpt: Path) -> None:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # deferred: imports torch
 
     meta = json.loads((ckpt / "optimizer.json").read_text())
     tensors = load_file(str(ckpt / "optimizer.safetensors"))
@@ -95,8 +95,8 @@ def load_optimizer(optimizer: Any, ckpt: Path) -> None:
 
 
 def save_rng(out: Path, rank: int) -> None:
-    import torch
-    from safetensors.torch import save_file
+    import torch  # deferred: `edge train list` reads checkpoints without torch
+    from safetensors.torch import save_file  # deferred: imports torch
 
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -112,8 +112,8 @@ def save_rng(out: Path, rank: int) -> None:
 
 
 def load_rng(ckpt: Path, rank: int) -> None:
-    import torch
-    from safetensors.torch import load_file
+    import torch  # deferred: `edge train list` reads checkpoints without torch
+    from safetensors.torch import load_file  # deferred: imports torch
 
     path = ckpt / f"rng-rank{rank}.safetensors"
     if not path.is_file():  # a different number of processes than the saving run

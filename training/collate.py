@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import EdgeError
+from runtime.image import load_image, preprocess
 from runtime.manifest import ImagePreprocess
 from training.examples import IGNORE, ExampleSource, TokenizedExample, tokenize
 
@@ -97,8 +98,6 @@ class Collator:
 
     def pixels(self, path: str) -> np.ndarray:
         """float32 [3, size, size], normalised like the runtime's vision encoders."""
-        from runtime.image import load_image, preprocess
-
         assert self.image is not None
         arr = preprocess(load_image(path), self.image).astype(np.float32) / 255.0
         mean = np.asarray(self.image.mean, dtype=np.float32)
@@ -106,7 +105,7 @@ class Collator:
         return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
 
     def collate(self, items: Sequence[TokenizedExample]) -> dict[str, Any]:
-        import torch
+        import torch  # deferred: tokenizing and data checks need no torch
 
         pixels: list[np.ndarray] = []
         rows: list[tuple[list[int], list[int]]] = []

@@ -29,6 +29,8 @@ Part = Literal["vision", "projector", "language"]
 Precision = Literal["auto", "fp32", "bf16"]
 Schedule = Literal["cosine", "linear", "constant"]
 
+RECIPES = Path(__file__).parent / "recipes"  # the recipe files shipped with the package
+
 
 @dataclass(frozen=True)
 class PerceptionSpec:
@@ -162,7 +164,7 @@ class Recipe:
 
 
 def _parse_scalar(text: str) -> Any:
-    import yaml
+    import yaml  # deferred: `edge --help` imports this module, and pyyaml is the [train] extra's
 
     return yaml.safe_load(text)
 
@@ -219,7 +221,7 @@ def read_recipe_data(path: str | os.PathLike[str]) -> dict:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p}: not valid JSON ({exc})") from None
     else:
-        import yaml
+        import yaml  # deferred (see _parse_scalar)
 
         try:
             data = yaml.safe_load(text)  # safe_load: no object construction from the file

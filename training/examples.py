@@ -42,7 +42,13 @@ from runtime.chat_format import (
 )
 from runtime.errors import ConfigError
 from runtime.tokenizer import encode_segments
+from training.cells import CellExample, scene_labels
 from training.config import DataSource
+from training.data.extraction import read_rows
+from training.data.language import article, shape_name, text_name
+from training.data.llava import load_llava
+from training.data.scene import region_name
+from training.data.synth import SynthDataset
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +126,6 @@ def grid_text(scene: Any) -> str:
     to know which patch comes next; this lists all cells in the order of the tower's
     patches, the easiest mapping from patches to words there is. Charts list their bars.
     """
-    from training.data.language import article, shape_name, text_name
-    from training.data.scene import region_name
-
     if scene.kind == "chart":
         bars = ", ".join(f"{b.color} {b.value}" for b in scene.bars)
         return f"A bar chart. The bars from left to right: {bars}."
@@ -229,8 +232,6 @@ class ExampleSource:
         return len(self.records)
 
     def _load_synthetic(self) -> None:
-        from training.data.synth import SynthDataset
-
         ds = SynthDataset(self._root)
         self._scenes = ds.scenes() if self.spec.style in ("grid", "cells") else {}
         seen: set[str] = set()
@@ -243,8 +244,6 @@ class ExampleSource:
             self.records.append(rec)
 
     def _load_llava(self) -> None:
-        from training.data.llava import load_llava
-
         examples, report = load_llava(self._root, self.spec.image_folder)
         if report.skipped:
             log.warning("%s", report.summary())
@@ -252,8 +251,6 @@ class ExampleSource:
                          "qa": [(p.question, p.answer) for p in ex.qa]} for ex in examples]
 
     def _load_extraction(self) -> None:
-        from training.data.extraction import read_rows
-
         try:
             rows = read_rows(self._root)
         except FileNotFoundError:
@@ -281,8 +278,6 @@ class ExampleSource:
         image = self.image_path(rec) if style in ("caption", "direct", "extraction", "conversation",
                                                   "grid", "cells") else None
         if style == "cells":
-            from training.cells import CellExample, scene_labels
-
             assert image is not None
             return CellExample(image, tuple(scene_labels(self._scenes[rec["scene_id"]])), str(rec.get("id", "")))
         if self.spec.kind == "synthetic":

@@ -19,15 +19,16 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from training.config import RECIPES, apply_overrides, read_recipe_data, recipe_from_data
+from training.data.scene import SceneConfig
+from training.data.synth import SynthConfig, write_dataset
+from training.loop import train_stage
+from training.models.sizes import vision_size
 
-RECIPES = Path(__file__).parent / "recipes"
+log = logging.getLogger(__name__)
 
 
 def _synth(out: Path, image_size: int, train: int) -> Path:
-    from training.data.scene import SceneConfig
-    from training.data.synth import SynthConfig, write_dataset
-
     if not (out / "dataset.json").is_file():
         write_dataset(out, SynthConfig(seed=0, scene=SceneConfig(image_size=image_size), train=train, val=0,
                                        test=0), overwrite=True)
@@ -35,7 +36,7 @@ def _synth(out: Path, image_size: int, train: int) -> Path:
 
 
 def _measure(fn):
-    import torch
+    import torch  # deferred: `--help` works without the training stack
 
     cuda = torch.cuda.is_available()
     if cuda:
@@ -50,9 +51,6 @@ def _measure(fn):
 
 def small_recipe(work: Path, steps: int, *, dry_run: bool = False) -> dict:
     """The synthetic-cpu recipe's align stage, bf16, `steps` steps."""
-    from training.config import apply_overrides, read_recipe_data, recipe_from_data
-    from training.loop import train_stage
-
     data_dir = _synth(work / "small" / "data", 96, 40 if dry_run else 2000)
     raw = read_recipe_data(RECIPES / "synthetic-cpu.yaml")
     raw = apply_overrides(raw, [f"vars.work={work / 'small'}", "threads=0", f"stages.align.steps={steps}",
@@ -69,9 +67,6 @@ def small_recipe(work: Path, steps: int, *, dry_run: bool = False) -> dict:
 
 def paper_step(work: Path, micro: int, *, dry_run: bool = False) -> dict:
     """One optimizer step of visual instruction tuning at the paper's 0.6B shape (random init)."""
-    from training.config import read_recipe_data, recipe_from_data
-    from training.loop import train_stage
-
     data_dir = _synth(work / "paper" / "data", 384, max(micro, 8))
     raw = read_recipe_data(RECIPES / "paper-0.6b.yaml")
     raw["vars"]["run"] = str(work / "paper")
@@ -86,8 +81,6 @@ def paper_step(work: Path, micro: int, *, dry_run: bool = False) -> dict:
     raw["stages"] = {"instruct": instruct}
     recipe = recipe_from_data(raw)
     res, wall, peak = _measure(lambda: train_stage(recipe, "instruct", fresh=True))
-    from training.models.sizes import vision_size
-
     n_image = vision_size(recipe.perception.vision).tokens_per_image
     return {"run": f"paper 0.6B shape (instruct, bf16, micro batch {micro}, {n_image} image tokens)",
             "steps": res.steps, "tokens": res.tokens, "tokens_per_s": round(res.tokens / res.seconds, 1),
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    import torch
+    import torch  # deferred (see _measure)
 
     dry = args.cpu_dry_run
     if not torch.cuda.is_available() and not dry:

@@ -56,7 +56,7 @@ def plot_loss(entries: list[dict], out: Path, title: str = "") -> Path | None:
     pts = [(e["step"], e["loss"]) for e in entries if "loss" in e]
     if not pts:
         return None
-    try:
+    try:  # deferred: matplotlib is optional and slow to import
         import matplotlib
 
         matplotlib.use("Agg")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import replace
@@ -17,8 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import ConfigError
+from runtime.tokenizer import BundleTokenizer
 from training.config import Recipe, StageConfig
-from training.stages import STAGE_KINDS, init_of, module_of, trainable_parts
+from training.corpus import tokenizer_corpus
+from training.models.builders import (
+    build_perception,
+    build_reasoner,
+    perception_config,
+    qwen3_config,
+)
+from training.models.loading import from_pretrained, load_perception, load_reasoner
+from training.models.sizes import text_size, vision_size
+from training.stages import init_of, module_of, trainable_parts
+from training.tokenizer_build import build_qwen3_tokenizer, save_tokenizer, train_bpe_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +47,12 @@ def resolve_tokenizer(recipe: Recipe) -> Path:
     if src == "qwen3":
         out = Path(recipe.output_dir) / "tokenizer"
         if not (out / "tokenizer.json").is_file():
-            from training.tokenizer_build import build_qwen3_tokenizer, save_tokenizer
-
             log.info("building Qwen3's tokenizer offline into %s", out)
             save_tokenizer(build_qwen3_tokenizer(), out)
         return out
     if src == "train":
         out = Path(recipe.output_dir) / "tokenizer"
         if not (out / "tokenizer.json").is_file():
-            from training.default_bundle import tokenizer_corpus
-            from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
-
             assert recipe.tokenizer.corpus is not None
             log.info("training a %d-entry BPE on %s into %s", recipe.tokenizer.vocab_size,
                      recipe.tokenizer.corpus, out)
@@ -61,6 +68,7 @@ def resolve_tokenizer(recipe: Recipe) -> Path:
     if path.is_file() and path.name == "tokenizer.json":
         return path.parent
     try:
+        # deferred: only a hub id needs it (it comes with transformers, the [train] extra)
         from huggingface_hub import hf_hub_download
 
         out = Path(recipe.output_dir) / "tokenizer"
@@ -75,8 +83,7 @@ def resolve_tokenizer(recipe: Recipe) -> Path:
 
 
 def special_ids(tokenizer_dir: Path) -> dict[str, int]:
-    from runtime.tokenizer import BundleTokenizer
-
+    """The ids the models are built with (image placeholder, end of turn, padding) and the vocab size."""
     tok = BundleTokenizer(tokenizer_dir / "tokenizer.json")
     ids = {"image": tok.token_id("<|image_pad|>"), "eos": tok.token_id("<|im_end|>"),
            "pad": tok.token_id("<|endoftext|>")}
@@ -133,9 +140,6 @@ def _padded_vocab(n: int, multiple: int = 64) -> int:
 
 
 def build_perception_from_recipe(recipe: Recipe, tokenizer_dir: Path, seed: int):
-    from training.models.builders import build_perception, perception_config
-    from training.models.sizes import text_size, vision_size
-
     ids = special_ids(tokenizer_dir)
     spec = recipe.perception
     vsize, tsize = vision_size(spec.vision), text_size(spec.text)
@@ -155,10 +159,6 @@ def build_perception_from_recipe(recipe: Recipe, tokenizer_dir: Path, seed: int)
 
 
 def build_reasoner_from_recipe(recipe: Recipe, tokenizer_dir: Path, seed: int):
-    from training.models.builders import build_reasoner, qwen3_config
-    from training.models.loading import load_reasoner
-    from training.models.sizes import text_size
-
     ids = special_ids(tokenizer_dir)
     spec = recipe.reasoner
     if spec.init:
@@ -174,11 +174,9 @@ def build_reasoner_from_recipe(recipe: Recipe, tokenizer_dir: Path, seed: int):
 
 def _load_vision(model: Any, source: str) -> None:
     """Pretrained SigLIP weights into the tower (extra layers and the pooling head dropped)."""
-    from transformers import SiglipVisionModel
+    from transformers import SiglipVisionModel  # deferred: transformers is slow to import
 
-    from training.models.loading import _from_pretrained
-
-    pre = _from_pretrained(SiglipVisionModel, source)
+    pre = from_pretrained(SiglipVisionModel, source)
     tower = model.model.vision_tower
     state = {k: v for k, v in pre.state_dict().items() if not k.startswith(("head.", "vision_model.head."))}
     # transformers versions differ on a "vision_model." prefix; match the tower's keys
@@ -198,8 +196,6 @@ def _load_vision(model: Any, source: str) -> None:
 
 
 def _load_text(decoder: Any, lm_head: Any, source: str) -> None:
-    from training.models.loading import load_reasoner
-
     pre = load_reasoner(source)
     missing, unexpected = decoder.load_state_dict(pre.model.state_dict(), strict=False)
     if missing or unexpected:
@@ -211,16 +207,12 @@ def _load_text(decoder: Any, lm_head: Any, source: str) -> None:
 
 
 def load_module(module: str, source: str | Path):
-    from training.models.loading import load_perception, load_reasoner
-
     if module == "reasoner" and _is_perception_checkpoint(source):
         return reasoner_from_perception(source)
     return (load_perception if module == "perception" else load_reasoner)(source)
 
 
 def _is_perception_checkpoint(source: str | Path) -> bool:
-    import json
-
     cfg = Path(source) / "config.json"
     return cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "llava"
 
@@ -232,9 +224,7 @@ def reasoner_from_perception(source: str | Path):
     scratch, the only LM that knows the world's language is the perception module's
     decoder, so a reasoner may start from it: the text-only model it contains.
     """
-    from transformers import Qwen3ForCausalLM
-
-    from training.models.loading import load_perception
+    from transformers import Qwen3ForCausalLM  # deferred: transformers is slow to import
 
     vlm = load_perception(source)
     cfg = vlm.config.text_config
@@ -315,6 +305,3 @@ def set_trainable(model: Any, stage: StageConfig) -> dict[str, list[tuple[str, A
         raise ConfigError(f"stage kind {stage.kind!r} with trainable={parts} has nothing to train")
     return out
 
-
-def describe_kinds() -> str:
-    return "\n".join(f"{k}: {v.summary}" for k, v in STAGE_KINDS.items())

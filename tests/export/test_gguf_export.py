@@ -319,9 +319,9 @@ def test_image_size_not_a_multiple_of_patch(tiny_tokenizer_dir, tmp_path):
     """Like SigLIP-so400m (384 px, 14 px patches -> 27 x 27): the remainder is dropped."""
     from dataclasses import replace
 
-    from training.fixtures import tiny_perception
     from training.models.loading import load_perception
     from training.models.sizes import siglip_tiny
+    from training.models.tiny import tiny_perception
 
     ckpt = tiny_perception(tmp_path / "ckpt", tiny_tokenizer_dir, vision=replace(siglip_tiny(), image_size=36))
     model = load_perception(ckpt)

@@ -20,7 +20,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_tokenizer_dir(tmp_path_factory, synth_dir) -> Path:
-    from training.default_bundle import tokenizer_corpus
+    from training.corpus import tokenizer_corpus
     from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
 
     out = tmp_path_factory.mktemp("synth_tokenizer")

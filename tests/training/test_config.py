@@ -8,7 +8,7 @@ import pytest
 
 from runtime.errors import ConfigError
 from training.config import apply_overrides, load_recipe, recipe_from_data
-from training.loop import batch_geometry, lr_at
+from training.schedule import batch_geometry, lr_at
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml"))
 

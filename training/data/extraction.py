@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, ImageOps
+
 from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 from training.data.records import SourceRow, VisualExample
@@ -85,8 +87,6 @@ def meta_path(out_path: Path) -> Path:
 
 def teacher_image(path: Path, size: int = TEACHER_IMAGE_SIZE):
     """The image as the teacher sees it: EXIF-upright RGB, resized to size x size."""
-    from PIL import Image, ImageOps
-
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
         return img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)

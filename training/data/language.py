@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from training.data.scene import Scene, Shape, TextMark, region_name
-
-ATTRS = ("size", "color", "shape")
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth")
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from training.data.vocabulary import DIRECTION_PHRASES
 
 
 def plural(noun: str) -> str:
@@ -57,7 +54,7 @@ def article(phrase: str) -> str:
 
 
 def text_name(t: TextMark) -> str:
-    return f"the number {t.text}" if t.is_number else f"the word {t.text}"
+    return text_ref_name(t.text)
 
 
 def where(item: Shape | TextMark, scene: Scene) -> str:
@@ -88,8 +85,34 @@ def listing(items: Iterable[str], conj: str = "and") -> str:
 
 
 def direction_phrase(direction: str) -> str:
-    return {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}[direction]
+    return DIRECTION_PHRASES[direction]
 
 
-def bar_name(color: str) -> str:
-    return f"{color} bar"
+def cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def reading_order(scene: Scene) -> list[Shape | TextMark]:
+    """Every item, row by row, left to right: the order descriptions list them in."""
+    return sorted((*scene.shapes, *scene.texts), key=lambda o: (o.row, o.col))
+
+
+def named(item: Shape | TextMark, scene: Scene) -> str:
+    """An item as a trace cites it from the description: "the large red circle in the top left"."""
+    if isinstance(item, Shape):
+        return f"the {shape_name(item)} in the {where(item, scene)}"
+    return f"{text_name(item)} in the {where(item, scene)}"
+
+
+def text_ref_name(text: str) -> str:
+    """A written mark by what it says: "the number 42", "the word CAT"."""
+    return f"the number {text}" if text.isdigit() else f"the word {text}"
+
+
+def text_ref_phrase(tref: dict) -> str:
+    """A written mark by where, in which colour or of which kind it is, not what it says."""
+    if "region" in tref:
+        return f"the text in the {tref['region']}"
+    if "color" in tref:
+        return f"the text written in {tref['color']}"
+    return f"the {tref['kind']} written in the image"

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 from training.data.records import LoadReport, QAPair, SourceRow, VisualExample
 
@@ -146,6 +147,4 @@ def load_llava(
 
 def write_llava(path: str | os.PathLike[str], examples: list[dict]) -> None:
     """Write LLaVA-format JSON atomically (used to export the synthetic world)."""
-    from runtime.atomic import atomic_write_text
-
     atomic_write_text(path, json.dumps(examples, ensure_ascii=False, indent=1) + "\n")

@@ -25,6 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
+from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
 from training.data.records import LoadReport
 
@@ -88,8 +91,6 @@ def _image_bytes(value: object) -> bytes | None:
 
 
 def _decodes(data: bytes) -> str | None:
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()
@@ -102,9 +103,9 @@ def _rows(path: Path) -> Iterator[dict]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # deferred: optional ([data] extra), only for parquet files
         except ImportError:
-            raise ConfigError("reading parquet needs pyarrow: pip install 'extract-think-edge[data]'") from None
+            raise ConfigError("reading parquet needs pyarrow: pip install -e '.[data]'") from None
         try:
             table = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises its own error types
@@ -167,10 +168,6 @@ def write_eval_set(items: list[MCItem], out_dir: str | os.PathLike[str]) -> Path
     One line per item: {"id", "image" (relative path), "question", "options", "answer",
     "category", "subcategory"}, the format `edge eval` reads.
     """
-    from PIL import Image
-
-    from runtime.atomic import atomic_write_text
-
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     lines = []

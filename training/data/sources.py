@@ -15,6 +15,7 @@ from runtime.errors import ConfigError
 from runtime.prompts import question_block
 from training.data.llava import iter_llava
 from training.data.records import LoadReport, QAPair, SourceRow, VisualExample
+from training.data.synth import SynthDataset
 
 
 def detect_kind(path: Path) -> str:
@@ -51,8 +52,6 @@ def open_source(
 
 
 def _synthetic_rows(p: Path, split: str | None, image_root) -> tuple[list[SourceRow], LoadReport]:
-    from training.data.synth import SynthDataset
-
     if p.is_dir():
         ds = SynthDataset(p)
         records_path = ds.split_file(split or "train")

@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from statistics import mean
 
+from runtime.tokenizer import BundleTokenizer
 from training.data.synth import SynthDataset
 
 _WORD = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
@@ -15,8 +16,6 @@ TEXT_FIELDS = ("question", "focus", "extraction", "caption", "thinking")
 def dataset_stats(ds: SynthDataset, *, tokenizer_path: str | None = None) -> dict:
     tok = None
     if tokenizer_path:
-        from runtime.tokenizer import BundleTokenizer
-
         tok = BundleTokenizer(tokenizer_path)
     words: Counter[str] = Counter()
     out: dict = {"root": str(ds.root), "held_out_pairs": ds.meta.get("held_out_pairs", []), "splits": {}}

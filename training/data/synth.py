@@ -27,8 +27,9 @@ from runtime.atomic import atomic_write_text, staged_dir
 from runtime.config_io import from_dict, to_dict
 from runtime.errors import ConfigError
 from training.data import targets
-from training.data.questions import generate_questions
-from training.data.scene import Scene, SceneConfig, render_png, sample_scene
+from training.data.questions.registry import generate_questions
+from training.data.render import render_png
+from training.data.scene import Scene, SceneConfig, sample_scene
 from training.data.splits import DEFAULT_HELD_OUT, SPLITS, check_held_out, derive_seed, rules_for
 
 log = logging.getLogger(__name__)

@@ -34,14 +34,15 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from PIL import Image
 
 from runtime.errors import ConfigError, EdgeError
+from training.data import targets
 from training.data.records import VisualExample
+from training.data.scene import Scene
 from training.data.teacher_prompts import description_prompt, parse_statements, statements_prompt
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -153,30 +154,24 @@ class SyntheticTeacher:
 
     @staticmethod
     def _scene(ex: VisualExample):
-        from training.data.scene import Scene
-
         if ex.scene is None or any(p.query is None for p in ex.qa):
             raise ConfigError(f"row {ex.index}: the synthetic teacher needs scene graphs and queries "
                               "(use it on datasets written by `edge data synth`)")
         return Scene.from_dict(ex.scene)
 
     def statements(self, examples: Sequence[VisualExample]) -> list[list[str] | Failure]:
-        from training.data.targets import statements
-
         out: list[list[str] | Failure] = []
         for ex in examples:
             scene = self._scene(ex)
             facts: list[str] = []
             for p in ex.qa:
-                facts += [f for f in statements(scene, p.query) if f not in facts]
+                facts += [f for f in targets.statements(scene, p.query) if f not in facts]
             out.append(facts)
         return out
 
     def describe(self, examples: Sequence[VisualExample], statements: Sequence[list[str]],
                  images: Sequence[Any]) -> list[str | Failure]:
-        from training.data.targets import extraction
-
-        return [extraction(self._scene(ex), [p.query for p in ex.qa]) for ex in examples]
+        return [targets.extraction(self._scene(ex), [p.query for p in ex.qa]) for ex in examples]
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,12 +360,12 @@ class TransformersTeacher(PromptedTeacher):
     ) -> None:
         super().__init__(batch_size=batch_size, statement_tokens=statement_tokens,
                          description_tokens=description_tokens)
-        try:
+        try:  # deferred: only this teacher needs the PyTorch stack
             import torch
             from transformers import AutoModelForImageTextToText, AutoProcessor
         except ImportError:
             raise ConfigError("the transformers teacher needs torch and transformers: "
-                              "pip install 'extract-think-edge[train]'") from None
+                              "pip install -e '.[train]'") from None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         name = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         torch_dtype = getattr(torch, name, None)

@@ -6,7 +6,8 @@ hidden states before the post-layernorm (LLaVA-OneVision's choice), all patches.
 reasoner: `Qwen3ForCausalLM`.
 
 Both save with `save_pretrained` (config.json + safetensors) and reload with
-`from_pretrained`; see `training.models.loading`.
+`from_pretrained`; see `training.models.loading`. torch and transformers are imported
+inside the builders (seconds to import; `training.models.sizes` users need neither).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
         Qwen3Config,
         Qwen3ForCausalLM,
     )
-
 
 
 def qwen3_config(size: TextSize, *, vocab_size: int | None = None, **special: int) -> Qwen3Config:

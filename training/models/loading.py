@@ -3,6 +3,9 @@
 A folder must hold config.json and safetensors weights (nothing is unpickled:
 `use_safetensors=True`). A hub id goes through transformers' normal download path; with
 no network that fails, and the error says so instead of a long traceback.
+
+transformers is imported inside the loaders: it takes seconds to import, and export and
+the benchmarks import this module for its checks before they load anything.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+
+from safetensors import SafetensorError
 
 from runtime.errors import ConfigError
 
@@ -25,15 +30,13 @@ def _check_folder(path: Path) -> None:
                           "pickled .bin checkpoints are refused")
 
 
-def _from_pretrained(cls: Any, name_or_path: str | Path, **kw: Any) -> Any:
+def from_pretrained(cls: Any, name_or_path: str | Path, **kw: Any) -> Any:
     path = Path(name_or_path)
     local = path.exists()
     if local:
         if not path.is_dir():
             raise ConfigError(f"{path}: expected a checkpoint folder")
         _check_folder(path)
-    from safetensors import SafetensorError
-
     try:
         return cls.from_pretrained(str(name_or_path), use_safetensors=True, local_files_only=local, **kw)
     except OSError as exc:
@@ -60,7 +63,7 @@ def load_perception(name_or_path: str | Path, *, dtype: Any = None):
         raise ConfigError(f"{name_or_path}: text model {config.text_config.model_type!r} is not qwen3")
     if config.vision_config.model_type not in ("siglip_vision_model", "siglip"):
         raise ConfigError(f"{name_or_path}: vision tower {config.vision_config.model_type!r} is not SigLIP")
-    return _from_pretrained(LlavaForConditionalGeneration, name_or_path, dtype=dtype).eval()
+    return from_pretrained(LlavaForConditionalGeneration, name_or_path, dtype=dtype).eval()
 
 
 def load_reasoner(name_or_path: str | Path, *, dtype: Any = None):
@@ -69,19 +72,7 @@ def load_reasoner(name_or_path: str | Path, *, dtype: Any = None):
     config = _load_config(name_or_path)
     if config.model_type != "qwen3":
         raise ConfigError(f"{name_or_path}: model_type {config.model_type!r} is not qwen3")
-    return _from_pretrained(Qwen3ForCausalLM, name_or_path, dtype=dtype).eval()
-
-
-def load_tokenizer(name_or_path: str | Path):
-    from transformers import AutoTokenizer
-
-    path = Path(name_or_path)
-    if path.exists() and not (path / "tokenizer.json").is_file():
-        raise ConfigError(f"{path}: no tokenizer.json")
-    try:
-        return AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=path.exists())
-    except OSError as exc:
-        raise ConfigError(f"cannot load a tokenizer from {name_or_path}: {str(exc).splitlines()[0]}") from None
+    return from_pretrained(Qwen3ForCausalLM, name_or_path, dtype=dtype).eval()
 
 
 def _load_config(name_or_path: str | Path):

@@ -44,40 +44,48 @@ class VisionSize:
 
 
 def qwen3_0_6b() -> TextSize:
-    return TextSize(1024, 3072, 28, 16, 8, 128)
+    return TextSize(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                    num_key_value_heads=8, head_dim=128)
 
 
 def qwen3_1_7b() -> TextSize:
-    return TextSize(2048, 6144, 28, 16, 8, 128)
+    return TextSize(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                    num_key_value_heads=8, head_dim=128)
 
 
 def qwen3_4b() -> TextSize:
-    return TextSize(2560, 9728, 36, 32, 8, 128)
+    return TextSize(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                    num_key_value_heads=8, head_dim=128)
 
 
 def qwen3_8b() -> TextSize:
-    return TextSize(4096, 12288, 36, 32, 8, 128, tie_word_embeddings=False)
+    return TextSize(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                    num_key_value_heads=8, head_dim=128, tie_word_embeddings=False)
 
 
 def qwen3_tiny() -> TextSize:
     """Two layers, GQA and head_dim != hidden/heads like every real Qwen3: for tests."""
-    return TextSize(64, 128, 2, 4, 2, 32, vocab_size=1_280, max_position_embeddings=2_048)
+    return TextSize(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=32, vocab_size=1_280, max_position_embeddings=2_048)
 
 
 def qwen3_edge_s() -> TextSize:
     """The shipped default bundle's decoders (~3.4M parameters, CPU-trainable in minutes).
 
     Widths are multiples of 256 so llama.cpp's K-quants apply without fallbacks."""
-    return TextSize(256, 768, 4, 4, 2, 64, vocab_size=2_048, max_position_embeddings=4_096)
+    return TextSize(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=64, vocab_size=2_048, max_position_embeddings=4_096)
 
 
 def siglip_so400m_patch14_384(layers_used: int = 26) -> VisionSize:
     """SigLIP-so400m at 384 px: 27 layers published; LLaVA-OneVision drops the last one."""
-    return VisionSize(1152, 4304, layers_used, 16, 384, 14)
+    return VisionSize(hidden_size=1152, intermediate_size=4304, num_hidden_layers=layers_used,
+                      num_attention_heads=16, image_size=384, patch_size=14)
 
 
 def siglip_tiny() -> VisionSize:
-    return VisionSize(32, 80, 2, 2, 32, 8)
+    return VisionSize(hidden_size=32, intermediate_size=80, num_hidden_layers=2, num_attention_heads=2,
+                      image_size=32, patch_size=8)
 
 
 def siglip_edge_s() -> VisionSize:
@@ -85,7 +93,8 @@ def siglip_edge_s() -> VisionSize:
 
     The synthetic world puts one object per cell of a 3x3 grid; at 96 px a patch is
     exactly one cell, which lets a tower trained from scratch on a CPU learn in minutes."""
-    return VisionSize(192, 768, 4, 3, 96, 32)
+    return VisionSize(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3,
+                      image_size=96, patch_size=32)
 
 
 TEXT_SIZES: dict[str, Callable[[], TextSize]] = {

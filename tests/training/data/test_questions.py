@@ -6,7 +6,7 @@ import re
 from collections import Counter, defaultdict
 
 from tests.training.data.checker import alias_ok, expected_answer, parse_name
-from training.data.questions import CATEGORIES, QTYPES
+from training.data.questions.registry import CATEGORIES, QTYPES
 
 META_KEYS = {"type", "attr", "rel", "dir", "which", "op", "from", "kind", "k", "position"}
 

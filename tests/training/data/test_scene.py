@@ -8,16 +8,9 @@ import pytest
 from PIL import Image
 
 from runtime.errors import ConfigError
-from training.data.scene import (
-    COLORS,
-    Scene,
-    SceneConfig,
-    bar_rect,
-    render,
-    render_png,
-    sample_scene,
-    shape_center,
-)
+from training.data.render import bar_rect, render, render_png, shape_center
+from training.data.scene import Scene, SceneConfig, sample_scene
+from training.data.vocabulary import COLORS
 
 
 @pytest.mark.parametrize("size", [64, 128, 384])

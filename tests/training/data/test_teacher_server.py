@@ -43,9 +43,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def gguf_path(tiny_tokenizer_dir, tmp_path_factory) -> Path:
     from export.gguf import export_gguf
-    from training.fixtures import tiny_reasoner
     from training.models.loading import load_reasoner
     from training.models.sizes import qwen3_tiny
+    from training.models.tiny import tiny_reasoner
 
     ckpt = tiny_reasoner(tmp_path_factory.mktemp("reasoner"), tiny_tokenizer_dir,
                          text=replace(qwen3_tiny(), tie_word_embeddings=False), seed=3)

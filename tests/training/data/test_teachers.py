@@ -170,8 +170,8 @@ def tiny_vlm_dir(tiny_tokenizer_dir, tmp_path_factory):
     from transformers import AutoTokenizer, LlavaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
-    from training.fixtures import tiny_perception
     from training.models.sizes import qwen3_tiny
+    from training.models.tiny import tiny_perception
 
     out = tmp_path_factory.mktemp("tiny_vlm")
     tiny_perception(out, tiny_tokenizer_dir, text=replace(qwen3_tiny(), tie_word_embeddings=False), seed=5)

@@ -6,18 +6,13 @@ import json
 
 import pytest
 
+from edge.recipes.default_bundle.bundles import export_system
+from edge.recipes.default_bundle.evaluate import run_system
+from edge.recipes.default_bundle.report import plot_scores, table_markdown
+from edge.recipes.default_bundle.scoring import chance_of, is_correct, majority_answers, summarize
 from tests.training.helpers import tiny_recipe_data
-from training.bundle_eval import (
-    chance_of,
-    export_system,
-    is_correct,
-    majority_answers,
-    plot_scores,
-    run_system,
-    summarize,
-    table_markdown,
-)
 from training.config import recipe_from_data
+from training.data.synth import SynthDataset
 from training.loop import train_stage
 
 
@@ -55,12 +50,20 @@ def test_exported_checkpoints_run_in_the_runtime(tmp_path, synth_dir, synth_toke
     bundle = export_system(recipe, "extract", "reasoner", tmp_path / "b", quants=("f32",))
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert set(manifest["models"]) == {"perception", "reasoner"}
-    from training.data.synth import SynthDataset
-
     records = list(SynthDataset(synth_dir).records("test"))[:2]
     rows = run_system(bundle, "extract-think", records, synth_dir)
-    assert len(rows) == 2 and all(isinstance(r["correct"], bool) for r in rows)
-    assert all(r["extraction"] is not None for r in rows)  # the perception stage ran
+    assert [r["id"] for r in rows] == [r["id"] for r in records]
+    for rec, row in zip(records, rows, strict=True):
+        # each row is scored against its own record's gold answer (and carries its category)
+        assert row["correct"] is is_correct(rec, row["answer"])
+        assert (row["category"], row["qtype"]) == (rec["category"], rec["qtype"])
+        # every Extract+Think stage ran (an untrained model's hint may be unusable, so the
+        # stages are read from their token counts)
+        assert all(row["tokens"][stage] > 0 for stage in ("hint", "extraction", "thinking")), row["tokens"]
+        assert row["extraction"] is not None and row["thinking"] is not None
     e2e = export_system(recipe, "instruct", None, tmp_path / "e2e", quants=("f32",))
     rows = run_system(e2e, "end-to-end", records, synth_dir)
-    assert len(rows) == 2 and all(r["extraction"] is None for r in rows)
+    assert len(rows) == 2
+    for rec, row in zip(records, rows, strict=True):
+        assert row["correct"] is is_correct(rec, row["answer"])
+        assert row["extraction"] is None and "extraction" not in row["tokens"]

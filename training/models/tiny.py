@@ -7,10 +7,19 @@ LLaVA-style SigLIP + MLP + Qwen3 perception model and a Qwen3 reasoner.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from training.model_init import special_ids
+from training.models.builders import (
+    build_perception,
+    build_reasoner,
+    perception_config,
+    qwen3_config,
+)
 from training.models.sizes import TextSize, VisionSize, qwen3_tiny, siglip_tiny
+from training.tokenizer_build import build_qwen3_tokenizer, save_tokenizer, train_bpe_tokenizer
 
 # A varied little corpus so the tiny BPE has real merges for English, digits, code,
 # punctuation and the phrases the prompts use.
@@ -29,27 +38,11 @@ CORPUS = [
 
 
 def tiny_tokenizer(out_dir: str | Path, vocab_size: int = 1024) -> Path:
-    from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
-
     return save_tokenizer(train_bpe_tokenizer(CORPUS, vocab_size=vocab_size), out_dir)
 
 
 def qwen3_tokenizer(out_dir: str | Path) -> Path:
-    from training.tokenizer_build import build_qwen3_tokenizer, save_tokenizer
-
     return save_tokenizer(build_qwen3_tokenizer(), out_dir)
-
-
-def _special_ids(tokenizer_dir: Path) -> dict[str, int]:
-    from runtime.tokenizer import BundleTokenizer
-
-    tok = BundleTokenizer(tokenizer_dir / "tokenizer.json")
-    return {
-        "image": tok.token_id("<|image_pad|>"),
-        "eos": tok.token_id("<|im_end|>"),
-        "pad": tok.token_id("<|endoftext|>"),
-        "vocab": tok.vocab_size,
-    }
 
 
 def tiny_perception(
@@ -61,12 +54,8 @@ def tiny_perception(
     seed: int = 0,
 ) -> Path:
     """Save a random-weight perception checkpoint (model + tokenizer) into `out_dir`."""
-    import shutil
-
-    from training.models.builders import build_perception, perception_config
-
     out, tdir = Path(out_dir), Path(tokenizer_dir)
-    ids = _special_ids(tdir)
+    ids = special_ids(tdir)
     text = text or qwen3_tiny()
     text = replace(text, vocab_size=max(text.vocab_size, ids["vocab"]))
     config = perception_config(vision or siglip_tiny(), text, image_token_id=ids["image"],
@@ -81,12 +70,8 @@ def tiny_perception(
 def tiny_reasoner(
     out_dir: str | Path, tokenizer_dir: str | Path, *, text: TextSize | None = None, seed: int = 1
 ) -> Path:
-    import shutil
-
-    from training.models.builders import build_reasoner, qwen3_config
-
     out, tdir = Path(out_dir), Path(tokenizer_dir)
-    ids = _special_ids(tdir)
+    ids = special_ids(tdir)
     text = text or qwen3_tiny()
     text = replace(text, vocab_size=max(text.vocab_size, ids["vocab"]))
     model = build_reasoner(qwen3_config(text, eos_token_id=ids["eos"], pad_token_id=ids["pad"]), seed=seed)

@@ -1,0 +1,87 @@
+"""What a default-bundle regeneration does: its data, its run folder, the systems it compares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.manifest import Budgets
+from training.config import RECIPES
+
+RECIPE = RECIPES / "default-bundle.yaml"
+REASONER_STAGE = "reasoner-value"  # the reasoner every exported system ships
+BUNDLE_STAGES = ("vision", "align", "instruct", "extract", "reasoner", REASONER_STAGE)
+BASELINE_STAGES = ("caption", "e2e")
+TOKENIZER_VOCAB = 2000  # BPE entries; + 26 Qwen3 specials = 2026 ids (embedding rows: 2048)
+DEFAULT_RUN = Path("runs/default-bundle")
+
+# Budgets sized for the default bundle's outputs (extractions <= ~160 tokens, traces
+# <= ~130): the runtime's defaults target real models.
+DEFAULT_BUDGETS = Budgets(hint=32, extraction=224, thinking=256, answer=24, non_thinking_answer=24)
+
+# mode -> (title, perception stage, with the reasoner)
+SYSTEMS = {
+    "extract-think": ("Extract+Think", "extract", True),
+    "caption-think": ("Caption+Think", "caption", True),
+    "end-to-end": ("end-to-end", "e2e", False),
+}
+SPLITS = ("test", "test_iid")
+SPLIT_TITLES = {"test": "held-out compositions (test)", "test_iid": "in-distribution (test_iid)"}
+RESULT_FILES = ("default-bundle-accuracy.md", "default-bundle-accuracy.json", "default-bundle-accuracy.png")
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """The default bundle's synthetic data (sizes chosen for a ~1-2 h CPU regeneration)."""
+
+    seed: int = 0
+    image_size: int = 96  # = siglip-edge-s: one 32 px patch per grid cell
+    train: int = 8000
+    val: int = 100
+    test: int = 300
+    test_iid: int = 100
+    questions_per_image: int = 3
+
+
+@dataclass(frozen=True)
+class DefaultBundleRun:
+    """One regeneration. Everything goes into the run folder `out`; the shipped bundle and
+    the checkout's docs/results are replaced only when `install` is set."""
+
+    out: Path = DEFAULT_RUN
+    install: bool = False
+    install_bundle_to: Path | None = None  # None: the shipped edge/assets/default_bundle
+    install_results_to: Path | None = None  # None: the checkout's docs/results
+    baselines: bool = True
+    eval_limit: int | None = None
+    overrides: tuple[str, ...] = ()
+    fresh: bool = False
+    data: DataPlan = field(default_factory=DataPlan)
+    recipe: Path = RECIPE
+    tokenizer_vocab: int = TOKENIZER_VOCAB
+
+    # The run folder's layout.
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.out) / "data"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return Path(self.out) / "tokenizer"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return Path(self.out) / "bundles"
+
+    @property
+    def eval_dir(self) -> Path:
+        return Path(self.out) / "eval"
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.out) / "results"
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The finished bundle (with examples): what --install copies over the shipped one."""
+        return Path(self.out) / "bundle"

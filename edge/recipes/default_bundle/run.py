@@ -1,0 +1,135 @@
+"""The regeneration's steps in order, each skipped when its output is in the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge.recipes.default_bundle.bundles import export_default
+from edge.recipes.default_bundle.config import (
+    BASELINE_STAGES,
+    BUNDLE_STAGES,
+    DataPlan,
+    DefaultBundleRun,
+)
+from edge.recipes.default_bundle.evaluate import evaluate_all
+from edge.recipes.default_bundle.install import install, install_targets, make_bundle
+from edge.recipes.default_bundle.report import write_results
+from runtime.atomic import atomic_write_text, ensure_writable_dir
+from runtime.errors import ConfigError
+from runtime.progress import Progress
+from training.config import Recipe, apply_overrides, read_recipe_data, recipe_from_data
+from training.corpus import tokenizer_corpus
+from training.data.scene import SceneConfig
+from training.data.synth import SynthConfig, SynthDataset, write_dataset
+from training.loop import train_stage
+from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def make_data(out: Path, plan: DataPlan) -> tuple[Path, bool]:
+    """The synthetic dataset in `out`; (path, skipped). Other settings already there: an error."""
+    config = SynthConfig(seed=plan.seed, scene=SceneConfig(image_size=plan.image_size), train=plan.train,
+                         val=plan.val, test=plan.test, test_iid=plan.test_iid,
+                         questions_per_image=plan.questions_per_image)
+    if (out / "dataset.json").is_file():
+        if SynthDataset(out).config == config:
+            return out, True
+        raise ConfigError(f"{out} holds a dataset with other settings: remove it or use --fresh")
+    write_dataset(out, config)
+    return out, False
+
+
+def make_tokenizer(out: Path, data_dir: Path, vocab_size: int) -> tuple[Path, bool]:
+    """A byte-level BPE trained on the dataset's text, in `out`; (path, skipped)."""
+    if (out / "tokenizer.json").is_file():
+        return out, True
+    save_tokenizer(train_bpe_tokenizer(tokenizer_corpus(data_dir), vocab_size=vocab_size), out)
+    return out, False
+
+
+def load_default_recipe(run: DefaultBundleRun) -> Recipe:
+    data = read_recipe_data(run.recipe)
+    data = apply_overrides(data, [f"vars.work={run.out}", *run.overrides])
+    recipe = recipe_from_data(data, where=run.recipe.name)
+    missing = [s for s in (*BUNDLE_STAGES, *BASELINE_STAGES) if s not in recipe.stages]
+    if missing:
+        raise ConfigError(f"{run.recipe}: the default-bundle recipe needs stages {missing}")
+    return recipe
+
+
+class _Steps:
+    """Times each step and remembers which ones found their output in place."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    def __call__(self, name: str, fn: Callable[..., tuple[T, bool]], *a: Any, **kw: Any) -> T:
+        t0 = time.perf_counter()
+        out, skipped = fn(*a, **kw)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+        if skipped:
+            self.skipped.append(name)
+        return out
+
+
+def _train(recipe: Recipe, name: str, progress: Progress) -> tuple[dict, bool]:
+    res = train_stage(recipe, name, progress=progress)
+    summary = {"steps": res.steps, "first_loss": res.first_loss, "last_loss": res.last_loss,
+               "train_seconds": res.seconds, "tokens": res.tokens, "examples": res.examples}
+    return summary, res.skipped
+
+
+def regenerate(run: DefaultBundleRun, progress: Progress | None = None) -> dict:
+    """Run every step (skipping finished ones); returns a report with timings and results."""
+    progress = progress or (lambda msg, frac: None)
+    out = Path(run.out)
+    if run.install:  # a target that cannot be written fails now, not after hours of training
+        ensure_writable_dir(install_targets(run)[0].parent)
+    if run.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    step = _Steps()
+    t_start = time.perf_counter()
+    progress("data", 0.0)
+    step("data", make_data, run.data_dir, run.data)
+    progress("tokenizer", 0.02)
+    step("tokenizer", make_tokenizer, run.tokenizer_dir, run.data_dir, run.tokenizer_vocab)
+    recipe = load_default_recipe(run)
+    stages = [*BUNDLE_STAGES, *(BASELINE_STAGES if run.baselines else ())]
+    results = {}
+    for i, name in enumerate(stages):
+        def sub(msg: str, frac: float, _i: int = i) -> None:
+            progress(msg, 0.03 + 0.77 * (_i + frac) / len(stages))
+
+        results[name] = step(f"stage {name}", _train, recipe, name, sub)
+    progress("export", 0.8)
+    evaluated = step("export", export_default, recipe, run.bundles_dir)
+    report: dict = {"run": str(out), "stages": results}
+    progress("evaluate", 0.85)
+    modes = ("extract-think", "caption-think", "end-to-end") if run.baselines else ("extract-think",)
+    scores = step("evaluate", evaluate_all, recipe, run, evaluated, modes=modes,
+                  progress=lambda m, f: progress(m, 0.85 + 0.12 * f))
+    report["accuracy"] = scores
+    if run.baselines:
+        report["table"] = write_results(scores, results, run.results_dir)
+        report["results"] = str(run.results_dir)
+    progress("bundle", 0.97)
+    report["bundle"] = str(step("bundle", make_bundle, recipe, run, evaluated))
+    if run.install:
+        progress("install", 0.99)
+        report["installed"] = step("install", lambda: (install(run, run.bundle_dir), False))
+    report["timings_s"] = step.timings
+    report["skipped"] = step.skipped
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    return report
