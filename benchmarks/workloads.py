@@ -8,9 +8,9 @@ with the real Qwen3 tokenizer (training.models.tiny.qwen3_tokenizer, built offli
 
 No torch model is ever built here: a 4B model in fp32 torch is 16 GB, too much for a
 24 GB machine shared with other work. Each GGUF is written directly with the `gguf`
-package, one random tensor in memory at a time (export.gguf.writer), as F16; the
-device quantizations (Q4_K_M, Q8_0) then come from llama.cpp's own quantizer, exactly as
-`edge export` makes them. Files are cached under `artifacts/bench/` (git-ignored) and
+package by export.gguf.random_weights, one random tensor in memory at a time, as F16;
+the device quantizations (Q4_K_M, Q8_0) then come from llama.cpp's own quantizer, exactly
+as `edge export` makes them. Files are cached under `artifacts/bench/` (git-ignored) and
 hard-linked into the bundle folders, so a rerun starts immediately.
 """
 
@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.hf_baseline import HFModel
 from benchmarks.loops import HFSource
 from export.bundle_writer import (
@@ -35,11 +33,13 @@ from export.bundle_writer import (
     text_shape,
     vision_shape,
 )
+from export.gguf import quantize_gguf_file
+from export.gguf.quantize import QUANT_SPECS
+from export.gguf.random_weights import write_random_mmproj_gguf, write_random_text_gguf
 from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle
 from runtime.config_io import save_json
 from runtime.errors import ConfigError
-from runtime.gguf_constants import CLIP_ARCH, MLP_PROJECTOR, QWEN3_ARCH, Keys
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.manifest import (
     FORMAT_NAME,
@@ -59,7 +59,6 @@ from training.models.tiny import qwen3_tokenizer, tiny_perception
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = Path("artifacts") / "bench"
-WEIGHT_STD = 0.02  # the initializer_range of Qwen3 and SigLIP configs
 SOURCE_SUFFIX = "-f16-source.gguf"  # F16 text models kept only while llama.cpp quantizes them
 
 
@@ -95,127 +94,8 @@ def workload(name: str) -> Workload:
         raise ConfigError(f"unknown workload {name!r} (known: {', '.join(WORKLOADS)})") from None
 
 
-def _rng_tensor(seed: int, name: str, shape: tuple[int, ...], kind: str) -> np.ndarray:
-    """Deterministic values per (seed, tensor name): N(0, 0.02) weights, ones for norm
-    scales, zeros for biases (what a freshly initialised model holds)."""
-    if kind == "ones":
-        return np.ones(shape, dtype=np.float32)
-    if kind == "zeros":
-        return np.zeros(shape, dtype=np.float32)
-    digest = np.frombuffer(name.encode(), dtype=np.uint8).astype(np.uint64).sum()
-    rng = np.random.default_rng([seed, int(digest), len(name)])
-    out = rng.standard_normal(shape, dtype=np.float32)
-    out *= WEIGHT_STD
-    return out
-
-
-def text_tensor_plan(size, seed: int, spec) -> list:
-    """Tensor plans of a Qwen3 decoder with the GGUF names llama.cpp's qwen3 graph reads."""
-    from export.gguf.quantize import choose_type
-    from export.gguf.writer import TensorPlan
-
-    h, hd, inter = size.hidden_size, size.head_dim, size.intermediate_size
-    q, kv = size.num_attention_heads * hd, size.num_key_value_heads * hd
-    plans = []
-
-    def add(name: str, shape: tuple[int, ...], kind: str = "normal", embed_like: bool = False) -> None:
-        plans.append(TensorPlan(name, shape, choose_type(spec, name, shape, embed_like=embed_like),
-                                lambda n=name, s=shape, k=kind: _rng_tensor(seed, n, s, k)))
-
-    add("token_embd.weight", (size.vocab_size, h), embed_like=True)
-    for i in range(size.num_hidden_layers):
-        b = f"blk.{i}."
-        add(b + "attn_norm.weight", (h,), "ones")
-        add(b + "attn_q.weight", (q, h))
-        add(b + "attn_k.weight", (kv, h))
-        add(b + "attn_v.weight", (kv, h))
-        add(b + "attn_output.weight", (h, q))
-        add(b + "attn_q_norm.weight", (hd,), "ones")
-        add(b + "attn_k_norm.weight", (hd,), "ones")
-        add(b + "ffn_norm.weight", (h,), "ones")
-        add(b + "ffn_gate.weight", (inter, h))
-        add(b + "ffn_up.weight", (inter, h))
-        add(b + "ffn_down.weight", (h, inter))
-    add("output_norm.weight", (h,), "ones")
-    if not size.tie_word_embeddings:
-        add("output.weight", (size.vocab_size, h), embed_like=True)
-    return plans
-
-
-def write_random_text_gguf(path: Path, size, tokenizer_dir: Path, *, seed: int, spec, name: str) -> Path:
-    """A Qwen3 GGUF with random weights in `spec`'s storage (F16 / Q8_0 / Q4_0 via gguf)."""
-    from export.gguf.text import qwen3_metadata
-    from export.gguf.vocab import read_vocab
-    from export.gguf.writer import write_gguf_file
-
-    vocab = read_vocab(tokenizer_dir, size.vocab_size)
-    metadata = qwen3_metadata(size, vocab, spec, name=name, n_rows=size.vocab_size)
-    return write_gguf_file(path, QWEN3_ARCH, metadata, text_tensor_plan(size, seed, spec), stage=name)
-
-
-def mmproj_tensor_plan(vision, text_hidden: int, seed: int, spec) -> list:
-    """SigLIP tower + 2-layer MLP projector with the names of export.gguf.mmproj."""
-    from export.gguf.quantize import choose_type
-    from export.gguf.writer import TensorPlan
-
-    h, inter, p = vision.hidden_size, vision.intermediate_size, vision.patch_size
-    plans = []
-
-    def add(name: str, shape: tuple[int, ...], kind: str = "normal") -> None:
-        plans.append(TensorPlan(name, shape, choose_type(spec, name, shape, embed_like=False),
-                                lambda n=name, s=shape, k=kind: _rng_tensor(seed, n, s, k)))
-
-    add("v.patch_embd.weight", (h, 3, p, p))
-    add("v.patch_embd.bias", (h,), "zeros")
-    add("v.position_embd.weight", (vision.tokens_per_image, h))
-    for i in range(vision.num_hidden_layers):
-        b = f"v.blk.{i}."
-        for short, shape in (("attn_q", (h, h)), ("attn_k", (h, h)), ("attn_v", (h, h)), ("attn_out", (h, h)),
-                             ("ffn_up", (inter, h)), ("ffn_down", (h, inter))):
-            add(b + short + ".weight", shape)
-            add(b + short + ".bias", (shape[0],), "zeros")
-        for ln in ("ln1", "ln2"):
-            add(b + ln + ".weight", (h,), "ones")
-            add(b + ln + ".bias", (h,), "zeros")
-    add("mm.0.weight", (text_hidden, h))
-    add("mm.0.bias", (text_hidden,), "zeros")
-    add("mm.2.weight", (text_hidden, text_hidden))
-    add("mm.2.bias", (text_hidden,), "zeros")
-    return plans
-
-
-def write_random_mmproj(path: Path, vision, text_hidden: int, *, seed: int) -> Path:
-    from export.gguf.quantize import QUANT_SPECS
-    from export.gguf.writer import write_gguf_file
-
-    spec = QUANT_SPECS["f16"]  # what `edge export` writes next to quantized text models
-
-    def metadata(w) -> None:
-        w.add_name(f"random siglip mmproj -> {text_hidden}")
-        w.add_file_type(spec.file_type)
-        w.add_bool(Keys.Clip.HAS_VISION_ENCODER, True)
-        w.add_bool(Keys.Clip.HAS_LLAVA_PROJECTOR, True)
-        w.add_string(Keys.Clip.PROJECTOR_TYPE, MLP_PROJECTOR)
-        w.add_bool(Keys.ClipVision.USE_GELU, True)
-        w.add_uint32(Keys.ClipVision.IMAGE_SIZE, vision.image_size)
-        w.add_uint32(Keys.ClipVision.PATCH_SIZE, vision.patch_size)
-        w.add_uint32(Keys.ClipVision.EMBEDDING_LENGTH, vision.hidden_size)
-        w.add_uint32(Keys.ClipVision.FEED_FORWARD_LENGTH, vision.intermediate_size)
-        w.add_uint32(Keys.ClipVision.BLOCK_COUNT, vision.num_hidden_layers)
-        w.add_uint32(Keys.ClipVision.Attention.HEAD_COUNT, vision.num_attention_heads)
-        w.add_float32(Keys.ClipVision.Attention.LAYERNORM_EPS, vision.layer_norm_eps)
-        w.add_uint32(Keys.ClipVision.PROJECTION_DIM, text_hidden)
-        w.add_array(Keys.ClipVision.IMAGE_MEAN, list(SIGLIP_MEAN))
-        w.add_array(Keys.ClipVision.IMAGE_STD, list(SIGLIP_STD))
-        w.add_array(Keys.ClipVision.FEATURE_LAYER, [vision.num_hidden_layers])
-
-    return write_gguf_file(path, CLIP_ARCH, metadata, mmproj_tensor_plan(vision, text_hidden, seed, spec), stage="mmproj")
-
-
 class WorkloadBuilder:
-    """Builds and caches the model files and bundles under `root` (default artifacts/bench).
-
-    `progress(stage, fraction)` follows a whole `bundle()` build."""
+    """Builds and caches the model files and bundles under `root` (default artifacts/bench)."""
 
     def __init__(self, root: str | Path | None = None, progress: Progress | None = None) -> None:
         self.root = Path(root) if root is not None else DEFAULT_ROOT
@@ -240,9 +120,6 @@ class WorkloadBuilder:
 
     def text_model(self, size_name: str, quant: str, seed: int) -> Path:
         """`models/<size>-s<seed>-<quant>.gguf`, built once."""
-        from export.gguf.quantize import QUANT_SPECS, llama_quantize
-        from export.gguf.writer import temp_path
-
         final = self.models / f"{size_name}-s{seed}-{quant}.gguf"
         if final.is_file():
             return final
@@ -253,21 +130,15 @@ class WorkloadBuilder:
         label = f"random {size_name} ({quant})"
         if spec.tool == "gguf" and quant != "q8_0":
             self.progress(f"writing {final.name}")
-            return write_random_text_gguf(final, size, tok, seed=seed, spec=spec, name=label)
-        # K-quants (and Q8_0, faster in C): llama.cpp's quantizer from an F16 source
+            return write_random_text_gguf(final, size, tok, seed=seed, quant=quant, name=label)
+        # K-quants (and Q8_0, faster in C): llama.cpp's quantizer from an F16 source, kept
+        # while the other quants of this size are made
         src = self.models / f"{size_name}-s{seed}{SOURCE_SUFFIX}"
-        made_src = not src.is_file()
-        if made_src:
+        if not src.is_file():
             self.progress(f"writing {src.name} (F16 source for llama.cpp's quantizer)")
-            write_random_text_gguf(src, size, tok, seed=seed, spec=QUANT_SPECS["f16"], name=label)
+            write_random_text_gguf(src, size, tok, seed=seed, quant="f16", name=label)
         self.progress(f"quantizing {src.name} -> {quant} with llama.cpp")
-        dst = temp_path(final, "tmp")
-        try:
-            llama_quantize(src, dst, spec)
-            os.replace(dst, final)
-        finally:
-            dst.unlink(missing_ok=True)
-        return final
+        return quantize_gguf_file(src, final, spec)
 
     def drop_sources(self) -> None:
         """F16 sources are only needed while quantizing (a 4B one is 8 GB)."""
@@ -279,7 +150,7 @@ class WorkloadBuilder:
         if not final.is_file():
             self.models.mkdir(parents=True, exist_ok=True)
             self.progress(f"writing {final.name}")
-            write_random_mmproj(final, vision_size(vision_name), text_hidden, seed=seed)
+            write_random_mmproj_gguf(final, vision_size(vision_name), text_hidden, seed=seed)
         return final
 
     def bundle_path(self, name: str, quants: tuple[str, ...] | None = None) -> Path:
@@ -316,7 +187,6 @@ class WorkloadBuilder:
         self.progress(f"assembling the {name} bundle")
         return _assemble_bundle(out, w, files, arts, ptext, rtext, vis, tok_dir)
 
-
     def checkpoint(self, w: Workload) -> Path:
         """A random-weight perception checkpoint (safetensors) for exporters that need torch."""
         out = self.root / "checkpoints" / f"{w.vision}+{w.perception_text}"
@@ -346,7 +216,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[str, list], ptext, rtext, vis,
                      tok_dir: Path) -> Path:
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker=MANIFEST_NAME) as tmp:
         for rel, src in files.items():
             _link(src, tmp / rel)
         special = special_tokens_of(tok_dir / "tokenizer.json")

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from runtime import atomic
 from runtime.atomic import staged_dir
 from runtime.bundle import (
     MANIFEST_NAME,
@@ -161,21 +162,10 @@ def _unpack_into(archive: Path, staging: Path, progress: Progress | None) -> Man
 
 
 def check_replaceable(to: Path, overwrite: bool) -> None:
-    """Refuse to put a bundle at `to` unless it is absent, an empty folder, or (with
-    `overwrite`) a bundle: a folder holding manifest.json. A folder of someone's own files is
-    never deleted, --force or not. (The one rule `runtime.atomic`'s publish step applies to
-    every folder writer; checked here first so the refusal comes before any work.)"""
-    if not (to.exists() or to.is_symlink()):
-        return
-    if not to.is_dir():
-        raise ConfigError(f"{to} exists and is not a folder: refused")
-    if not any(to.iterdir()):
-        return
-    if not overwrite:
-        raise ConfigError(f"{to} already exists and is not empty (use --force to replace a bundle there)")
-    if not (to / MANIFEST_NAME).is_file():
-        raise ConfigError(f"{to} holds files but no {MANIFEST_NAME}: it is not a bundle, so --force does not "
-                          "replace it (choose another folder, or empty this one)")
+    """`to` may be absent or an empty folder; with `overwrite` also a bundle (a folder holding
+    manifest.json). A folder of someone's own files is never replaced, --force or not: the
+    one rule of `runtime.atomic`, checked here first so the refusal comes before any work."""
+    atomic.check_replaceable(to, marker=MANIFEST_NAME if overwrite else None)
 
 
 def unpack_archive(
@@ -196,7 +186,7 @@ def unpack_archive(
         raise ConfigError(f"{archive}: no such archive")
     to = Path(to).resolve()
     check_replaceable(to, overwrite)
-    with staged_dir(to) as staging:
+    with staged_dir(to, marker=MANIFEST_NAME if overwrite else None) as staging:
         try:
             _unpack_into(archive, staging, progress)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -8,7 +8,7 @@ or failed export leaves no directory that looks like a bundle.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -19,19 +19,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runtime.atomic import staged_dir
+from export.checkpoint import checkpoint_sha256, image_preprocess, load_for_export, system_prompt
+from export.gguf import export_gguf
+from export.onnx import export_onnx
+from export.verify import failure_summary, verify_bundle
+from runtime.atomic import check_replaceable, is_empty_dir, staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
-from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    GGUF_QUANTS,
+    ONNX_QUANTS,
     Artifact,
     Budgets,
     FileEntry,
-    ImagePreprocess,
     Manifest,
     ModelEntry,
     Provenance,
@@ -40,24 +44,18 @@ from runtime.manifest import (
     VisionShape,
 )
 from runtime.progress import Progress
+from runtime.tokenizer import BundleTokenizer
 
 log = logging.getLogger(__name__)
 
 ROLES = ("perception", "reasoner")
 
 
-def _formats():
-    """Format name -> (exporter, quant names). Imported lazily: torch-heavy."""
-    from export.gguf import GGUF_QUANTS, export_gguf
-    from export.onnx import ONNX_QUANTS, export_onnx
-
-    return {"gguf": (export_gguf, GGUF_QUANTS), "onnx": (export_onnx, ONNX_QUANTS)}
-
-
-# Quant names users type, and which format each belongs to. "f32" means full precision in
-# both formats (ONNX spells it fp32).
-GGUF_QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
-ONNX_QUANT_NAMES = ("fp32", "int8", "int4")
+# Format name -> its exporter (same signature: model, checkpoint folder, out dir, role, quant).
+EXPORTERS = {"gguf": export_gguf, "onnx": export_onnx}
+# Which format each quant name belongs to; "f32" (or ONNX's "fp32") means full precision in
+# every requested format. The names are runtime.manifest's: exporters accept exactly these.
+FULL_PRECISION = {"gguf": "f32", "onnx": "fp32"}
 
 
 def assign_quants(formats: Sequence[str], quants: Sequence[str]) -> dict[str, list[str]]:
@@ -70,17 +68,17 @@ def assign_quants(formats: Sequence[str], quants: Sequence[str]) -> dict[str, li
     for q in (x.strip().lower() for x in quants):
         if q in ("f32", "fp32"):
             for f in formats:
-                out[f].append("f32" if f == "gguf" else "fp32")
-        elif q in GGUF_QUANT_NAMES:
+                out[f].append(FULL_PRECISION[f])
+        elif q in GGUF_QUANTS:
             if "gguf" not in out:
                 raise ConfigError(f"quant {q!r} is a GGUF type but --format is {'/'.join(formats)}")
             out["gguf"].append(q)
-        elif q in ONNX_QUANT_NAMES:
+        elif q in ONNX_QUANTS:
             if "onnx" not in out:
                 raise ConfigError(f"quant {q!r} is an ONNX type but --format is {'/'.join(formats)}")
             out["onnx"].append(q)
         else:
-            known = ", ".join(GGUF_QUANT_NAMES + ONNX_QUANT_NAMES[1:])
+            known = ", ".join(GGUF_QUANTS + ONNX_QUANTS[1:])
             raise ConfigError(f"unknown quant {q!r} (known: {known})")
     for f, qs in out.items():
         if not qs:
@@ -103,15 +101,6 @@ class ExportRequest:
     example_files: tuple[Path, ...] = ()  # copied into the bundle's examples/ folder
     overwrite: bool = False
     verify: bool = True  # run the parity checks before publishing the bundle
-
-
-def checkpoint_sha256(folder: Path) -> str:
-    """One hash over the config and every safetensors file of a checkpoint folder."""
-    h = hashlib.sha256()
-    for p in sorted([folder / "config.json", *folder.glob("*.safetensors")]):
-        h.update(p.name.encode())
-        h.update(sha256_file(p).encode())
-    return h.hexdigest()
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
@@ -155,47 +144,7 @@ def vision_shape(v: Any) -> VisionShape:
     )
 
 
-def image_preprocess(folder: Path, cfg: Any) -> ImagePreprocess:
-    """From preprocessor_config.json when the checkpoint has one, else SigLIP's defaults."""
-    import json
-
-    mean, std, resample = SIGLIP_MEAN, SIGLIP_STD, "bicubic"
-    pp = folder / "preprocessor_config.json"
-    if pp.is_file():
-        data = json.loads(pp.read_text())
-        mean = tuple(data.get("image_mean", mean))
-        std = tuple(data.get("image_std", std))
-        resample = {2: "bilinear", 3: "bicubic"}.get(data.get("resample", 3), "bicubic")
-    return ImagePreprocess(size=cfg.vision_config.image_size, mean=mean, std=std, resample=resample)
-
-
-def normalize_feature_layer(model: Any) -> None:
-    """Make the feature layer the last kept layer, dropping layers that never run.
-
-    LLaVA picks image features from `vision_feature_layer` (e.g. -2); the exported graphs
-    and llama.cpp's mmproj run the tower to its end, so trailing layers are removed here.
-    """
-    cfg = model.config
-    layer = cfg.vision_feature_layer
-    if not isinstance(layer, int):
-        raise ConfigError("multi-layer vision features are not supported by the exporters")
-    if cfg.vision_feature_select_strategy != "full":
-        raise ConfigError("only vision_feature_select_strategy='full' (SigLIP, no CLS) is supported")
-    n = cfg.vision_config.num_hidden_layers
-    keep = n + 1 + layer if layer < 0 else layer
-    if not 1 <= keep <= n:
-        raise ConfigError(f"vision_feature_layer {layer} is out of range for {n} layers")
-    if keep < n:
-        tower = model.model.vision_tower
-        tower.encoder.layers = tower.encoder.layers[:keep]
-        cfg.vision_config.num_hidden_layers = keep
-        log.info("vision tower: keeping %d of %d layers (feature layer %d)", keep, n, layer)
-    cfg.vision_feature_layer = -1
-
-
 def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:
-    from runtime.tokenizer import BundleTokenizer
-
     tok = BundleTokenizer(tokenizer_json)
     ids = {role: tok.token_id(text) for role, text in SPECIAL_ROLES.items()}
     missing = [k for k in ("im_start", "im_end", "end_of_text") if ids[k] is None]
@@ -204,30 +153,7 @@ def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:
     return SpecialTokens(**ids)
 
 
-def _system_prompt(folder: Path) -> str | None:
-    """Converted paper checkpoints record the system prompt their training used."""
-    import json
-
-    note = folder / "conversion.json"
-    if note.is_file():
-        return json.loads(note.read_text()).get("system_prompt")
-    return None
-
-
-def _load(role: str, folder: Path):
-    from training.models.loading import load_perception, load_reasoner
-
-    if not folder.is_dir():
-        raise ConfigError(f"--{role}: {folder} is not a folder")
-    if not (folder / "tokenizer.json").is_file():
-        raise ConfigError(f"--{role}: {folder} has no tokenizer.json")
-    model = (load_perception if role == "perception" else load_reasoner)(folder)
-    return model.float().eval()
-
-
 def _check_vocab(role: str, model: Any, tokenizer_json: Path) -> None:
-    from runtime.tokenizer import BundleTokenizer
-
     cfg = model.config.text_config if role == "perception" else model.config
     n_tok = BundleTokenizer(tokenizer_json).vocab_size
     if n_tok > cfg.vocab_size:
@@ -245,34 +171,26 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None) -> Path:
     if req.perception is None and req.reasoner is None:
         raise ConfigError("nothing to export: give --perception and/or --reasoner")
     out = Path(req.out).resolve()
-    if out.exists() and not req.overwrite:
+    if out.exists() and not req.overwrite and not is_empty_dir(out):
         raise ConfigError(f"{out} already exists (use --force to replace it)")
+    check_replaceable(out, marker=MANIFEST_NAME)  # --force replaces a bundle, nothing else
     if not os.access(out.parent if out.parent.exists() else _existing_parent(out), os.W_OK):
         raise ConfigError(f"{out.parent} is not writable")
-    formats = _formats()
     for f in req.formats:
-        if f not in formats:
+        if f not in EXPORTERS:
             raise ConfigError(f"unknown format {f!r} (gguf, onnx)")
     plan = assign_quants(req.formats, req.quants)
-    for f, qs in plan.items():
-        for q in qs:
-            if q not in formats[f][1]:
-                raise ConfigError(f"the {f} exporter does not support {q!r} (supports: {', '.join(formats[f][1])})")
 
     t0 = time.perf_counter()
-    with staged_dir(out) as tmp:
-        manifest = _assemble(req, tmp, plan, formats, progress)
+    with staged_dir(out, marker=MANIFEST_NAME) as tmp:
+        manifest = _assemble(req, tmp, plan, progress)
         save_json(manifest, tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")  # the runtime's own checks, before publishing
         if req.verify:
             progress("verify", 0.0)
-            from export.verify import verify_bundle
-
-            report = verify_bundle(tmp)
-            failed = [r for r in report["artifacts"] if not r.get("passed")]
+            failed = failure_summary(verify_bundle(tmp))
             if failed:
-                names = ", ".join(f"{r['role']} {r['format']}/{r['quant']}" for r in failed)
-                raise EdgeError(f"exported files fail parity with the source checkpoint: {names}")
+                raise EdgeError(f"exported files fail parity with the source checkpoint: {failed}")
             progress("verify", 1.0)
     log.info("bundle written to %s in %.1f s", out, time.perf_counter() - t0)
     return out
@@ -284,62 +202,62 @@ def _existing_parent(p: Path) -> Path:
     return p
 
 
-def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], formats, progress: Progress) -> Manifest:
-    import importlib.metadata
+def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]], progress: Progress,
+                 step: tuple[int, int], tokenizer_name: str) -> ModelEntry:
+    """Load one checkpoint, write its artifacts into `tmp` and describe them."""
+    done, steps = step
+    progress(f"load {role}", done / steps)
+    model = load_for_export(role, folder)
+    tok_src = folder / "tokenizer.json"
+    _check_vocab(role, model, tok_src)
+    vcfg = model.config.vision_config if role == "perception" else None
+    image = image_preprocess(folder, vcfg.image_size) if vcfg is not None else None  # checked before the work
+    artifacts = []
+    for fmt, quants in plan.items():
+        for quant in quants:
+            stage = f"{role} {fmt}/{quant}"
 
+            def sub(msg: str, frac: float, _stage=stage, _done=done) -> None:
+                progress(f"{_stage}: {msg}", (_done + min(max(frac, 0.0), 1.0)) / steps)
+
+            progress(stage, done / steps)
+            parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub)
+            artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
+            done += 1
+    return ModelEntry(
+        role=role,
+        architecture="llava-qwen3" if role == "perception" else "qwen3",
+        text=text_shape(model.config.text_config if role == "perception" else model.config),
+        tokenizer=tokenizer_name,
+        special_tokens=special_tokens_of(tok_src),
+        artifacts=tuple(artifacts),
+        vision=vision_shape(vcfg) if vcfg is not None else None,
+        image=image,
+        system_prompt=system_prompt(folder),
+        source=str(folder),
+        source_sha256=checkpoint_sha256(folder),
+    )
+
+
+def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progress: Progress) -> Manifest:
     sources = {r: p for r, p in (("perception", req.perception), ("reasoner", req.reasoner)) if p is not None}
     tokenizer_files: dict[str, str] = {}  # sha256 -> bundle-relative name (shared when identical)
     models: dict[str, ModelEntry] = {}
-    steps = sum(len(qs) for qs in plan.values()) * len(sources)
-    done = 0
-    for role, folder in sources.items():
+    per_role = sum(len(qs) for qs in plan.values())
+    for i, (role, folder) in enumerate(sources.items()):
         folder = Path(folder).resolve()
-        progress(f"load {role}", done / steps)
-        model = _load(role, folder)
         tok_src = folder / "tokenizer.json"
-        _check_vocab(role, model, tok_src)
-        digest = sha256_file(tok_src)
-        if digest not in tokenizer_files:
+        digest = sha256_file(tok_src) if tok_src.is_file() else None
+        if digest is not None and digest not in tokenizer_files:
             name = "tokenizer.json" if not tokenizer_files else f"{role}-tokenizer.json"
             shutil.copyfile(tok_src, tmp / name)
             tokenizer_files[digest] = name
-        if role == "perception":
-            normalize_feature_layer(model)
-            tcfg = model.config.text_config
-        else:
-            tcfg = model.config
-        artifacts = []
-        for fmt, quants in plan.items():
-            exporter = formats[fmt][0]
-            for quant in quants:
-                stage = f"{role} {fmt}/{quant}"
-
-                def sub(msg: str, frac: float, _stage=stage, _done=done) -> None:
-                    progress(f"{_stage}: {msg}", (_done + min(max(frac, 0.0), 1.0)) / steps)
-
-                progress(stage, done / steps)
-                parts = exporter(model, folder, tmp, role=role, quant=quant, progress=sub)
-                artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
-                done += 1
-        models[role] = ModelEntry(
-            role=role,
-            architecture="llava-qwen3" if role == "perception" else "qwen3",
-            text=text_shape(tcfg),
-            tokenizer=tokenizer_files[digest],
-            special_tokens=special_tokens_of(tok_src),
-            artifacts=tuple(artifacts),
-            vision=vision_shape(model.config.vision_config) if role == "perception" else None,
-            image=image_preprocess(folder, model.config) if role == "perception" else None,
-            system_prompt=_system_prompt(folder),
-            source=str(folder),
-            source_sha256=checkpoint_sha256(folder),
-        )
-        del model
+        models[role] = _export_role(role, folder, tmp, plan, progress, (i * per_role, per_role * len(sources)),
+                                    tokenizer_files.get(digest, "tokenizer.json"))
     for src in req.example_files:
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)
         shutil.copyfile(src, dst)
-    files = file_entries(tmp)
     try:
         version = importlib.metadata.version("extract-think-edge")
     except importlib.metadata.PackageNotFoundError:
@@ -349,7 +267,7 @@ def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], formats
         format_version=FORMAT_VERSION,
         name=req.name or req.out.name,
         models=models,
-        files=files,
+        files=file_entries(tmp),
         provenance=Provenance(
             tool="edge export",
             tool_version=version,

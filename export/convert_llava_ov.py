@@ -21,8 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from export.checkpoint import CONVERSION_NOTE
 from runtime.atomic import atomic_write_text, staged_dir
 from runtime.errors import ConfigError
+from runtime.tokenizer import BundleTokenizer
+from training.models.builders import perception_config
+from training.models.sizes import TextSize, VisionSize
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ def map_key(key: str) -> str | None:
 
 def read_paper_weights(folder: Path) -> dict[str, Any]:
     """All tensors of a paper checkpoint (safetensors only; .bin is refused)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # imports torch: heavy, local
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -78,9 +82,7 @@ def read_paper_weights(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None):
-    from training.models.sizes import VisionSize
-
+def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None) -> VisionSize:
     layer_ids = {int(m.group(1)) for k in state if (m := re.match(re.escape(VISION_PREFIX) + r"encoder\.layers\.(\d+)\.", k))}
     if not layer_ids:
         raise ConfigError("checkpoint has no vision tower weights")
@@ -99,9 +101,7 @@ def _vision_size(state: dict[str, Any], cfg: dict[str, Any], heads: int | None):
     return VisionSize(hidden, inter, max(layer_ids) + 1, heads, side * patch, patch)
 
 
-def _text_size(cfg: dict[str, Any]):
-    from training.models.sizes import TextSize
-
+def _text_size(cfg: dict[str, Any]) -> TextSize:
     try:
         rope = cfg.get("rope_parameters") or {}
         return TextSize(
@@ -121,23 +121,7 @@ def _text_size(cfg: dict[str, Any]):
         raise ConfigError(f"paper config.json lacks {exc.args[0]}") from None
 
 
-def convert_llava_ov(
-    src: str | Path,
-    out: str | Path,
-    *,
-    tokenizer: str | Path | None = None,
-    vision_heads: int | None = None,
-    overwrite: bool = False,
-    progress: Callable[[str, float], None] | None = None,
-) -> Path:
-    """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
-    import torch
-
-    from runtime.tokenizer import BundleTokenizer
-    from training.models.builders import perception_config
-
-    progress = progress or (lambda s, f: None)
-    src, out = Path(src), Path(out).resolve()
+def _paper_config(src: Path) -> dict[str, Any]:
     if not (src / "config.json").is_file():
         raise ConfigError(f"{src}: no config.json")
     cfg = json.loads((src / "config.json").read_text())
@@ -147,31 +131,23 @@ def convert_llava_ov(
     proj = cfg.get("mm_projector_type", "mlp2x_gelu")
     if proj != "mlp2x_gelu":
         raise ConfigError(f"{src}: projector {proj!r} is not supported (mlp2x_gelu only)")
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    return cfg
+
+
+def _tokenizer(src: Path, tokenizer: str | Path | None) -> tuple[Path, BundleTokenizer]:
     tok_dir = Path(tokenizer) if tokenizer else src
     tok_json = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
     if not tok_json.is_file():
         raise ConfigError(f"no tokenizer.json in {tok_dir} (pass --tokenizer with Qwen3's tokenizer)")
     tok = BundleTokenizer(tok_json)
-    image_id = tok.token_id("<|image_pad|>")
-    if image_id is None:
+    if tok.token_id("<|image_pad|>") is None:
         raise ConfigError(f"{tok_json}: tokenizer has no <|image_pad|> token")
+    return tok_json, tok
 
-    progress("read weights", 0.0)
-    state = read_paper_weights(src)
-    vision = _vision_size(state, cfg, vision_heads)
-    text = _text_size(cfg)
-    config = perception_config(vision, text, image_token_id=image_id,
-                               eos_token_id=tok.token_id("<|im_end|>"), pad_token_id=tok.token_id("<|endoftext|>"))
-    mapped, dropped = {}, []
-    for key, value in state.items():
-        new = map_key(key)
-        if new is None:
-            dropped.append(key)
-        else:
-            mapped[new] = value
-    progress("build model", 0.4)
+
+def _build_model(config: Any, mapped: dict[str, Any], tied: bool) -> Any:
+    """A LlavaForConditionalGeneration holding `mapped` (checked name by name, shape by shape)."""
+    import torch  # heavy: only conversion needs it
     from transformers import LlavaForConditionalGeneration
 
     with torch.device("meta"):
@@ -179,7 +155,7 @@ def convert_llava_ov(
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     expected = set(shapes)
     missing = sorted(expected - set(mapped))
-    if text.tie_word_embeddings and "lm_head.weight" in missing:
+    if tied and "lm_head.weight" in missing:
         missing.remove("lm_head.weight")
     unexpected = sorted(set(mapped) - expected)
     # The paper tower keeps SigLIP's post-layernorm weights although features are taken
@@ -192,13 +168,47 @@ def convert_llava_ov(
     # Only persistent weights are assigned; meta-device buffers (rotary tables, position
     # ids) are never saved and are rebuilt when the converted folder is loaded.
     model.load_state_dict(mapped, strict=False, assign=True)
-    if text.tie_word_embeddings:
+    if tied:
         model.tie_weights()
-    dtype = next(iter(mapped.values())).dtype
-    model.config.dtype = dtype
+    model.config.dtype = next(iter(mapped.values())).dtype
+    return model
+
+
+def convert_llava_ov(
+    src: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    vision_heads: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> Path:
+    """Write a project-format perception checkpoint (safetensors + tokenizer) to `out`."""
+    progress = progress or (lambda s, f: None)
+    src, out = Path(src), Path(out).resolve()
+    cfg = _paper_config(src)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists (use --force to replace it)")
+    tok_json, tok = _tokenizer(src, tokenizer)
+
+    progress("read weights", 0.0)
+    state = read_paper_weights(src)
+    vision = _vision_size(state, cfg, vision_heads)
+    text = _text_size(cfg)
+    config = perception_config(vision, text, image_token_id=tok.token_id("<|image_pad|>"),
+                               eos_token_id=tok.token_id("<|im_end|>"), pad_token_id=tok.token_id("<|endoftext|>"))
+    mapped, dropped = {}, []
+    for key, value in state.items():
+        new = map_key(key)
+        if new is None:
+            dropped.append(key)
+        else:
+            mapped[new] = value
+    progress("build model", 0.4)
+    model = _build_model(config, mapped, text.tie_word_embeddings)
 
     progress("save", 0.7)
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker=CONVERSION_NOTE) as tmp:  # --force replaces only a conversion
         model.save_pretrained(tmp)
         shutil.copyfile(tok_json, tmp / "tokenizer.json")
         if (tok_json.parent / "tokenizer_config.json").is_file():
@@ -214,7 +224,7 @@ def convert_llava_ov(
             # LLaVA-OneVision's qwen_1_5 conversation template, which the paper's models saw.
             "system_prompt": PAPER_SYSTEM_PROMPT,
         }
-        atomic_write_text(tmp / "conversion.json", json.dumps(note, indent=2) + "\n")
+        atomic_write_text(tmp / CONVERSION_NOTE, json.dumps(note, indent=2) + "\n")
     progress("done", 1.0)
     log.info("converted %s -> %s (%d vision layers, %d image tokens)", src, out,
              vision.num_hidden_layers, vision.tokens_per_image)

@@ -11,20 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from export.checkpoint import checkpoint_sha256, load_for_export
+from export.gguf import verify_gguf
+from export.onnx import verify_onnx
 from runtime.bundle import open_bundle
 from runtime.errors import BundleError
 
 log = logging.getLogger(__name__)
 
-
-def _verifier(fmt: str) -> Callable[..., dict]:
-    if fmt == "gguf":
-        from export.gguf import verify_gguf
-
-        return verify_gguf
-    from export.onnx import verify_onnx
-
-    return verify_onnx
+VERIFIERS: dict[str, Callable[..., dict]] = {"gguf": verify_gguf, "onnx": verify_onnx}
 
 
 def verify_bundle(
@@ -32,9 +27,6 @@ def verify_bundle(
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, Any]:
     """Run every artifact's parity check; returns {"bundle", "passed", "artifacts": [...]}."""
-    from export.bundle_writer import checkpoint_sha256, normalize_feature_layer
-    from training.models.loading import load_perception, load_reasoner
-
     progress = progress or (lambda stage, frac: None)
     bundle = open_bundle(root, verify="full")
     results = []
@@ -49,13 +41,10 @@ def verify_bundle(
             raise BundleError(f"source checkpoint of the {entry.role} model is gone: {src}")
         if entry.source_sha256 and checkpoint_sha256(src) != entry.source_sha256:
             raise BundleError(f"source checkpoint {src} changed since the export (sha256 differs)")
-        loader = load_perception if entry.role == "perception" else load_reasoner
-        model = loader(src).float().eval()
-        if entry.role == "perception":
-            normalize_feature_layer(model)
+        model = load_for_export(entry.role, src)
         for art in entry.artifacts:
             progress(f"{entry.role} {art.format}/{art.quant}", done / total)
-            metrics = _verifier(art.format)(bundle.root, dict(art.files), art.quant, model, src)
+            metrics = VERIFIERS[art.format](bundle.root, dict(art.files), art.quant, model, src)
             results.append({"role": entry.role, "format": art.format, "quant": art.quant, **metrics})
             log.info("%s %s/%s: %s", entry.role, art.format, art.quant, "ok" if metrics.get("passed") else "FAILED")
             done += 1
@@ -66,3 +55,21 @@ def verify_bundle(
         "passed": all(r.get("passed") for r in results),
         "artifacts": results,
     }
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def failure_summary(report: dict[str, Any]) -> str:
+    """"" when every artifact passed, else which ones failed and on which metric:
+    "perception onnx/int8: logits_rel_rms 0.107 (limit 0.1)"."""
+    parts = []
+    for r in report["artifacts"]:
+        if r.get("passed"):
+            continue
+        metrics, limits = r.get("metrics", {}), r.get("tolerances", {})
+        bad = [f"{k} {_fmt(metrics.get(k))} (limit {_fmt(limits.get(k))})"
+               for k, ok in r.get("checks", {}).items() if not ok]
+        parts.append(f"{r['role']} {r['format']}/{r['quant']}: {', '.join(bad) or 'failed'}")
+    return "; ".join(parts)

@@ -15,8 +15,26 @@ FORMAT_VERSION = 1
 BackendFormat = Literal["gguf", "onnx"]
 Role = Literal["perception", "reasoner"]
 
-GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
-ONNX_QUANTS = ("fp32", "f32", "int8", "int4")
+# Quantization names, owned here: the exporters make exactly these (a test exports every
+# one), `edge export --quant`, profiles and manifests use them. Full precision is "f32" in
+# GGUF and "fp32" in ONNX; ONNX also accepts "f32" (QUANT_ALIASES), so "f32" means full
+# precision in every format.
+GGUF_QUANTS: tuple[str, ...] = (
+    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k",
+)
+ONNX_QUANTS: tuple[str, ...] = ("fp32", "int8", "int4")
+QUANT_ALIASES: dict[str, dict[str, str]] = {"gguf": {}, "onnx": {"f32": "fp32"}}
+# Every name a format accepts (its quants and their aliases), e.g. in a profile's list.
+KNOWN_QUANTS: dict[str, tuple[str, ...]] = {
+    "gguf": GGUF_QUANTS + tuple(QUANT_ALIASES["gguf"]),
+    "onnx": ONNX_QUANTS + tuple(QUANT_ALIASES["onnx"]),
+}
+
+
+def canonical_quant(fmt: str, name: str) -> str | None:
+    """The quant `name` stands for in format `fmt` (aliases resolved), None if unknown."""
+    name = QUANT_ALIASES.get(fmt, {}).get(name, name)
+    return name if name in {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS}.get(fmt, ()) else None
 
 
 @dataclass(frozen=True)

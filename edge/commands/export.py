@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.extras import require
@@ -17,7 +19,8 @@ from export.bundle_writer import ExportRequest, export_bundle
 from export.convert_llava_ov import convert_llava_ov
 from export.verify import verify_bundle
 from runtime.bundle import read_manifest
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, EdgeError
+from runtime.manifest import GGUF_QUANTS, ONNX_QUANTS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "quantized. The bundle is written under a temporary name, checked, verified for parity "
         "against the source and only then renamed into place.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="quant names: gguf f32 f16 bf16 q8_0 q4_0 q4_k_m q5_k_m q6_k; onnx fp32 int8 int4 "
+        epilog=f"quant names: gguf {' '.join(GGUF_QUANTS)}; onnx {' '.join(ONNX_QUANTS)} "
         "(f32 means full precision in every format). Repeat --quant or separate with commas.",
     )
     p.add_argument("--perception", type=Path, help="perception checkpoint folder (LLaVA-style SigLIP+Qwen3)")
@@ -41,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check before publishing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=main_export)
+    p.set_defaults(func=_json_errors(main_export))
 
     sub2 = p.add_subparsers(dest="export_command", metavar="{verify,convert}")
     v = sub2.add_parser("verify", help="check a bundle's parity against its source checkpoints",
@@ -51,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("bundle", type=Path)
     v.add_argument("--role", choices=("perception", "reasoner"), action="append")
     v.add_argument("--json", action="store_true")
-    v.set_defaults(func=main_verify)
+    v.set_defaults(func=_json_errors(main_verify))
     c = sub2.add_parser("convert", help="convert a paper (LLaVA-OneVision Qwen3) checkpoint",
                         description="Convert markendo/llava-extract-qwen3-* style checkpoints "
                         "(LLaVA-OneVision layout) into the project's perception format, single-view "
@@ -62,6 +65,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--vision-heads", type=int, help="attention heads of an unknown vision tower")
     c.add_argument("--force", action="store_true")
     c.set_defaults(func=main_convert)
+
+
+def _json_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """With --json, a failure also prints {"error": ..., "type": ..., "exit_code": ...} on
+    stdout, so scripts reading stdout get JSON either way (the one-line error still goes to
+    stderr, from edge.cli)."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except EdgeError as exc:
+            if getattr(args, "json", False):
+                print(json.dumps({"error": str(exc), "type": type(exc).__name__, "exit_code": exc.exit_code}))
+            raise
+
+    return run
 
 
 def main_export(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from runtime.config_io import load_json
 from runtime.errors import ConfigError
-from runtime.manifest import GGUF_QUANTS, ONNX_QUANTS, Budgets
+from runtime.manifest import KNOWN_QUANTS, Budgets
 
 PROFILE_DIR = Path(__file__).resolve().parent
 PROFILE_FILE = "profile.json"  # the name a packed bundle carries its profile under
@@ -25,7 +25,7 @@ PROFILE_FILE = "profile.json"  # the name a packed bundle carries its profile un
 BackendName = Literal["llamacpp", "onnx"]
 # backend -> the bundle format it runs
 FORMAT_OF: dict[str, str] = {"llamacpp": "gguf", "onnx": "onnx"}
-_KNOWN_QUANTS: dict[str, tuple[str, ...]] = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS}
+_KNOWN_QUANTS: dict[str, tuple[str, ...]] = KNOWN_QUANTS
 
 
 @dataclass(frozen=True)

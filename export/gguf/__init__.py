@@ -15,17 +15,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gguf import GGMLQuantizationType, GGUFReader
+
+from export.checkpoint import image_preprocess
+from export.gguf.mmproj import vision_parts, write_mmproj_gguf
 from export.gguf.quantize import (
-    GGUF_QUANTS,
     QUANT_SPECS,
+    QuantSpec,
     k_quant_fallbacks,
     llama_quantize,
     quant_spec,
 )
+from export.gguf.text import plan_text_tensors, text_parts, write_text_gguf
+from export.gguf.verify import verify
+from export.gguf.writer import fsync_file, temp_path
 from runtime.atomic import ensure_writable_dir
 from runtime.errors import ConfigError
+from runtime.manifest import GGUF_QUANTS
 
-__all__ = ["GGUF_QUANTS", "export_gguf", "verify_gguf"]
+__all__ = ["GGUF_QUANTS", "export_gguf", "quantize_gguf_file", "verify_gguf"]
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +62,6 @@ def export_gguf(
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, str]:
     """Write `role`'s GGUF file(s) into `out_dir`; returns {"model": name[, "mmproj": name]}."""
-    from export.gguf.mmproj import image_norm, vision_parts, write_mmproj_gguf
-    from export.gguf.text import plan_text_tensors, text_parts, write_text_gguf
-    from export.gguf.writer import fsync_file, temp_path
-
     spec = quant_spec(quant)
     _check_role(model, role)
     parts = text_parts(model)  # validates the decoder config before anything is written
@@ -80,35 +84,46 @@ def export_gguf(
             log.warning("%d tensors have rows that are not a multiple of 256 (e.g. %s); llama.cpp "
                         "stores them in a non-K fallback type", len(odd), odd[0])
         src = temp_path(final, "src.gguf")
-        dst = temp_path(final, "tmp")
         try:
             write_text_gguf(model, tokenizer_dir, src, QUANT_SPECS["f32"], name=label, progress=progress)
             if progress:
                 progress("quantize", 0.0)
-            llama_quantize(src, dst, spec)
-            fsync_file(dst)
-            os.replace(dst, final)
+            quantize_gguf_file(src, final, spec)
             if progress:
                 progress("quantize", 1.0)
         finally:
             src.unlink(missing_ok=True)
-            dst.unlink(missing_ok=True)
         log.info("%s tensor types: %s", final.name, _type_histogram(final))
     files["model"] = final.name
 
     if role == "perception":
         mm_spec = QUANT_SPECS["f32" if spec.name == "f32" else "f16"]
         mm_path = out_dir / f"{role}-mmproj-{mm_spec.name}.gguf"
-        mean, std = image_norm(tokenizer_dir)  # the checkpoint folder's preprocessor_config.json
+        # the checkpoint folder's preprocessor_config.json, as the manifest records it
+        prep = image_preprocess(tokenizer_dir, int(model.config.vision_config.image_size))
+        mean, std = prep.mean, prep.std
         write_mmproj_gguf(model, mm_path, mm_spec, name=f"extract-think {role} vision ({mm_spec.name})",
                           mean=mean, std=std, progress=progress)
         files["mmproj"] = mm_path.name
     return files
 
 
-def _type_histogram(path: Path) -> dict[str, int]:
-    from gguf import GGMLQuantizationType, GGUFReader
+def quantize_gguf_file(src: Path, dst: Path, quant: str | QuantSpec) -> Path:
+    """A K-quant (or any llama.cpp type) copy of the full-precision GGUF `src` at `dst`,
+    written under a temporary name and renamed when complete."""
+    spec = quant if isinstance(quant, QuantSpec) else quant_spec(quant)
+    dst = Path(dst)
+    tmp = temp_path(dst, "tmp")
+    try:
+        llama_quantize(Path(src), tmp, spec)
+        fsync_file(tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
+
+def _type_histogram(path: Path) -> dict[str, int]:
     hist: dict[str, int] = {}
     for t in GGUFReader(path).tensors:
         name = GGMLQuantizationType(t.tensor_type).name
@@ -119,6 +134,4 @@ def _type_histogram(path: Path) -> dict[str, int]:
 def verify_gguf(bundle_root: Path, files: dict[str, str], quant: str, model: Any,
                 tokenizer_dir: Path) -> dict:
     """Parity of the written files against the torch model (see export.gguf.verify)."""
-    from export.gguf.verify import verify
-
     return verify(Path(bundle_root), files, quant, model, Path(tokenizer_dir))

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from export.gguf.quantize import QuantSpec, choose_type
 from export.gguf.writer import Progress, TensorPlan, write_gguf_file
 from runtime.errors import ConfigError
@@ -100,9 +102,7 @@ def _np(param: Any):
     return param.detach().to("cpu").float().contiguous().numpy()
 
 
-def _zeros(n: int):
-    import numpy as np
-
+def _zeros(n: int) -> np.ndarray:
     return np.zeros((n,), dtype=np.float32)
 
 
@@ -155,6 +155,23 @@ def write_mmproj_gguf(
 ) -> Path:
     """Write the vision tower + projector of a LLaVA-style `model` (spec: f32 or f16)."""
     parts = vision_parts(model)
+    return write_mmproj_parts(parts, plan_mmproj_tensors(parts, spec), path, spec, name=name, mean=mean,
+                              std=std, progress=progress)
+
+
+def write_mmproj_parts(
+    parts: VisionParts,
+    plans: list[TensorPlan],
+    path: Path,
+    spec: QuantSpec,
+    *,
+    name: str,
+    mean: tuple[float, float, float] = SIGLIP_MEAN,
+    std: tuple[float, float, float] = SIGLIP_STD,
+    progress: Progress | None = None,
+) -> Path:
+    """Write an mmproj from its shapes (`parts.vision_config`, depth, text width) and the
+    planned tensors: the torch model's, or random ones (export.gguf.random_weights)."""
     v = parts.vision_config
     if spec.weight_type not in ("F32", "F16"):
         raise ConfigError(f"the mmproj is written in f32 or f16, not {spec.name}")
@@ -178,30 +195,7 @@ def write_mmproj_gguf(
         w.add_array(Keys.ClipVision.IMAGE_STD, [float(x) for x in std])
         w.add_array(Keys.ClipVision.FEATURE_LAYER, [parts.depth])
 
-    plans = plan_mmproj_tensors(parts, spec)
     return write_gguf_file(path, CLIP_ARCH, metadata, plans, progress=progress, stage="mmproj")
-
-
-def image_norm(checkpoint_dir: Path | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) from the checkpoint's preprocessor_config.json, else SigLIP's 0.5/0.5.
-
-    The bundle manifest takes its `ImagePreprocess` from the same file, and the backend
-    refuses an mmproj whose mean/std differ from the manifest's.
-    """
-    import json
-
-    pp = Path(checkpoint_dir) / "preprocessor_config.json" if checkpoint_dir else None
-    if pp is None or not pp.is_file():
-        return SIGLIP_MEAN, SIGLIP_STD
-    try:
-        data = json.loads(pp.read_text(encoding="utf-8"))
-        mean = tuple(float(x) for x in data.get("image_mean", SIGLIP_MEAN))
-        std = tuple(float(x) for x in data.get("image_std", SIGLIP_STD))
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{pp}: unreadable image_mean/image_std ({exc})") from None
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ConfigError(f"{pp}: image_mean/image_std must be 3 values (std > 0)")
-    return mean, std
 
 
 def tokens_per_image(model: Any) -> int:

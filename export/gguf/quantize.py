@@ -16,16 +16,18 @@ Policy for the gguf-package path, per tensor:
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from runtime.errors import ConfigError
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
 
-if TYPE_CHECKING:
-    import numpy as np
+from runtime.backends.llamacpp import llama_lib
+from runtime.errors import BackendUnavailableError, ConfigError, install_hint
+from runtime.manifest import GGUF_QUANTS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class QuantSpec:
     bits: float = 32.0  # nominal bits per weight, for docs and size estimates
 
 
+# One spec per name in runtime.manifest.GGUF_QUANTS (a test checks they match).
 # llama_ftype values (llama.h): ALL_F32=0, MOSTLY_F16=1, Q4_0=2, Q4_1=3, Q8_0=7,
 # Q5_0=8, Q5_1=9, Q4_K_M=15, Q5_K_M=17, Q6_K=18, BF16=32.
 QUANT_SPECS: dict[str, QuantSpec] = {
@@ -56,8 +59,6 @@ QUANT_SPECS: dict[str, QuantSpec] = {
     "q6_k": QuantSpec("q6_k", "llamacpp", "", 18, bits=6.6),
 }
 
-GGUF_QUANTS: tuple[str, ...] = tuple(QUANT_SPECS)
-
 # K-quant super-blocks are 256 values long; rows that are not a multiple of this make
 # llama.cpp fall back to another type for that tensor.
 K_QUANT_BLOCK = 256
@@ -72,22 +73,16 @@ def quant_spec(quant: str) -> QuantSpec:
         ) from None
 
 
-def ggml_type(name: str):
-    from gguf import GGMLQuantizationType
-
+def ggml_type(name: str) -> GGMLQuantizationType:
     return GGMLQuantizationType[name]
 
 
 def block_size(type_name: str) -> int:
-    from gguf import GGML_QUANT_SIZES
-
     return GGML_QUANT_SIZES[ggml_type(type_name)][0]
 
 
 def nbytes(shape: tuple[int, ...], type_name: str) -> int:
     """Bytes a tensor of this (row-major, numpy-order) shape takes in `type_name`."""
-    from gguf import GGML_QUANT_SIZES
-
     blk, size = GGML_QUANT_SIZES[ggml_type(type_name)]
     n = 1
     for d in shape:
@@ -110,9 +105,6 @@ def choose_type(spec: QuantSpec, name: str, shape: tuple[int, ...], *, embed_lik
 
 def encode(array: np.ndarray, type_name: str) -> np.ndarray:
     """float32 array -> the bytes (uint8 array, or f32/f16 array) gguf stores for it."""
-    import numpy as np
-    from gguf import quants
-
     array = np.ascontiguousarray(array, dtype=np.float32)
     if type_name == "F32":
         return array
@@ -123,11 +115,6 @@ def encode(array: np.ndarray, type_name: str) -> np.ndarray:
 
 def llama_quantize(src: Path, dst: Path, spec: QuantSpec, *, threads: int | None = None) -> None:
     """Quantize a full-precision GGUF into `dst` with llama.cpp's own quantizer."""
-    import ctypes
-
-    from runtime.backends.llamacpp import llama_lib
-    from runtime.errors import BackendUnavailableError, install_hint
-
     try:
         llama_cpp, _ = llama_lib()  # also routes llama.cpp's log lines to logging
     except BackendUnavailableError:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gguf import GGML_QUANT_VERSION
+
 from export.gguf.quantize import QuantSpec, choose_type
 from export.gguf.vocab import add_vocab, read_vocab
 from export.gguf.writer import Progress, TensorPlan, write_gguf_file
@@ -134,8 +136,6 @@ def qwen3_metadata(cfg: Any, vocab: Any, spec: QuantSpec, *, name: str, n_rows: 
     """The `qwen3` architecture's GGUF keys for `cfg` (a transformers Qwen3Config, or any
     object with its field names such as training.models.sizes.TextSize), the tokenizer
     `vocab` and the chat template, as a writer callback."""
-    from gguf import GGML_QUANT_VERSION
-
     hd = head_dim(cfg)
 
     def metadata(w) -> None:

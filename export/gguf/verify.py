@@ -17,13 +17,20 @@ Tolerances depend on the quantization; the result says which were used and "pass
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gguf import GGUFReader, quants
+from tokenizers import Tokenizer
 
+from export.checkpoint import image_preprocess
 from export.gguf.quantize import quant_spec
+from export.gguf.text import text_parts, text_tensor_params
+from runtime.backends.base import BackendOptions
+from runtime.backends.llamacpp import GGUFTokenizer, load_gguf
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
 log = logging.getLogger(__name__)
@@ -92,7 +99,7 @@ def probe_image(size: int, seed: int = 0) -> np.ndarray:
 
 def pixels(image: np.ndarray, mean: Any = SIGLIP_MEAN, std: Any = SIGLIP_STD):
     """uint8 [H, W, 3] -> normalised float32 torch tensor [1, 3, H, W]."""
-    import torch
+    import torch  # heavy, and only the parity check needs it
 
     x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
     m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
@@ -101,8 +108,6 @@ def pixels(image: np.ndarray, mean: Any = SIGLIP_MEAN, std: Any = SIGLIP_STD):
 
 
 def sample_ids(tokenizer_json: Path, n: int) -> list[int]:
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_file(str(tokenizer_json))
     ids: list[int] = []
     while len(ids) < n:
@@ -111,9 +116,7 @@ def sample_ids(tokenizer_json: Path, n: int) -> list[int]:
 
 
 def torch_text_logits(model: Any, ids: list[int]) -> np.ndarray:
-    import torch
-
-    from export.gguf.text import text_parts
+    import torch  # heavy, and only the parity check needs it
 
     parts = text_parts(model)
     with torch.no_grad():
@@ -129,12 +132,7 @@ def dequantized_copy(model: Any, gguf_path: Path) -> tuple[Any, list[str]]:
     RoPE or vocabulary mistake stands out even where quantization noise is large.
     Returns the copy and the names of decoder tensors the file lacks.
     """
-    import copy
-
-    import torch
-    from gguf import GGUFReader, quants
-
-    from export.gguf.text import text_parts, text_tensor_params
+    import torch  # heavy, and only the parity check needs it
 
     clone = copy.deepcopy(model)
     params = text_tensor_params(text_parts(clone))
@@ -171,8 +169,6 @@ def _compare_logits(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 def check_tokenizer(gguf_tok: Any, tokenizer_json: Path) -> dict[str, Any]:
-    from tokenizers import Tokenizer
-
     hf = Tokenizer.from_file(str(tokenizer_json))
     bad = []
     n_tokens = 0
@@ -188,14 +184,13 @@ def check_tokenizer(gguf_tok: Any, tokenizer_json: Path) -> dict[str, Any]:
 
 def _perception_metrics(model: Any, lm: Any, vision: Any, ids: list[int],
                         checkpoint_dir: Path) -> dict[str, Any]:
-    import torch
-
-    from export.gguf.mmproj import image_norm
+    import torch  # heavy, and only the parity check needs it
 
     cfg = model.config
     size = int(cfg.vision_config.image_size)
     image = probe_image(size)
-    pix = pixels(image, *image_norm(checkpoint_dir))
+    prep = image_preprocess(checkpoint_dir, size)
+    pix = pixels(image, prep.mean, prep.std)
     emb = vision.encode(image)
     with torch.no_grad():
         ref = model.model.get_image_features(pixel_values=pix).pooler_output[0].float().numpy()
@@ -226,9 +221,6 @@ def _perception_metrics(model: Any, lm: Any, vision: Any, ids: list[int],
 
 
 def verify(root: Path, files: dict[str, str], quant: str, model: Any, tokenizer_dir: Path) -> dict:
-    from runtime.backends.base import BackendOptions
-    from runtime.backends.llamacpp import GGUFTokenizer, load_gguf
-
     spec = quant_spec(quant)
     tol = dict(TOLERANCES[spec.name])
     tokenizer_json = Path(tokenizer_dir) / "tokenizer.json"

@@ -16,18 +16,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+from gguf import GGUFWriter
 
 from export.gguf.quantize import encode, ggml_type, nbytes
+from runtime.atomic import published_mode
 from runtime.progress import Progress
 
-if TYPE_CHECKING:
-    import numpy as np
-    from gguf import GGUFWriter
-
 log = logging.getLogger(__name__)
-
-
 
 @dataclass(frozen=True)
 class TensorPlan:
@@ -45,7 +42,10 @@ def temp_path(final: Path, tag: str = "tmp") -> Path:
 
 
 def fsync_file(path: Path) -> None:
+    """fsync, and give the file the mode published files have (mkstemp made it 0600)."""
     with open(path, "rb+") as fh:
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            os.fchmod(fh.fileno(), published_mode(0, is_dir=False))
         os.fsync(fh.fileno())
 
 
@@ -59,9 +59,6 @@ def write_gguf_file(
     stage: str = "gguf",
 ) -> Path:
     """Write `path` (via a temporary name) and return it."""
-    import numpy as np
-    from gguf import GGUFWriter
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     writer = GGUFWriter(tmp, arch)

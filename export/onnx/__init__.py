@@ -25,8 +25,13 @@ from export.onnx.common import (
     report,
     staging_dir,
 )
+from export.onnx.decoder import export_decoder
+from export.onnx.embed import embed_quant_for, export_embed
+from export.onnx.quantize import quantize_decoder
 from export.onnx.verify import verify_onnx
+from export.onnx.vision import export_vision
 from runtime.atomic import ensure_writable_dir
+from runtime.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +52,12 @@ def export_onnx(
     Parts: "decoder", "embed" and, for perception, "vision"; an external-data file
     (only for graphs over ~2 GB) is returned as "<part>_data".
     """
-    from export.onnx.decoder import export_decoder
-    from export.onnx.embed import embed_quant_for, export_embed
-    from export.onnx.quantize import quantize_decoder
-
     quant = check_quant(quant)
     parts = model_parts(model, role)
     tokenizer_dir = Path(tokenizer_dir)
     if not (tokenizer_dir / "tokenizer.json").is_file():
         # The graphs do not need it, but a bundle without a matching tokenizer is useless;
         # fail before minutes of export rather than after.
-        from runtime.errors import ConfigError
-
         raise ConfigError(f"{tokenizer_dir}: no tokenizer.json")
     out_dir = Path(out_dir)
     ensure_writable_dir(out_dir)
@@ -72,27 +71,7 @@ def export_onnx(
 
     files: dict[str, str] = {}
     with staging_dir(out_dir, role) as tmp:
-        staged: dict[str, Path] = {}
-        report(progress, "embedding table", 0.0)
-        staged["embed"] = tmp / names["embed"]
-        export_embed(parts.embed_tokens, staged["embed"], quant=equant)
-        if "vision" in names:
-            report(progress, "vision encoder", 0.1)
-            staged["vision"] = tmp / names["vision"]
-            from export.onnx.vision import export_vision
-
-            export_vision(parts, staged["vision"])
-        report(progress, "decoder", 0.25)
-        if quant == "fp32":
-            staged["decoder"] = tmp / names["decoder"]
-            export_decoder(parts, staged["decoder"])
-        else:
-            fp32_dir = tmp / "fp32"
-            fp32_dir.mkdir()
-            export_decoder(parts, fp32_dir / "decoder.onnx")
-            report(progress, f"quantizing the decoder to {quant}", 0.6)
-            staged["decoder"] = tmp / names["decoder"]
-            quantize_decoder(fp32_dir / "decoder.onnx", staged["decoder"], quant)
+        staged = _write_graphs(parts, tmp, names, quant, equant, progress)
         report(progress, "checking graphs", 0.9)
         for path in staged.values():
             check_file(path)
@@ -104,3 +83,27 @@ def export_onnx(
     report(progress, "done", 1.0)
     log.info("onnx export of the %s (%s): %s", role, quant, ", ".join(files.values()))
     return files
+
+
+def _write_graphs(parts: Any, tmp: Path, names: dict[str, str], quant: str, equant: str,
+                  progress: Callable[[str, float], None] | None) -> dict[str, Path]:
+    """Export (and quantize) each graph into the scratch folder `tmp`; part -> path."""
+    staged: dict[str, Path] = {}
+    report(progress, "embedding table", 0.0)
+    staged["embed"] = tmp / names["embed"]
+    export_embed(parts.embed_tokens, staged["embed"], quant=equant)
+    if "vision" in names:
+        report(progress, "vision encoder", 0.1)
+        staged["vision"] = tmp / names["vision"]
+        export_vision(parts, staged["vision"])
+    report(progress, "decoder", 0.25)
+    staged["decoder"] = tmp / names["decoder"]
+    if quant == "fp32":
+        export_decoder(parts, staged["decoder"])
+    else:
+        fp32_dir = tmp / "fp32"
+        fp32_dir.mkdir()
+        export_decoder(parts, fp32_dir / "decoder.onnx")
+        report(progress, f"quantizing the decoder to {quant}", 0.6)
+        quantize_decoder(fp32_dir / "decoder.onnx", staged["decoder"], quant)
+    return staged

@@ -7,17 +7,20 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from runtime.errors import ConfigError, EdgeError
+from runtime.manifest import ONNX_QUANTS, canonical_quant
 from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
 
-ONNX_QUANTS: tuple[str, ...] = ("fp32", "int8", "int4")
 ROLES = ("perception", "reasoner")
 
 # A protobuf cannot exceed 2 GiB; stay clear of the limit (graph structure, rounding).
@@ -25,12 +28,12 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
 def check_quant(quant: str) -> str:
-    if quant == "f32":  # the manifest accepts both spellings of full precision
-        return "fp32"
-    if quant not in ONNX_QUANTS:
+    """The canonical name of an ONNX quant ("f32" is accepted for "fp32"), or a ConfigError."""
+    name = canonical_quant("onnx", quant)
+    if name is None:
         choices = ", ".join(ONNX_QUANTS)
         raise ConfigError(f"unsupported ONNX quantization {quant!r} (choose from {choices})")
-    return quant
+    return name
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class ModelParts:
 
 def model_parts(model: Any, role: str) -> ModelParts:
     """Pick the parts for `role`, refusing anything that is not (LLaVA-)Qwen3 in float32."""
-    import torch
+    import torch  # heavy: exporting needs it, importing this module must not
     from transformers import LlavaForConditionalGeneration, Qwen3ForCausalLM
 
     if role not in ROLES:
@@ -126,8 +129,6 @@ def publish(staged: Path, out_dir: Path) -> list[str]:
 
 def external_data_files(path: Path) -> list[str]:
     """Names of the external-data files an .onnx refers to (usually none)."""
-    import onnx
-
     model = onnx.load(str(path), load_external_data=False)
     names: set[str] = set()
 
@@ -156,8 +157,6 @@ def save_program(program: Any, path: Path) -> None:
 
 def check_file(path: Path) -> None:
     """The cheap structural check before a file is published."""
-    import onnx
-
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # onnx raises ValidationError and friends
@@ -167,8 +166,6 @@ def check_file(path: Path) -> None:
 @contextlib.contextmanager
 def quiet_exporter() -> Iterator[None]:
     """Keep torch.onnx's per-initializer INFO lines and noise warnings out of our logs."""
-    import warnings
-
     quiet = {
         "onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.WARNING,
         # "torchvision is not installed" four times per export: irrelevant here.

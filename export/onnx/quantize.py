@@ -1,7 +1,16 @@
 """Weight quantization of the exported float32 decoder with onnxruntime's quantizers.
 
-- int8: `quantize_dynamic`, per-channel symmetric int8 weights for every MatMul with a
-  constant weight (projections, MLP, lm_head); activations are quantized on the fly.
+- int8: `quantize_dynamic`, per-channel asymmetric uint8 weights for every MatMul with a
+  constant weight (projections, MLP, lm_head); uint8 activations are quantized per call.
+  Why uint8 and not the usual int8: onnxruntime multiplies u8 activations by s8 weights,
+  and on x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake: MLAS's AVX2/AVX512Core
+  kernels) it does so with `vpmaddubsw`, which adds each adjacent pair of products into a
+  *saturating* int16: 255 * 127 * 2 = 64770 > 32767, and the tiny test models' logit error
+  went from 0.018 (exact, VNNI) to 0.107 of the logit RMS on such a CPU. u8 x u8 products
+  are widened to 16 bits first on every x86 kernel (and use dot-product instructions on
+  ARM), so every CPU computes the exact integers. 7-bit int8 weights (`reduce_range`) also
+  avoid the saturation but cost one bit everywhere: 0.087 instead of 0.056 on a random
+  Qwen3-0.6B-shape decoder, too close to the 0.10 gate. docs/onnx.md has the measurements.
 - int4: `MatMulNBits` (block-wise 4-bit weights, block 32, symmetric; accuracy_level 4 =
   int8 activations inside the kernel, the fast CPU path).
 The KV cache, norms, rotary tables and attention stay float32.
@@ -18,6 +27,8 @@ log = logging.getLogger(__name__)
 
 INT4_BLOCK_SIZE = 32
 INT4_ACCURACY_LEVEL = 4
+# uint8 weights: no u8 x s8 kernel, so no int16 saturation on any CPU (module docstring)
+INT8_WEIGHT_TYPE = "QUInt8"
 
 
 def _weight_bytes(path: Path) -> int:
@@ -28,14 +39,14 @@ def _weight_bytes(path: Path) -> int:
 
 def quantize_decoder(src: Path, dst: Path, quant: str) -> None:
     """Write a `quant` copy of the float32 graph `src` to `dst`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy, optional: local
 
     size = _weight_bytes(src)
     if quant == "int8":
         external = size / 4 > EXTERNAL_DATA_THRESHOLD
         quantize_dynamic(
             src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
-            weight_type=QuantType.QInt8, use_external_data_format=external,
+            weight_type=QuantType[INT8_WEIGHT_TYPE], use_external_data_format=external,
             extra_options={"MatMulConstBOnly": True},
         )
     elif quant == "int4":

@@ -26,15 +26,6 @@ def tiny_workload(monkeypatch, tmp_path, qwen3_tokenizer_dir):
     return workloads.WorkloadBuilder(root)
 
 
-def test_random_tensors_are_deterministic_and_shaped():
-    a = workloads._rng_tensor(0, "blk.0.attn_q.weight", (8, 4), "normal")
-    assert a.shape == (8, 4) and a.dtype == np.float32
-    assert np.array_equal(a, workloads._rng_tensor(0, "blk.0.attn_q.weight", (8, 4), "normal"))
-    assert not np.array_equal(a, workloads._rng_tensor(1, "blk.0.attn_q.weight", (8, 4), "normal"))
-    assert 0.005 < float(a.std()) < 0.05
-    assert (workloads._rng_tensor(0, "x", (3,), "ones") == 1).all()
-
-
 def test_workload_bundle_loads_and_answers(tiny_workload):
     from runtime.bundle import open_bundle
     from runtime.pipeline import ExtractThink

@@ -179,6 +179,15 @@ def test_unpack_refuses_a_non_empty_target_unless_forced_and_a_bundle(pi_archive
     with pytest.raises(ConfigError, match="not empty"):
         unpack_archive(pi_archive, dest)
     assert (dest / "notes.txt").read_text() == "mine"
+    # --force replaces a bundle, never a folder of other files (runtime.atomic)
+    with pytest.raises(ConfigError, match="has no manifest.json"):
+        unpack_archive(pi_archive, dest, overwrite=True)
+    assert (dest / "notes.txt").read_text() == "mine"
+    (dest / "notes.txt").unlink()
+    unpack_archive(pi_archive, dest)
+    (dest / "notes.txt").write_text("inside a bundle: replaced with it")
+    unpack_archive(pi_archive, dest, overwrite=True)
+    assert not (dest / "notes.txt").exists() and (dest / "manifest.json").is_file()
     # an existing bundle (it has manifest.json) is replaced when forced
     unpack_archive(pi_archive, tmp_path / "old")
     (tmp_path / "old" / "stale.bin").write_bytes(b"from the old bundle")
@@ -198,7 +207,7 @@ def test_force_never_replaces_a_folder_that_is_not_a_bundle(pi_archive, tmp_path
     proc = run_edge("unpack", str(pi_archive), "--to", str(dest), "--force")
     assert proc.returncode == 2
     line = one_error_line(proc)
-    assert "no manifest.json" in line and "not a bundle" in line
+    assert "has no manifest.json" in line and "refusing to replace" in line
     assert [p.name for p in dest.iterdir()] == ["thesis.txt"] and (dest / "thesis.txt").read_text() == "years of work"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left either
     a_file = tmp_path / "a-file"

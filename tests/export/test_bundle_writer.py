@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -106,6 +107,17 @@ def test_bad_inputs_leave_nothing(capsys, tmp_path, tiny_reasoner_dir, tiny_perc
     assert not (tmp_path / "b").exists()
 
 
+def test_a_bad_preprocessor_config_is_refused_for_onnx_too(capsys, tmp_path, tiny_perception_dir):
+    """One validated reader for every format (the ONNX path used to take std 0 as is)."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_perception_dir, ckpt)
+    (ckpt / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.5, 0, 0.5]}))
+    rc, _, err = run(capsys, "--perception", ckpt, "--format", "onnx", "--quant", "fp32", "--out", tmp_path / "b")
+    assert rc == 2
+    one_line_error(err, "image_std must be > 0")
+    assert not (tmp_path / "b").exists()
+
+
 def test_existing_bundle_needs_force_and_survives_a_failed_replace(capsys, tmp_path, tiny_reasoner_dir):
     out = tmp_path / "b"
     assert run(capsys, "--reasoner", tiny_reasoner_dir, "--quant", "f32", "--out", out, "--no-verify")[0] == 0
@@ -118,14 +130,42 @@ def test_existing_bundle_needs_force_and_survives_a_failed_replace(capsys, tmp_p
 
 
 def test_unwritable_output(capsys, tmp_path, tiny_reasoner_dir):
-    import os
+    # a file where the output's parent folder should be: fails for root too
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run(capsys, "--reasoner", tiny_reasoner_dir, "--out", tmp_path / "file" / "b")
+    one_line_error(err, "cannot create the output folder", "in the way")
+    assert rc == 2 and (tmp_path / "file").read_text() == "x"
+    if os.geteuid() != 0:  # root ignores permission bits
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        rc, _, err = run(capsys, "--reasoner", tiny_reasoner_dir, "--out", ro / "b")
+        one_line_error(err, "not writable")
 
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere")
-    ro = tmp_path / "ro"
-    ro.mkdir(mode=0o500)
-    rc, _, err = run(capsys, "--reasoner", tiny_reasoner_dir, "--out", ro / "b")
-    one_line_error(err, "not writable")
+
+def test_force_replaces_a_bundle_never_a_folder_of_user_files(capsys, tmp_path, tiny_reasoner_dir):
+    user = tmp_path / "results"
+    user.mkdir()
+    (user / "paper.tex").write_text("mine")
+    rc, stdout, err = run(capsys, "--reasoner", tiny_reasoner_dir, "--quant", "f32", "--out", user, "--force",
+                          "--no-verify", "--json")
+    assert rc == 2
+    one_line_error(err, str(user), "has no manifest.json", "refusing to replace")
+    assert json.loads(stdout)["error"].startswith(f"{user} has no manifest.json")
+    assert (user / "paper.tex").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_json_errors_are_json(capsys, tmp_path, tiny_reasoner_dir):
+    rc, stdout, err = run(capsys, "--reasoner", tmp_path / "missing", "--out", tmp_path / "b", "--json")
+    assert rc == 2
+    one_line_error(err, "is not a folder")
+    doc = json.loads(stdout)
+    assert doc["type"] == "ConfigError" and doc["exit_code"] == 2 and "is not a folder" in doc["error"]
+    rc, stdout, _ = main_verify_json(capsys, tmp_path / "missing")
+    assert rc != 0 and "error" in json.loads(stdout)
+
+
+def main_verify_json(capsys, bundle):
+    return run(capsys, "verify", bundle, "--json")
 
 
 def test_converted_paper_checkpoint_exports_and_verifies(capsys, tmp_path, tiny_tokenizer_dir):

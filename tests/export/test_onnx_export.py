@@ -210,13 +210,13 @@ def test_missing_tokenizer_and_unwritable_output(tmp_path, tiny_reasoner_dir, re
 
 def test_interrupted_export_leaves_nothing(tmp_path, tiny_reasoner_dir, reasoner, monkeypatch):
     """A failure mid-way (here: in the quantizer) leaves no file that looks finished."""
-    import export.onnx.quantize as quantize
+    import export.onnx
     from export.onnx import export_onnx
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(quantize, "quantize_decoder", boom)
+    monkeypatch.setattr(export.onnx, "quantize_decoder", boom)  # the name export_onnx calls
     with pytest.raises(KeyboardInterrupt):
         export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant="int8")
     assert list(tmp_path.iterdir()) == []
@@ -255,7 +255,7 @@ def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_r
     model = onnx.load(str(tmp_path / files["decoder"]))
     rng = np.random.default_rng(0)
     for init in model.graph.initializer:
-        if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 2:
+        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(init.dims) == 2:
             w = numpy_helper.to_array(init)
             init.CopyFrom(numpy_helper.from_array(rng.permutation(w.reshape(-1)).reshape(w.shape), init.name))
     onnx.save(model, str(tmp_path / files["decoder"]))
@@ -263,3 +263,10 @@ def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_r
     assert not report["passed"]
     assert report["metrics"]["logits_rel_rms"] > 0.10
     assert not report["checks"]["logits_rel_rms"]
+    # what `edge export` says when parity fails: the artifact, the metric, its value, its limit
+    from export.verify import failure_summary
+
+    said = failure_summary({"artifacts": [report]})
+    value = f"{report['metrics']['logits_rel_rms']:.3g}"
+    assert said.startswith("reasoner onnx/int8: ") and f"logits_rel_rms {value} (limit 0.1)" in said, said
+    assert failure_summary({"artifacts": [{**report, "passed": True}]}) == ""

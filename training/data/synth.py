@@ -155,7 +155,7 @@ def write_dataset(
     done = 0
     seen: set[str] = set()
     n_records: dict[str, int] = {}
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker="dataset.json") as tmp:  # overwrite replaces only a dataset
         with open(tmp / "scenes.jsonl", "w", encoding="utf-8") as scenes_fh:
             for split, n in counts.items():
                 (tmp / "images" / split).mkdir(parents=True)

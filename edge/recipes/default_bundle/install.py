@@ -18,7 +18,7 @@ from edge.recipes.default_bundle.bundles import export_with_examples
 from edge.recipes.default_bundle.config import RESULT_FILES, DefaultBundleRun
 from edge.recipes.default_bundle.scoring import is_correct
 from runtime.atomic import atomic_write_bytes, staged_dir
-from runtime.bundle import open_bundle
+from runtime.bundle import MANIFEST_NAME, open_bundle
 from runtime.defaults import default_bundle_path
 from runtime.pipeline import ExtractThink
 from training.config import Recipe
@@ -90,7 +90,7 @@ def install(run: DefaultBundleRun, bundle: Path) -> dict[str, str]:
     """Replace the installed bundle (checked in full first) and results, each atomically."""
     bundle_to, results_to = install_targets(run)
     open_bundle(bundle, verify="full")  # never install a bundle that does not check out
-    with staged_dir(bundle_to) as tmp:
+    with staged_dir(bundle_to, marker=MANIFEST_NAME) as tmp:  # replaces a bundle, nothing else
         shutil.copytree(bundle, tmp, dirs_exist_ok=True)
     log.info("installed %s -> %s", bundle, bundle_to)
     done = {"bundle": str(bundle_to)}

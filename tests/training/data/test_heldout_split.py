@@ -92,6 +92,12 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_when_interrupted(tmp_path
     with pytest.raises(KeyboardInterrupt):
         write_split(out, HeldoutConfig(n=8, reference=4), progress=stop)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["full"]
+    # --overwrite replaces a split, never a folder of other files (runtime.atomic)
+    with pytest.raises(ConfigError, match="has no split.json"):
+        write_split(full, HeldoutConfig(n=2, reference=2), overwrite=True)
+    (full / "keep.txt").unlink()
+    write_split(full, HeldoutConfig(n=2, reference=2))
+    (full / "keep.txt").write_text("inside a split: replaced with it")
     write_split(full, HeldoutConfig(n=2, reference=2), overwrite=True)
     assert not (full / "keep.txt").exists() and (full / "heldout.jsonl").is_file()
 

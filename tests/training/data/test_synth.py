@@ -68,6 +68,13 @@ def test_refuses_a_non_empty_folder_unless_told(tmp_path):
     with pytest.raises(ConfigError, match="not empty"):
         write_dataset(out, TINY)
     assert (out / "keep.txt").exists()
+    # overwrite replaces a dataset, never a folder of other files (runtime.atomic)
+    with pytest.raises(ConfigError, match="has no dataset.json"):
+        write_dataset(out, TINY, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    write_dataset(out, TINY)
+    (out / "keep.txt").write_text("inside a dataset: replaced with it")
     write_dataset(out, TINY, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "dataset.json").is_file()
 

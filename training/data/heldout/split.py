@@ -135,7 +135,7 @@ def write_split(out: str | Path, cfg: HeldoutConfig, *, overwrite: bool = False,
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise ConfigError(f"{out} exists and is not empty (--overwrite replaces it)")
     counts = {c: 0 for c in CATEGORIES}
-    with staged_dir(out) as tmp:
+    with staged_dir(out, marker=SPLIT_FILE) as tmp:  # --overwrite replaces only a split
         (tmp / "images").mkdir()
         items = []
         for i in range(cfg.n):

@@ -1,0 +1,125 @@
+"""What the exporters and the parity check read from a source checkpoint folder, once.
+
+The bundle writer and `export.verify` both hash the checkpoint, load it the same way (the
+perception tower cut at its feature layer) and read its image preprocessing; both import
+this module, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from runtime.bundle import sha256_file
+from runtime.errors import ConfigError
+from runtime.image import SIGLIP_MEAN, SIGLIP_STD
+from runtime.manifest import ImagePreprocess
+from training.models.loading import load_perception, load_reasoner
+
+log = logging.getLogger(__name__)
+
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+CONVERSION_NOTE = "conversion.json"  # written by export.convert_llava_ov
+# PIL resample ids in HF image processors -> the manifest's names
+_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def checkpoint_sha256(folder: Path) -> str:
+    """One hash over the config and every safetensors file of a checkpoint folder."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted([folder / "config.json", *folder.glob("*.safetensors")]):
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def normalize_feature_layer(model: Any) -> None:
+    """Make the feature layer the last kept layer, dropping layers that never run.
+
+    LLaVA picks image features from `vision_feature_layer` (e.g. -2); the exported graphs
+    and llama.cpp's mmproj run the tower to its end, so trailing layers are removed here.
+    """
+    cfg = model.config
+    layer = cfg.vision_feature_layer
+    if not isinstance(layer, int):
+        raise ConfigError("multi-layer vision features are not supported by the exporters")
+    if cfg.vision_feature_select_strategy != "full":
+        raise ConfigError("only vision_feature_select_strategy='full' (SigLIP, no CLS) is supported")
+    n = cfg.vision_config.num_hidden_layers
+    keep = n + 1 + layer if layer < 0 else layer
+    if not 1 <= keep <= n:
+        raise ConfigError(f"vision_feature_layer {layer} is out of range for {n} layers")
+    if keep < n:
+        tower = model.model.vision_tower
+        tower.encoder.layers = tower.encoder.layers[:keep]
+        cfg.vision_config.num_hidden_layers = keep
+        log.info("vision tower: keeping %d of %d layers (feature layer %d)", keep, n, layer)
+    cfg.vision_feature_layer = -1
+
+
+def load_for_export(role: str, folder: Path) -> Any:
+    """The float32 eval-mode model of `role` in `folder`, as every exporter sees it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--{role}: {folder} is not a folder")
+    if not (folder / "tokenizer.json").is_file():
+        raise ConfigError(f"--{role}: {folder} has no tokenizer.json")
+    model = (load_perception if role == "perception" else load_reasoner)(folder).float().eval()
+    if role == "perception":
+        normalize_feature_layer(model)
+    return model
+
+
+def _triple(data: dict, key: str, default: tuple[float, float, float], where: Path) -> tuple[float, ...]:
+    value = data.get(key, default)
+    try:
+        out = tuple(float(x) for x in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key} must be 3 numbers, got {value!r}") from None
+    if len(out) != 3 or not all(math.isfinite(x) for x in out):
+        raise ConfigError(f"{where}: {key} must be 3 finite numbers, got {value!r}")
+    return out
+
+
+def image_preprocess(folder: Path | None, image_size: int) -> ImagePreprocess:
+    """The checkpoint's image preprocessing: preprocessor_config.json, else SigLIP's.
+
+    The one reader of that file: the manifest's `image` entry, the GGUF mmproj's mean/std
+    and the parity checks' pixels all come from here, so they cannot disagree.
+    """
+    pp = Path(folder) / PREPROCESSOR_CONFIG if folder is not None else None
+    if pp is None or not pp.is_file():
+        return ImagePreprocess(size=int(image_size), mean=SIGLIP_MEAN, std=SIGLIP_STD)
+    try:
+        data = json.loads(pp.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{pp}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{pp}: expected a JSON object")
+    mean = _triple(data, "image_mean", SIGLIP_MEAN, pp)
+    std = _triple(data, "image_std", SIGLIP_STD, pp)
+    if min(std) <= 0:
+        raise ConfigError(f"{pp}: image_std must be > 0, got {list(std)}")
+    resample = data.get("resample", 3)
+    if resample not in _RESAMPLE:
+        raise ConfigError(f"{pp}: resample {resample!r} is not supported (2 bilinear, 3 bicubic)")
+    return ImagePreprocess(size=int(image_size), mean=mean, std=std, resample=_RESAMPLE[resample])
+
+
+def system_prompt(folder: Path) -> str | None:
+    """Converted paper checkpoints record the system prompt their training used."""
+    note = Path(folder) / CONVERSION_NOTE
+    if not note.is_file():
+        return None
+    try:
+        prompt = json.loads(note.read_text(encoding="utf-8")).get("system_prompt")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{note}: unreadable ({exc})") from None
+    if prompt is not None and not isinstance(prompt, str):
+        raise ConfigError(f"{note}: system_prompt must be a string")
+    return prompt
