@@ -1,36 +1,74 @@
 """The memory planner: both modules resident, one after the other, or refuse up front.
 
-A model's need is estimated from the bundle, before anything is loaded:
+A model's need is estimated from the bundle, before anything is loaded, for the full
+context it will be given (a request that fills it touches all of it):
 
-    weights  = artifact file sizes x format factor (GGUF is mmapped: ~1.05; ONNX Runtime
-               holds initializers plus optimisation copies: ~1.3)
+    weights  = file sizes x a factor: GGUF files are mmapped (x1.05), but llama.cpp also
+               repacks 4-bit tensors into a CPU-friendly layout it keeps beside the mapped
+               ones (q4 text models x1.65); ONNX Runtime holds initializers plus its
+               optimisation copies (x1.3)
     kv cache = 2 (K and V) x layers x kv heads x head_dim x context x bytes per value
-    overhead = a fixed 48 MiB per model (compute buffers, logits) + 5% of the weights
+    compute  = one 512-position batch of activations: llama.cpp reserves the output
+               projection for the whole batch (512 x vocab x 4 bytes) plus the MLP; ONNX
+               Runtime computes attention scores for a 512-position chunk against the
+               whole context (heads x 512 x context x 4 bytes) plus the MLP
+    overhead = a fixed 24 MiB per model
 
-and the process itself is charged a fixed base. With the memory available (a cap such as
-`--max-memory 2G`, or what the OS reports as available) the plan is "resident" when both
-models fit together, "sequential" when each fits alone (load one stage's model, run it,
-free it, load the next), and otherwise a `MemoryPlanError` that says what would fit:
-a smaller quantization from the same bundle, or a shorter context.
+The constants were fitted to measured peaks (docs/runtime.md, "Memory planner"). The
+process is charged what it holds when the plan is made (at least `BASE_PROCESS_BYTES`)
+plus the backend library still to import. The memory available is the smallest of: the
+cap (`--max-memory 2G`), 90% of what the OS reports free, RLIMIT_AS and the process's
+cgroup limit (`runtime.limits`). The plan is "resident" when both models fit together,
+"sequential" when each fits alone (load one stage's model, run it, free it, load the
+next), and otherwise a `MemoryPlanError` naming the binding limit and what would fit: a
+smaller quantization from the same bundle, or a shorter context.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import psutil
+
 from runtime.errors import InputError, MemoryPlanError
+from runtime.limits import ProcessLimit, address_space_limit, cgroup_memory_limit
 from runtime.manifest import Artifact, TextShape
+
+try:
+    import resource
+except ImportError:  # Windows has no rlimits
+    resource = None  # type: ignore[assignment]
 
 MiB = 1 << 20
 GiB = 1 << 30
-BASE_PROCESS_BYTES = 160 * MiB  # Python, numpy, tokenizers, a backend library
-MODEL_OVERHEAD_BYTES = 48 * MiB
+# Python, numpy, Pillow, tokenizers and a backend library before any model: 43 MiB
+# (llama_cpp) and 54 MiB (onnxruntime) measured; a large tokenizer adds more (the Qwen3
+# one: ~290 MiB), which only `process_bytes` (the RSS at planning time) shows.
+BASE_PROCESS_BYTES = 64 * MiB
+MODEL_OVERHEAD_BYTES = 24 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
+# llama.cpp's CPU_REPACK buffer for 4-bit tensors: +55% (Qwen3-0.6B q4_k_m) and +62%
+# (Qwen3-1.7B q4_k_m) of the mapped file measured on x86-64 with AVX-512.
+GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
+GGUF_REPACK_FACTOR = 1.65
+COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
+COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
+STOCK_COMPUTE_BYTES = 320 * MiB  # a stock GGUF of unknown shape: a Qwen-sized vocabulary's batch
 MIN_CONTEXT = 512
+# Importing the backend library, not yet done when the plan is made: +8 MiB (llama_cpp),
+# +19 MiB (onnxruntime) measured. Charged where the current usage is already counted.
+BACKEND_LIBRARY_BYTES = 24 * MiB
+# RLIMIT_AS counts address space, not resident memory: llama.cpp and ONNX Runtime reserve
+# far more than they touch. Measured on the default bundle (docs/runtime.md): the smallest
+# RLIMIT_AS that ran was 110-480 MiB above the address space mapped at planning time,
+# growing by up to ~70 MiB per thread (an 8 MiB stack plus a 64 MiB malloc arena).
+ADDRESS_SPACE_RESERVE_BYTES = 224 * MiB
+ADDRESS_SPACE_PER_THREAD_BYTES = 72 * MiB
 Residency = Literal["resident", "sequential"]
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -81,7 +119,7 @@ class ModelNeed:
     def describe(self) -> str:
         return (f"{self.role} {self.format}/{self.quant} needs {format_size(self.total)} "
                 f"(weights {format_size(self.weights_bytes)} + KV cache {format_size(self.kv_bytes)} "
-                f"at {self.context} context + {format_size(self.overhead_bytes)} overhead)")
+                f"at {self.context} context + {format_size(self.overhead_bytes)} compute and overhead)")
 
 
 def model_need(
@@ -94,14 +132,31 @@ def model_need(
 ) -> ModelNeed:
     """Estimate one model's memory. `shape` None (a stock GGUF) charges 20% for the KV cache."""
     raw = sum(file_sizes[rel] for rel in artifact.files.values())
-    weights = int(raw * FORMAT_WEIGHT_FACTOR.get(artifact.format, 1.3))
+    weights = sum(int(file_sizes[rel] * _weight_factor(artifact, part)) for part, rel in artifact.files.items())
     if shape is not None:
         per_token = kv_cache_bytes(shape, 1, kv_bytes_per_value)
         kv = per_token * context
+        compute = compute_bytes(artifact.format, shape, context)
     else:
-        per_token, kv = 0, int(raw * 0.2)
-    overhead = MODEL_OVERHEAD_BYTES + int(0.05 * raw)
-    return ModelNeed(role, artifact.format, artifact.quant, weights, kv, overhead, context, per_token)
+        per_token, kv, compute = 0, int(raw * 0.2), STOCK_COMPUTE_BYTES
+    return ModelNeed(role, artifact.format, artifact.quant, weights, kv, MODEL_OVERHEAD_BYTES + compute,
+                     context, per_token)
+
+
+def _weight_factor(artifact: Artifact, part: str) -> float:
+    if artifact.format == "gguf" and part == "model" and artifact.quant in GGUF_REPACKED_QUANTS:
+        return GGUF_REPACK_FACTOR
+    return FORMAT_WEIGHT_FACTOR.get(artifact.format, 1.3)
+
+
+def compute_bytes(fmt: str, shape: TextShape, context: int) -> int:
+    """Activations of one batch (see the module docstring); measured against llama.cpp's own
+    reservation: 313 MiB estimated 325 (Qwen3-0.6B), 305 vs 349 (1.7B), 10.5 vs 8.3+ (tiny)."""
+    batch = min(COMPUTE_BATCH, context)
+    mlp = COMPUTE_MLP_WIDTHS * shape.intermediate_size
+    if fmt == "gguf":
+        return batch * (shape.vocab_size + mlp) * 4
+    return batch * (shape.num_heads * context + mlp) * 4 + shape.vocab_size * 4
 
 
 @dataclass(frozen=True)
@@ -117,17 +172,55 @@ class MemoryPlan:
 
 
 def system_available_bytes() -> int:
-    import psutil
-
     return int(psutil.virtual_memory().available)
 
 
-def available_for_models(max_memory: str | int | None) -> tuple[int, str]:
-    """Bytes the models may use: the cap minus the process base, or the OS's available."""
+def available_for_models(max_memory: str | int | None, *, threads: int | None = None,
+                         process_bytes: int | None = None) -> tuple[int, str]:
+    """Bytes the models may use, and what bounds them.
+
+    With a cap (a whole-process figure): the cap minus what the process holds before any
+    model, i.e. `process_bytes` (its RSS when the plan is made: the pipeline passes it,
+    after loading the tokenizers) plus the backend library still to import, and never
+    less than `BASE_PROCESS_BYTES`. Without one: 90% of what the OS reports available
+    minus the library. Then RLIMIT_AS and the cgroup limit, whichever leaves least;
+    `threads` (default: all CPUs) sizes the address space RLIMIT_AS must leave for thread
+    stacks and arenas. The source is "cap", "system" or a description of the binding
+    kernel limit, which a refusal quotes.
+    """
     if max_memory is not None:
-        cap = parse_size(max_memory)
-        return cap - BASE_PROCESS_BYTES, "cap"
-    return int(system_available_bytes() * 0.9), "system"
+        held = BASE_PROCESS_BYTES if process_bytes is None else process_bytes + BACKEND_LIBRARY_BYTES
+        options = [(parse_size(max_memory) - max(BASE_PROCESS_BYTES, held), "cap")]
+    else:
+        options = [(int(system_available_bytes() * 0.9) - BACKEND_LIBRARY_BYTES, "system")]
+    for lim in (address_space_limit(), cgroup_memory_limit()):
+        if lim is not None:
+            options.append((limit_available(lim, threads), describe_limit(lim, threads)))
+    return min(options, key=lambda option: option[0])
+
+
+def current_rss_bytes() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def _reserve(lim: ProcessLimit, threads: int | None) -> int:
+    """What a kernel limit must leave beyond the models' resident memory."""
+    if lim.kind == "rlimit":
+        return ADDRESS_SPACE_RESERVE_BYTES + (threads or os.cpu_count() or 1) * ADDRESS_SPACE_PER_THREAD_BYTES
+    return BACKEND_LIBRARY_BYTES  # the cgroup's usage already counts this process, less the library
+
+
+def limit_available(lim: ProcessLimit, threads: int | None = None) -> int:
+    """Bytes the models may use under `lim` (negative when nothing fits)."""
+    return lim.limit_bytes - lim.used_bytes - _reserve(lim, threads)
+
+
+def describe_limit(lim: ProcessLimit, threads: int | None = None) -> str:
+    if lim.kind == "rlimit":
+        return (f"the address-space limit {lim.where} of {format_size(lim.limit_bytes)} "
+                f"({format_size(lim.used_bytes)} mapped already, {format_size(_reserve(lim, threads))} "
+                "kept for thread stacks, allocator arenas and the backend's buffers)")
+    return f"the cgroup memory limit of {format_size(lim.limit_bytes)} ({lim.where}; {format_size(lim.used_bytes)} in use)"
 
 
 def plan_memory(
@@ -156,7 +249,8 @@ def plan_memory(
 
 def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
              alternatives: Mapping[str, list[ModelNeed]]) -> str:
-    where = "under the memory cap" if source == "cap" else "in the memory this machine has free"
+    where = {"cap": "under the memory cap", "system": "in the memory this machine has free"}.get(
+        source, f"under {source}")
     msgs = []
     for role, need in needs.items():
         if need.total <= available:
@@ -173,26 +267,23 @@ def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
                 tips.append(f"a context of {min(ctx, need.context - 256)} tokens")
         hint = f"; try {' or '.join(tips)}" if tips else "; no smaller option in this bundle fits"
         msgs.append(f"{need.describe()}{hint}")
-    needed = max(n.total for n in needs.values()) + BASE_PROCESS_BYTES
-    return (f"cannot run even one stage {where} ({format_size(available)} for the models): "
-            + " | ".join(msgs) + f" (at least {format_size(needed)} of memory in total)")
+    largest = max(n.total for n in needs.values())
+    if source in ("cap", "system"):
+        total = f"at least {format_size(largest + BASE_PROCESS_BYTES)} of memory in total"
+    else:
+        total = f"the limit would need about {format_size(largest - available)} more"
+    return (f"cannot run even one stage {where} ({format_size(max(available, 0))} for the models): "
+            + " | ".join(msgs) + f" ({total})")
 
 
 def current_rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / MiB
+    return current_rss_bytes() / MiB
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
-    try:
-        import resource
-
+    if resource is not None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / MiB if sys.platform == "darwin" else peak / 1024.0
-    except (ImportError, AttributeError):  # Windows
-        import psutil
-
-        info = psutil.Process().memory_info()
-        return getattr(info, "peak_wset", info.rss) / MiB
+    info = psutil.Process().memory_info()  # Windows
+    return getattr(info, "peak_wset", info.rss) / MiB
