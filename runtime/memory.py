@@ -10,9 +10,10 @@ context it will be given (a request that fills it touches all of it):
     kv cache = 2 (K and V) x layers x kv heads x head_dim x context x bytes per value
     compute  = one 512-position batch of activations: llama.cpp reserves the output
                projection for the whole batch (512 x vocab x 4 bytes) plus the MLP; ONNX
-               Runtime computes attention scores for a 512-position chunk against the
-               whole context (heads x 512 x context x 4 bytes) plus the MLP
-    overhead = a fixed 24 MiB per model
+               Runtime keeps attention buffers of a 512-position chunk against the whole
+               context (3 x heads x 512 x context x 4 bytes), two more copies of the KV
+               cache (the present values each call returns, and the grown cache) and the MLP
+    overhead = a fixed 32 MiB per model
 
 The constants were fitted to measured peaks (docs/runtime.md, "Memory planner"). The
 process is charged what it holds when the plan is made (at least `BASE_PROCESS_BYTES`)
@@ -50,7 +51,7 @@ GiB = 1 << 30
 # (llama_cpp) and 54 MiB (onnxruntime) measured; a large tokenizer adds more (the Qwen3
 # one: ~290 MiB), which only `process_bytes` (the RSS at planning time) shows.
 BASE_PROCESS_BYTES = 64 * MiB
-MODEL_OVERHEAD_BYTES = 24 * MiB
+MODEL_OVERHEAD_BYTES = 32 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
 # llama.cpp's CPU_REPACK buffer for 4-bit tensors: +55% (Qwen3-0.6B q4_k_m) and +62%
 # (Qwen3-1.7B q4_k_m) of the mapped file measured on x86-64 with AVX-512.
@@ -58,6 +59,8 @@ GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
 GGUF_REPACK_FACTOR = 1.65
 COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
 COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
+ONNX_ATTENTION_COPIES = 3  # scores, probabilities and one more buffer of [heads, chunk, context]
+ONNX_KV_COPIES = 2  # the present key/values a call returns, and the copy while the cache grows
 STOCK_COMPUTE_BYTES = 320 * MiB  # a stock GGUF of unknown shape: a Qwen-sized vocabulary's batch
 MIN_CONTEXT = 512
 # Importing the backend library, not yet done when the plan is made: +8 MiB (llama_cpp),
@@ -111,10 +114,19 @@ class ModelNeed:
     overhead_bytes: int
     context: int
     kv_bytes_per_token: int = 0
+    overhead_bytes_per_token: int = 0  # the part of the overhead that grows with the context
 
     @property
     def total(self) -> int:
         return self.weights_bytes + self.kv_bytes + self.overhead_bytes
+
+    def context_that_fits(self, available: int) -> int:
+        """The longest context (a multiple of 256) whose need fits `available`; 0 if none."""
+        per_token = self.kv_bytes_per_token + self.overhead_bytes_per_token
+        fixed = self.weights_bytes + self.overhead_bytes - self.overhead_bytes_per_token * self.context
+        if per_token <= 0 or available <= fixed:
+            return 0
+        return (available - fixed) // per_token // 256 * 256
 
     def describe(self) -> str:
         return (f"{self.role} {self.format}/{self.quant} needs {format_size(self.total)} "
@@ -136,11 +148,12 @@ def model_need(
     if shape is not None:
         per_token = kv_cache_bytes(shape, 1, kv_bytes_per_value)
         kv = per_token * context
-        compute = compute_bytes(artifact.format, shape, context)
+        compute = compute_bytes(artifact.format, shape, context, kv)
+        growth = compute_bytes(artifact.format, shape, context + 1, kv + per_token) - compute
     else:
-        per_token, kv, compute = 0, int(raw * 0.2), STOCK_COMPUTE_BYTES
+        per_token, kv, compute, growth = 0, int(raw * 0.2), STOCK_COMPUTE_BYTES, 0
     return ModelNeed(role, artifact.format, artifact.quant, weights, kv, MODEL_OVERHEAD_BYTES + compute,
-                     context, per_token)
+                     context, per_token, growth)
 
 
 def _weight_factor(artifact: Artifact, part: str) -> float:
@@ -149,14 +162,22 @@ def _weight_factor(artifact: Artifact, part: str) -> float:
     return FORMAT_WEIGHT_FACTOR.get(artifact.format, 1.3)
 
 
-def compute_bytes(fmt: str, shape: TextShape, context: int) -> int:
-    """Activations of one batch (see the module docstring); measured against llama.cpp's own
-    reservation: 313 MiB estimated 325 (Qwen3-0.6B), 305 vs 349 (1.7B), 10.5 vs 8.3+ (tiny)."""
+def compute_bytes(fmt: str, shape: TextShape, context: int, kv_bytes: int = 0) -> int:
+    """Working memory of one model at a full context (see the module docstring).
+
+    llama.cpp: its own reservation was 313 MiB for Qwen3-0.6B (this estimate: 325),
+    305 MiB for 1.7B (349) and 10.5 MiB for the shipped tiny model (12.3). ONNX Runtime
+    keeps each session's arena at its high-water mark: attention scores and
+    probabilities of a chunk against the whole context, and the present key/values each
+    call returns beside the cache (`kv_bytes`) plus the copy made while growing it;
+    fitted to the tiny model's peak with a 3,846-token prompt.
+    """
     batch = min(COMPUTE_BATCH, context)
-    mlp = COMPUTE_MLP_WIDTHS * shape.intermediate_size
+    mlp = batch * COMPUTE_MLP_WIDTHS * shape.intermediate_size * 4
     if fmt == "gguf":
-        return batch * (shape.vocab_size + mlp) * 4
-    return batch * (shape.num_heads * context + mlp) * 4 + shape.vocab_size * 4
+        return batch * shape.vocab_size * 4 + mlp
+    attention = ONNX_ATTENTION_COPIES * batch * shape.num_heads * context * 4
+    return attention + ONNX_KV_COPIES * kv_bytes + mlp + shape.vocab_size * 4
 
 
 @dataclass(frozen=True)
@@ -260,11 +281,9 @@ def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
         if fitting:
             best = fitting[0]
             tips.append(f"quantization {best.quant} ({format_size(best.total)})")
-        if need.kv_bytes_per_token:
-            room = available - need.weights_bytes - need.overhead_bytes
-            ctx = (room // need.kv_bytes_per_token) // 256 * 256 if room > 0 else 0
-            if ctx >= MIN_CONTEXT:
-                tips.append(f"a context of {min(ctx, need.context - 256)} tokens")
+        ctx = min(need.context_that_fits(available), need.context - 256)
+        if ctx >= MIN_CONTEXT:
+            tips.append(f"a context of {ctx} tokens")
         hint = f"; try {' or '.join(tips)}" if tips else "; no smaller option in this bundle fits"
         msgs.append(f"{need.describe()}{hint}")
     largest = max(n.total for n in needs.values())
