@@ -59,7 +59,7 @@ GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
 GGUF_REPACK_FACTOR = 1.65
 COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
 COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
-ONNX_ATTENTION_COPIES = 3  # scores, probabilities and one more buffer of [heads, chunk, context]
+ONNX_ATTENTION_COPIES = 3  # buffers of [heads, chunk, context] (scores, probabilities...): fitted
 ONNX_KV_COPIES = 2  # the present key/values a call returns, and the copy while the cache grows
 STOCK_COMPUTE_BYTES = 320 * MiB  # a stock GGUF of unknown shape: a Qwen-sized vocabulary's batch
 MIN_CONTEXT = 512
@@ -68,7 +68,7 @@ MIN_CONTEXT = 512
 BACKEND_LIBRARY_BYTES = 24 * MiB
 # RLIMIT_AS counts address space, not resident memory: llama.cpp and ONNX Runtime reserve
 # far more than they touch. Measured on the default bundle (docs/runtime.md): the smallest
-# RLIMIT_AS that ran was 110-480 MiB above the address space mapped at planning time,
+# RLIMIT_AS that ran was 120-480 MiB above the address space mapped at planning time,
 # growing by up to ~70 MiB per thread (an 8 MiB stack plus a 64 MiB malloc arena).
 ADDRESS_SPACE_RESERVE_BYTES = 224 * MiB
 ADDRESS_SPACE_PER_THREAD_BYTES = 72 * MiB
@@ -258,8 +258,8 @@ def plan_memory(
     largest = max((n.total for n in needs.values()), default=0)
     if residency == "resident" and together > available:
         raise MemoryPlanError(
-            f"both models resident need {format_size(together)}, only {format_size(available)} "
-            f"is available; let the planner load them one after the other (residency 'auto')"
+            f"both models resident need {format_size(together)}, only {format_size(max(available, 0))} "
+            f"is available {_where(source)}; let the planner load them one after the other (residency 'auto')"
         )
     if together <= available and residency != "sequential":
         return MemoryPlan("resident", available, source, needs)
@@ -268,10 +268,14 @@ def plan_memory(
     raise MemoryPlanError(_refusal(needs, available, source, alternatives or {}))
 
 
+def _where(source: str) -> str:
+    return {"cap": "under the memory cap", "system": "in the memory this machine has free"}.get(
+        source, f"under {source}")
+
+
 def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
              alternatives: Mapping[str, list[ModelNeed]]) -> str:
-    where = {"cap": "under the memory cap", "system": "in the memory this machine has free"}.get(
-        source, f"under {source}")
+    where = _where(source)
     msgs = []
     for role, need in needs.items():
         if need.total <= available:
