@@ -1,8 +1,8 @@
 """What a parsed manifest must satisfy beyond its types, checked before any file is used.
 
 `runtime.config_io.from_dict` guarantees the types (and finite numbers); this module
-checks what types cannot say: every path stays inside the bundle and every referenced
-file is listed; shapes are positive and within bounds no real model comes near (a
+checks what types cannot say: every path stays inside the bundle and every model file
+is listed; shapes are positive and within bounds no real model comes near (a
 manifest is untrusted input: a 10^6-pixel `image.size` would make the runtime allocate a
 10^6 x 10^6 image); the image preprocessing agrees with the vision encoder's shape
 (`image.size` = `vision.image_size`, `tokens_per_image` = (image_size // patch_size)^2);
@@ -53,8 +53,11 @@ def check_manifest(m: Manifest, where: str = "manifest") -> None:
     _check_budgets(m.budgets, f"{where}: budgets")
     for i, example in enumerate(m.examples):
         image = example.get("image")
-        if image is not None and safe_relpath(image) not in m.files:
-            raise BundleError(f"{where}: examples[{i}].image {ascii(image)} is not in files")
+        if image is not None:
+            try:
+                safe_relpath(image)
+            except BundleError:
+                raise BundleError(f"{where}: examples[{i}].image names an unsafe path: {ascii(image)}") from None
 
 
 def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:

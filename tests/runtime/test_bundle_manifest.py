@@ -147,7 +147,7 @@ def test_image_preprocessing_is_checked_against_the_encoder(tmp_path, image, vis
         (lambda m: m.update(budgets={"thinking": -1}), r"budgets\.thinking -1"),
         (lambda m: m["files"]["m.gguf"].update(sha256="XYZ"), "64 lowercase hex"),
         (lambda m: m["files"]["m.gguf"].update(size=-1), "not a plausible file size"),
-        (lambda m: m.update(examples=[{"image": "nope.png", "question": "q"}]), r"examples\[0\]\.image"),
+        (lambda m: m.update(examples=[{"image": "../x.png", "question": "q"}]), r"examples\[0\]\.image names an unsafe"),
         (lambda m: m["models"]["reasoner"]["text"].update(rope_theta=float("nan")), "not valid JSON"),
     ],
 )
