@@ -1,8 +1,11 @@
 """Open a bundle directory and check it before anything is loaded from it.
 
-Checks, in order: the manifest parses strictly; every path stays inside the bundle;
-every listed file exists with the listed size; sha256 matches (unless the caller
-asked for size-only checks); every model's artifacts and tokenizer are listed files.
+Checks, in order: the manifest parses strictly (bounded size and nesting, then types);
+its fields make sense (`runtime.manifest_checks`: every path stays inside the bundle,
+every referenced file is listed, shapes and image preprocessing within bounds); every
+listed file is a regular file whose symbolic links, if any, stay inside the bundle (a
+link out of it is refused, whatever the manifest's hashes say); every listed file exists
+with the listed size; sha256 matches (unless the caller asked for size-only checks).
 Shapes are checked by the backends against `TextShape`/`VisionShape` after loading.
 """
 
@@ -11,13 +14,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
-from runtime.config_io import from_dict
+from runtime.config_io import from_dict, read_json
 from runtime.errors import BundleError, ConfigError
 from runtime.manifest import FORMAT_NAME, FORMAT_VERSION, Artifact, Manifest, ModelEntry
+from runtime.manifest_checks import check_manifest, safe_relpath
+
+__all__ = ["MANIFEST_NAME", "Bundle", "contained_path", "open_bundle", "read_manifest", "safe_relpath",
+           "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +54,18 @@ def _memo_sha256(path: Path) -> str:
     return _hash_memo[key]
 
 
-def safe_relpath(rel: str) -> str:
-    """Reject absolute paths, backslashes and '..' so a manifest cannot point outside."""
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or "\\" in rel or any(part in ("..", "") for part in p.parts):
-        raise BundleError(f"manifest names an unsafe path: {rel!r}")
-    return str(p)
+def contained_path(root: str | os.PathLike[str], rel: str) -> Path:
+    """The real path of `root/rel`, or `BundleError` if a symbolic link leads out of `root`.
+
+    Links are resolved (their targets read), never opened; a link that stays inside the
+    bundle (one tokenizer shared by two names) is fine. The returned path has no links
+    left in it, so opening it cannot be redirected by the link the check just passed.
+    """
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(real_root / safe_relpath(rel)))
+    if real != real_root and real_root not in real.parents:
+        raise BundleError(f"{real_root}: {ascii(rel)} is a symbolic link to {real}, outside the bundle (refused)")
+    return real
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,8 @@ class Bundle:
     manifest: Manifest
 
     def path(self, rel: str) -> Path:
-        return self.root / safe_relpath(rel)
+        """The file `rel` inside the bundle (links resolved, none leading out of it)."""
+        return contained_path(self.root, rel)
 
     def model(self, role: str) -> ModelEntry:
         return self.manifest.model(role)
@@ -81,51 +96,50 @@ class Bundle:
 
 def read_manifest(root: str | os.PathLike[str]) -> Manifest:
     """Parse and validate manifest.json without touching the model files."""
-    import json
-
     root = Path(root)
-    mpath = root / MANIFEST_NAME
     if not root.is_dir():
         raise BundleError(f"{root}: not a bundle directory")
-    if not mpath.is_file():
+    if not (root / MANIFEST_NAME).is_file():
         raise BundleError(f"{root}: no {MANIFEST_NAME} (not a bundle, or an unfinished export)")
-    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{mpath}: manifest is implausibly large")
+    mpath = contained_path(root, MANIFEST_NAME)
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
+        data = read_json(mpath, max_bytes=MAX_MANIFEST_BYTES)
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise BundleError(f"{mpath}: not an {FORMAT_NAME} manifest")
     if data.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            f"{mpath}: format_version {data.get('format_version')!r} is not supported "
+            f"{mpath}: format_version {_short(data.get('format_version'))} is not supported "
             f"(this runtime reads version {FORMAT_VERSION})"
         )
     try:
         manifest = from_dict(Manifest, data, where="manifest")
     except ConfigError as exc:
         raise BundleError(f"{mpath}: {exc}") from None
-    _check_references(manifest)
+    check_manifest(manifest, where=str(mpath))
     return manifest
 
 
-def _check_references(m: Manifest) -> None:
-    for rel in m.files:
-        safe_relpath(rel)
-    for role, entry in m.models.items():
-        if entry.role != role:
-            raise BundleError(f"manifest: models.{role} says its role is {entry.role!r}")
-        if entry.tokenizer not in m.files:
-            raise BundleError(f"manifest: {role} tokenizer {entry.tokenizer!r} is not in files")
-        if not entry.artifacts:
-            raise BundleError(f"manifest: the {role} model has no artifacts")
-        if (entry.vision is None) != (entry.image is None):
-            raise BundleError(f"manifest: {role} needs both 'vision' and 'image' or neither")
-        for art in entry.artifacts:
-            for part, rel in art.files.items():
-                if rel not in m.files:
-                    raise BundleError(f"manifest: {role} {art.format} {part} file {rel!r} is not in files")
+def _short(value: object) -> str:
+    text = ascii(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_file(root: Path, rel: str, entry_size: int, verify: Verify) -> None:
+    path = contained_path(root, rel)
+    if verify == "none":
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{root}: missing file {rel}") from None
+    except OSError as exc:
+        raise BundleError(f"{root}: cannot read {rel} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{root}: {rel} is not a regular file")
+    if st.st_size != entry_size:
+        raise BundleError(f"{root}: {rel} is {st.st_size} bytes, manifest says {entry_size}")
 
 
 def open_bundle(
@@ -137,19 +151,11 @@ def open_bundle(
     """Open and check a bundle. `only` limits file checks to these relative paths."""
     root = Path(root).resolve()
     manifest = read_manifest(root)
-    if verify != "none":
-        for rel, entry in manifest.files.items():
-            if only is not None and rel not in only:
-                continue
-            path = root / rel
-            if not path.is_file():
-                raise BundleError(f"{root}: missing file {rel}")
-            size = path.stat().st_size
-            if size != entry.size:
-                raise BundleError(f"{root}: {rel} is {size} bytes, manifest says {entry.size}")
-            if verify == "full":
-                digest = _memo_sha256(path)
-                if digest != entry.sha256:
-                    raise BundleError(f"{root}: {rel} has the wrong sha256 (corrupt or modified)")
+    for rel, entry in manifest.files.items():
+        if only is not None and rel not in only:
+            continue
+        _check_file(root, rel, entry.size, verify)  # links are checked even without verification
+        if verify == "full" and _memo_sha256(contained_path(root, rel)) != entry.sha256:
+            raise BundleError(f"{root}: {rel} has the wrong sha256 (corrupt or modified)")
     log.debug("opened bundle %s (%s check)", root, verify)
     return Bundle(root=root, manifest=manifest)

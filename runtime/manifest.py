@@ -1,13 +1,16 @@
 """The bundle manifest: the one contract between `export` and `runtime`.
 
 Schema documented in docs/bundle-format.md. Everything here is plain data; loading
-goes through `runtime.config_io.from_dict`, which rejects unknown keys and wrong types.
+goes through `runtime.config_io.from_dict`, which rejects unknown keys and wrong types,
+then `runtime.manifest_checks`, which checks references, bounds and shapes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from runtime.errors import BundleError
 
 FORMAT_NAME = "extract-think-bundle"
 FORMAT_VERSION = 1
@@ -158,8 +161,6 @@ class Manifest:
     examples: tuple[dict[str, str], ...] = ()  # {"image", "question", "answer"} demos
 
     def model(self, role: str) -> ModelEntry:
-        from runtime.errors import BundleError
-
         try:
             return self.models[role]
         except KeyError:

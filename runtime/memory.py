@@ -1,36 +1,77 @@
 """The memory planner: both modules resident, one after the other, or refuse up front.
 
-A model's need is estimated from the bundle, before anything is loaded:
+A model's need is estimated from the bundle, before anything is loaded, for the full
+context it will be given (a request that fills it touches all of it):
 
-    weights  = artifact file sizes x format factor (GGUF is mmapped: ~1.05; ONNX Runtime
-               holds initializers plus optimisation copies: ~1.3)
+    weights  = file sizes x a factor: GGUF files are mmapped (x1.05), but llama.cpp also
+               repacks 4-bit tensors into a CPU-friendly layout it keeps beside the mapped
+               ones (q4 text models x1.65); ONNX Runtime holds initializers plus its
+               optimisation copies (x1.3)
     kv cache = 2 (K and V) x layers x kv heads x head_dim x context x bytes per value
-    overhead = a fixed 48 MiB per model (compute buffers, logits) + 5% of the weights
+    compute  = one 512-position batch of activations: llama.cpp reserves the output
+               projection for the whole batch (512 x vocab x 4 bytes) plus the MLP; ONNX
+               Runtime keeps attention buffers of a 512-position chunk against the whole
+               context (3 x heads x 512 x context x 4 bytes), two more copies of the KV
+               cache (the present values each call returns, and the grown cache) and the MLP
+    overhead = a fixed 32 MiB per model
 
-and the process itself is charged a fixed base. With the memory available (a cap such as
-`--max-memory 2G`, or what the OS reports as available) the plan is "resident" when both
-models fit together, "sequential" when each fits alone (load one stage's model, run it,
-free it, load the next), and otherwise a `MemoryPlanError` that says what would fit:
-a smaller quantization from the same bundle, or a shorter context.
+The constants were fitted to measured peaks (docs/runtime.md, "Memory planner"). The
+process is charged what it holds when the plan is made (at least `BASE_PROCESS_BYTES`)
+plus the backend library still to import. The memory available is the smallest of: the
+cap (`--max-memory 2G`), 90% of what the OS reports free, RLIMIT_AS and the process's
+cgroup limit (`runtime.limits`). The plan is "resident" when both models fit together,
+"sequential" when each fits alone (load one stage's model, run it, free it, load the
+next), and otherwise a `MemoryPlanError` naming the binding limit and what would fit: a
+smaller quantization from the same bundle, or a shorter context.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import psutil
+
 from runtime.errors import InputError, MemoryPlanError
+from runtime.limits import ProcessLimit, address_space_limit, cgroup_memory_limit
 from runtime.manifest import Artifact, TextShape
+
+try:
+    import resource
+except ImportError:  # Windows has no rlimits
+    resource = None  # type: ignore[assignment]
 
 MiB = 1 << 20
 GiB = 1 << 30
-BASE_PROCESS_BYTES = 160 * MiB  # Python, numpy, tokenizers, a backend library
-MODEL_OVERHEAD_BYTES = 48 * MiB
+# Python, numpy, Pillow, tokenizers and a backend library before any model: 43 MiB
+# (llama_cpp) and 54 MiB (onnxruntime) measured; a large tokenizer adds more (the Qwen3
+# one: ~290 MiB), which only `process_bytes` (the RSS at planning time) shows.
+BASE_PROCESS_BYTES = 64 * MiB
+MODEL_OVERHEAD_BYTES = 32 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
+# llama.cpp's CPU_REPACK buffer for 4-bit tensors: +55% (Qwen3-0.6B q4_k_m) and +62%
+# (Qwen3-1.7B q4_k_m) of the mapped file measured on x86-64 with AVX-512.
+GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
+GGUF_REPACK_FACTOR = 1.65
+COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
+COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
+ONNX_ATTENTION_COPIES = 3  # buffers of [heads, chunk, context] (scores, probabilities...): fitted
+ONNX_KV_COPIES = 2  # the present key/values a call returns, and the copy while the cache grows
+STOCK_COMPUTE_BYTES = 320 * MiB  # a stock GGUF of unknown shape: a Qwen-sized vocabulary's batch
 MIN_CONTEXT = 512
+# Importing the backend library, not yet done when the plan is made: +8 MiB (llama_cpp),
+# +19 MiB (onnxruntime) measured. Charged where the current usage is already counted.
+BACKEND_LIBRARY_BYTES = 24 * MiB
+# RLIMIT_AS counts address space, not resident memory: llama.cpp and ONNX Runtime reserve
+# far more than they touch. Measured on the default bundle (docs/runtime.md): the smallest
+# RLIMIT_AS that ran was 120-480 MiB above the address space mapped at planning time,
+# growing by up to ~70 MiB per thread (an 8 MiB stack plus a 64 MiB malloc arena).
+ADDRESS_SPACE_RESERVE_BYTES = 224 * MiB
+ADDRESS_SPACE_PER_THREAD_BYTES = 72 * MiB
 Residency = Literal["resident", "sequential"]
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -73,15 +114,24 @@ class ModelNeed:
     overhead_bytes: int
     context: int
     kv_bytes_per_token: int = 0
+    overhead_bytes_per_token: int = 0  # the part of the overhead that grows with the context
 
     @property
     def total(self) -> int:
         return self.weights_bytes + self.kv_bytes + self.overhead_bytes
 
+    def context_that_fits(self, available: int) -> int:
+        """The longest context (a multiple of 256) whose need fits `available`; 0 if none."""
+        per_token = self.kv_bytes_per_token + self.overhead_bytes_per_token
+        fixed = self.weights_bytes + self.overhead_bytes - self.overhead_bytes_per_token * self.context
+        if per_token <= 0 or available <= fixed:
+            return 0
+        return (available - fixed) // per_token // 256 * 256
+
     def describe(self) -> str:
         return (f"{self.role} {self.format}/{self.quant} needs {format_size(self.total)} "
                 f"(weights {format_size(self.weights_bytes)} + KV cache {format_size(self.kv_bytes)} "
-                f"at {self.context} context + {format_size(self.overhead_bytes)} overhead)")
+                f"at {self.context} context + {format_size(self.overhead_bytes)} compute and overhead)")
 
 
 def model_need(
@@ -94,14 +144,40 @@ def model_need(
 ) -> ModelNeed:
     """Estimate one model's memory. `shape` None (a stock GGUF) charges 20% for the KV cache."""
     raw = sum(file_sizes[rel] for rel in artifact.files.values())
-    weights = int(raw * FORMAT_WEIGHT_FACTOR.get(artifact.format, 1.3))
+    weights = sum(int(file_sizes[rel] * _weight_factor(artifact, part)) for part, rel in artifact.files.items())
     if shape is not None:
         per_token = kv_cache_bytes(shape, 1, kv_bytes_per_value)
         kv = per_token * context
+        compute = compute_bytes(artifact.format, shape, context, kv)
+        growth = compute_bytes(artifact.format, shape, context + 1, kv + per_token) - compute
     else:
-        per_token, kv = 0, int(raw * 0.2)
-    overhead = MODEL_OVERHEAD_BYTES + int(0.05 * raw)
-    return ModelNeed(role, artifact.format, artifact.quant, weights, kv, overhead, context, per_token)
+        per_token, kv, compute, growth = 0, int(raw * 0.2), STOCK_COMPUTE_BYTES, 0
+    return ModelNeed(role, artifact.format, artifact.quant, weights, kv, MODEL_OVERHEAD_BYTES + compute,
+                     context, per_token, growth)
+
+
+def _weight_factor(artifact: Artifact, part: str) -> float:
+    if artifact.format == "gguf" and part == "model" and artifact.quant in GGUF_REPACKED_QUANTS:
+        return GGUF_REPACK_FACTOR
+    return FORMAT_WEIGHT_FACTOR.get(artifact.format, 1.3)
+
+
+def compute_bytes(fmt: str, shape: TextShape, context: int, kv_bytes: int = 0) -> int:
+    """Working memory of one model at a full context (see the module docstring).
+
+    llama.cpp: its own reservation was 313 MiB for Qwen3-0.6B (this estimate: 325),
+    305 MiB for 1.7B (349) and 10.5 MiB for the shipped tiny model (12.3). ONNX Runtime
+    keeps each session's arena at its high-water mark: attention scores and
+    probabilities of a chunk against the whole context, and the present key/values each
+    call returns beside the cache (`kv_bytes`) plus the copy made while growing it;
+    fitted to the tiny model's peak with a 3,846-token prompt.
+    """
+    batch = min(COMPUTE_BATCH, context)
+    mlp = batch * COMPUTE_MLP_WIDTHS * shape.intermediate_size * 4
+    if fmt == "gguf":
+        return batch * shape.vocab_size * 4 + mlp
+    attention = ONNX_ATTENTION_COPIES * batch * shape.num_heads * context * 4
+    return attention + ONNX_KV_COPIES * kv_bytes + mlp + shape.vocab_size * 4
 
 
 @dataclass(frozen=True)
@@ -117,17 +193,55 @@ class MemoryPlan:
 
 
 def system_available_bytes() -> int:
-    import psutil
-
     return int(psutil.virtual_memory().available)
 
 
-def available_for_models(max_memory: str | int | None) -> tuple[int, str]:
-    """Bytes the models may use: the cap minus the process base, or the OS's available."""
+def available_for_models(max_memory: str | int | None, *, threads: int | None = None,
+                         process_bytes: int | None = None) -> tuple[int, str]:
+    """Bytes the models may use, and what bounds them.
+
+    With a cap (a whole-process figure): the cap minus what the process holds before any
+    model, i.e. `process_bytes` (its RSS when the plan is made: the pipeline passes it,
+    after loading the tokenizers) plus the backend library still to import, and never
+    less than `BASE_PROCESS_BYTES`. Without one: 90% of what the OS reports available
+    minus the library. Then RLIMIT_AS and the cgroup limit, whichever leaves least;
+    `threads` (default: all CPUs) sizes the address space RLIMIT_AS must leave for thread
+    stacks and arenas. The source is "cap", "system" or a description of the binding
+    kernel limit, which a refusal quotes.
+    """
     if max_memory is not None:
-        cap = parse_size(max_memory)
-        return cap - BASE_PROCESS_BYTES, "cap"
-    return int(system_available_bytes() * 0.9), "system"
+        held = BASE_PROCESS_BYTES if process_bytes is None else process_bytes + BACKEND_LIBRARY_BYTES
+        options = [(parse_size(max_memory) - max(BASE_PROCESS_BYTES, held), "cap")]
+    else:
+        options = [(int(system_available_bytes() * 0.9) - BACKEND_LIBRARY_BYTES, "system")]
+    for lim in (address_space_limit(), cgroup_memory_limit()):
+        if lim is not None:
+            options.append((limit_available(lim, threads), describe_limit(lim, threads)))
+    return min(options, key=lambda option: option[0])
+
+
+def current_rss_bytes() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def _reserve(lim: ProcessLimit, threads: int | None) -> int:
+    """What a kernel limit must leave beyond the models' resident memory."""
+    if lim.kind == "rlimit":
+        return ADDRESS_SPACE_RESERVE_BYTES + (threads or os.cpu_count() or 1) * ADDRESS_SPACE_PER_THREAD_BYTES
+    return BACKEND_LIBRARY_BYTES  # the cgroup's usage already counts this process, less the library
+
+
+def limit_available(lim: ProcessLimit, threads: int | None = None) -> int:
+    """Bytes the models may use under `lim` (negative when nothing fits)."""
+    return lim.limit_bytes - lim.used_bytes - _reserve(lim, threads)
+
+
+def describe_limit(lim: ProcessLimit, threads: int | None = None) -> str:
+    if lim.kind == "rlimit":
+        return (f"the address-space limit {lim.where} of {format_size(lim.limit_bytes)} "
+                f"({format_size(lim.used_bytes)} mapped already, {format_size(_reserve(lim, threads))} "
+                "kept for thread stacks, allocator arenas and the backend's buffers)")
+    return f"the cgroup memory limit of {format_size(lim.limit_bytes)} ({lim.where}; {format_size(lim.used_bytes)} in use)"
 
 
 def plan_memory(
@@ -144,8 +258,8 @@ def plan_memory(
     largest = max((n.total for n in needs.values()), default=0)
     if residency == "resident" and together > available:
         raise MemoryPlanError(
-            f"both models resident need {format_size(together)}, only {format_size(available)} "
-            f"is available; let the planner load them one after the other (residency 'auto')"
+            f"both models resident need {format_size(together)}, only {format_size(max(available, 0))} "
+            f"is available {_where(source)}; let the planner load them one after the other (residency 'auto')"
         )
     if together <= available and residency != "sequential":
         return MemoryPlan("resident", available, source, needs)
@@ -154,9 +268,14 @@ def plan_memory(
     raise MemoryPlanError(_refusal(needs, available, source, alternatives or {}))
 
 
+def _where(source: str) -> str:
+    return {"cap": "under the memory cap", "system": "in the memory this machine has free"}.get(
+        source, f"under {source}")
+
+
 def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
              alternatives: Mapping[str, list[ModelNeed]]) -> str:
-    where = "under the memory cap" if source == "cap" else "in the memory this machine has free"
+    where = _where(source)
     msgs = []
     for role, need in needs.items():
         if need.total <= available:
@@ -166,33 +285,28 @@ def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
         if fitting:
             best = fitting[0]
             tips.append(f"quantization {best.quant} ({format_size(best.total)})")
-        if need.kv_bytes_per_token:
-            room = available - need.weights_bytes - need.overhead_bytes
-            ctx = (room // need.kv_bytes_per_token) // 256 * 256 if room > 0 else 0
-            if ctx >= MIN_CONTEXT:
-                tips.append(f"a context of {min(ctx, need.context - 256)} tokens")
+        ctx = min(need.context_that_fits(available), need.context - 256)
+        if ctx >= MIN_CONTEXT:
+            tips.append(f"a context of {ctx} tokens")
         hint = f"; try {' or '.join(tips)}" if tips else "; no smaller option in this bundle fits"
         msgs.append(f"{need.describe()}{hint}")
-    needed = max(n.total for n in needs.values()) + BASE_PROCESS_BYTES
-    return (f"cannot run even one stage {where} ({format_size(available)} for the models): "
-            + " | ".join(msgs) + f" (at least {format_size(needed)} of memory in total)")
+    largest = max(n.total for n in needs.values())
+    if source in ("cap", "system"):
+        total = f"at least {format_size(largest + BASE_PROCESS_BYTES)} of memory in total"
+    else:
+        total = f"the limit would need about {format_size(largest - available)} more"
+    return (f"cannot run even one stage {where} ({format_size(max(available, 0))} for the models): "
+            + " | ".join(msgs) + f" ({total})")
 
 
 def current_rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / MiB
+    return current_rss_bytes() / MiB
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
-    try:
-        import resource
-
+    if resource is not None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / MiB if sys.platform == "darwin" else peak / 1024.0
-    except (ImportError, AttributeError):  # Windows
-        import psutil
-
-        info = psutil.Process().memory_info()
-        return getattr(info, "peak_wset", info.rss) / MiB
+    info = psutil.Process().memory_info()  # Windows
+    return getattr(info, "peak_wset", info.rss) / MiB

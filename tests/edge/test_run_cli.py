@@ -171,7 +171,7 @@ def test_bad_images(capsys, bundle, photo, tmp_path, kind, phrase):
     (["--question", "q?", "--options", "only"], 2, "between 2"),
     (["--question", "q?", "--deadline", "-2"], 2, "deadline"),
     (["--question", "q?", "--max-memory", "lots"], 2, "not a memory size"),
-    (["--question", "q?", "--max-memory", "200M"], 6, "cannot run even one stage"),
+    (["--question", "q?", "--max-memory", "80M"], 6, "cannot run even one stage"),
     (["--question", "q?", "--threads", "0"], 2, "threads"),
     (["--question", "Which of the shapes is the largest one?", "--context", "48"], 5, "context"),
 ])

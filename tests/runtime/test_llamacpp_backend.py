@@ -281,7 +281,8 @@ def test_manifest_shape_mismatch_reasoner(edit, match, bundle_dir, tmp_path):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda d: d["models"]["perception"]["vision"].update(tokens_per_image=729), "tokens per image"),
+    # self-consistent (image_size 32 / patch 16 = 2x2 tokens), so only the mmproj (3x3) disagrees
+    (lambda d: d["models"]["perception"]["vision"].update(patch_size=16, tokens_per_image=4), "tokens per image"),
     (lambda d: d["models"]["perception"]["image"].update(mean=[0.48, 0.46, 0.41]), "mean/std"),
     (lambda d: d["models"]["perception"]["vision"].update(num_layers=1), "num_layers"),
 ])

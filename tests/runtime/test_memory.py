@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from runtime.defaults import default_bundle_path
 from runtime.errors import InputError, MemoryPlanError
 from runtime.manifest import Artifact, TextShape
 from runtime.memory import (
+    BACKEND_LIBRARY_BYTES,
     BASE_PROCESS_BYTES,
+    MODEL_OVERHEAD_BYTES,
     GiB,
     MiB,
     available_for_models,
+    compute_bytes,
     current_rss_mb,
     kv_cache_bytes,
     model_need,
@@ -18,7 +27,9 @@ from runtime.memory import (
     peak_rss_mb,
     plan_memory,
 )
+from runtime.pipeline import ExtractThink
 
+ROOT = Path(__file__).resolve().parents[2]
 QWEN3_0_6B = TextShape(1024, 28, 16, 8, 128, 3072, 151_936, 40_960, 1e6, 1e-6, True)
 
 
@@ -49,8 +60,81 @@ def test_model_need_parts():
     n = _need("reasoner", "gguf", "q8_0", 600)
     assert n.weights_bytes == int(600 * MiB * 1.05)
     assert n.kv_bytes == 469_762_048 and n.kv_bytes_per_token == 2 * 28 * 8 * 128 * 2
+    # llama.cpp reserves the output projection of a 512-position batch, plus the MLP
+    assert n.overhead_bytes == MODEL_OVERHEAD_BYTES + 512 * (151_936 + 4 * 3072) * 4
     assert n.total == n.weights_bytes + n.kv_bytes + n.overhead_bytes
     assert "reasoner gguf/q8_0" in n.describe()
+
+
+def test_four_bit_gguf_is_charged_for_llama_cpp_repacking_but_not_its_mmproj():
+    art = Artifact(format="gguf", quant="q4_k_m", files={"model": "m.gguf", "mmproj": "mm.gguf"})
+    n = model_need("perception", art, {"m.gguf": 400 * MiB, "mm.gguf": 800 * MiB}, QWEN3_0_6B, 4096, 2)
+    assert n.weights_bytes == int(400 * MiB * 1.65) + int(800 * MiB * 1.05)
+
+
+def test_onnx_compute_is_attention_over_the_whole_context():
+    n = _need("reasoner", "onnx", "int8", 600, ctx=2048)
+    attention = 3 * 512 * 16 * 2048 * 4
+    assert n.overhead_bytes == MODEL_OVERHEAD_BYTES + attention + 2 * n.kv_bytes + 512 * 4 * 3072 * 4 + 151_936 * 4
+    assert n.overhead_bytes_per_token == 3 * 512 * 16 * 4 + 2 * n.kv_bytes_per_token
+    assert compute_bytes("onnx", QWEN3_0_6B, 256) == 3 * 256 * 16 * 256 * 4 + 256 * 4 * 3072 * 4 + 151_936 * 4
+    # the shorter context a refusal suggests accounts for the attention that shrinks with it
+    fits = n.context_that_fits(n.total - 1)
+    assert fits == 1792 and _need("reasoner", "onnx", "int8", 600, ctx=fits).total < n.total
+
+
+def test_cap_is_charged_what_the_process_holds():
+    assert available_for_models("1G", process_bytes=10 * MiB)[0] == GiB - BASE_PROCESS_BYTES  # the floor
+    assert available_for_models("1G", process_bytes=300 * MiB)[0] == GiB - 300 * MiB - BACKEND_LIBRARY_BYTES
+
+
+_PEAK = """
+import json, sys
+from runtime.defaults import default_bundle_path
+from runtime.pipeline import ExtractThink
+backend, residency = sys.argv[1:3]
+root = default_bundle_path()
+ex = json.loads((root / "manifest.json").read_text())["examples"][0]
+question = " ".join("abcdefgh"[i % 8] for i in range(3700)) + " " + ex["question"]  # ~3,800 of 4,096 tokens
+options = ex["options"].split("\\n")
+with ExtractThink.load(root, backend=backend, residency=residency, verify="size") as et:
+    et.answer(root / ex["image"], question, options, mode="end-to-end", answer_budget=8)  # long perception prompt
+    et.answer(root / ex["image"], question, options, thinking_budget=16, extraction_budget=16)  # long reasoner prompt
+    plan = et.memory_plan
+needs = [n.total for n in plan.needs.values()]
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        peak = int(line.split()[1]) * 1024
+print(json.dumps({"peak": peak, "needs": needs}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="measures VmHWM (Linux)")
+@pytest.mark.parametrize("backend", ["llamacpp", "onnx"])
+@pytest.mark.parametrize("residency", ["resident", "sequential"])
+def test_planner_is_an_upper_bound_on_the_shipped_bundle(backend, residency):
+    # The estimate (process base + models) must cover the measured peak of the worst
+    # requests: both models fed prompts that nearly fill their 4,096-token context.
+    out = subprocess.run([sys.executable, "-c", _PEAK, backend, residency], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    models = sum(got["needs"]) if residency == "resident" else max(got["needs"])
+    assert got["peak"] <= BASE_PROCESS_BYTES + models
+
+
+def test_shipped_bundle_plans_as_its_measured_peaks_say():
+    root = default_bundle_path()
+    # Refused before: the llama.cpp pair was estimated at 225-285 MiB; its worst peak is 126 MiB.
+    with ExtractThink.load(root, backend="llamacpp", max_memory="200M", verify="size") as et:
+        assert et.residency == "resident"
+    # ONNX Runtime at a full 4,096-token context peaks at 223 MiB even one model at a time:
+    # refused, with a shorter context suggested, and that context fits.
+    with pytest.raises(MemoryPlanError, match="a context of") as err:
+        ExtractThink.load(root, backend="onnx", max_memory="200M", verify="size")
+    ctx = int(str(err.value).split("a context of ")[1].split()[0])
+    with ExtractThink.load(root, backend="onnx", max_memory="200M", context_length=ctx, verify="size") as et:
+        assert et.residency == "sequential"
 
 
 def test_resident_when_both_fit_sequential_when_each_fits():
@@ -83,7 +167,7 @@ def test_refusal_suggests_a_smaller_quant_and_a_shorter_context():
 
 def test_available_for_models():
     avail, source = available_for_models("1G")
-    assert source == "cap" and avail == GiB - BASE_PROCESS_BYTES
+    assert source == "cap" and avail == GiB - BASE_PROCESS_BYTES  # no process figure: the base
     avail, source = available_for_models(None)
     assert source == "system" and avail > 0
 

@@ -254,7 +254,8 @@ def test_vision_shape_mismatch_is_a_bundle_error(tmp_path, perception_bundle):
     root = tmp_path / "b"
     shutil.copytree(perception_bundle, root)
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["models"]["perception"]["vision"]["tokens_per_image"] = 64
+    # self-consistent (image_size 32 / patch 4 = 8x8 tokens), so only the ONNX graph (3x3) disagrees
+    manifest["models"]["perception"]["vision"].update(patch_size=4, tokens_per_image=64)
     (root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="image_embeds has shape"):
         _load(root, "perception")
