@@ -42,7 +42,7 @@ from runtime.deadline import DeadlinePlanner, Throughput
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
 from runtime.manifest import Budgets
-from runtime.memory import MemoryPlan, available_for_models, plan_memory
+from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, plan_memory
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
 from runtime.request import MODE_ROLES, MODES, Mode, Request, make_request
@@ -135,7 +135,8 @@ class ExtractThink:
             b, backend=backend, quant=quant, options=opts, context_length=context_length,
             kv_cache_type=kv_cache_type, nowait_keywords=nowait_keywords,
             reasoner_gguf=Path(reasoner_gguf) if reasoner_gguf is not None else None)
-        available, source = available_for_models(max_memory)
+        # after the tokenizers are loaded (a Qwen3 one holds ~290 MiB): a cap is a whole-process figure
+        available, source = available_for_models(max_memory, threads=threads, process_bytes=current_rss_bytes())
         plan = plan_memory(needs, available, source=source, residency=residency, alternatives=alternatives)
         log.info("memory plan: %s", plan.describe())
         store = None

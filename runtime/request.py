@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime import prompts
 from runtime.errors import BundleError, InputError
-from runtime.image import content_hash, load_image, preprocess
+from runtime.image import load_and_preprocess
 from runtime.manifest import Budgets, ImagePreprocess
 from runtime.sampling import GREEDY, NON_THINKING, THINKING, SamplingConfig
 
@@ -193,15 +193,16 @@ def make_request(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"the seed must be an integer >= 0, got {seed!r}")
     plan = sampling_plan(sampling)
-    pixels = None
+    pixels = image_hash = None
     if needs_image:
         if image_prep is None:
             raise BundleError("the perception model has no image preprocessing settings")
-        # Decode and preprocess now, so a bad image fails before any model runs.
-        pixels = preprocess(load_image(image), image_prep)
+        # Decode and preprocess now, so a bad image fails before any model runs (and decode
+        # no more pixels than the model's input size needs).
+        pixels, image_hash = load_and_preprocess(image, image_prep)
     return Request(
         question=question, options=options, mode=mode, focus=focus, budgets=budgets,
         deadline_s=float(deadline_s) if deadline_s is not None else None, sampling=plan, seed=seed,
         thinking=bool(thinking), hint=bool(hint), nowait=bool(nowait), pixels=pixels,
-        image_hash=content_hash(pixels) if pixels is not None else None,
+        image_hash=image_hash,
     )

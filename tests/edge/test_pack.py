@@ -239,7 +239,7 @@ def test_pack_refuses_links_that_leave_the_bundle(edge_bundle_dir, tmp_path, whe
     proc = run_edge("pack", str(copy), "--profile", "laptop", "--out", str(out))
     assert proc.returncode == 3
     line = one_error_line(proc)
-    assert f"{rel} is a symbolic link to" in line and "outside the bundle: refused" in line
+    assert f"'{rel}' is a symbolic link to" in line and "outside the bundle (refused)" in line
     assert not out.exists() and not list(tmp_path.glob(".x.tar*"))
 
 

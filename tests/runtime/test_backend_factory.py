@@ -37,7 +37,7 @@ def test_auto_falls_back_to_the_installed_library(rt_bundle, monkeypatch):
     assert not library_installed("llamacpp")
     assert installed_backends() == {"llamacpp": False, "onnx": True}
     assert choose_artifact(rt_bundle, "reasoner", "auto")[0] == "onnx"
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'extract-think-edge\[llamacpp\]'"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install -e '\.\[llamacpp\]' from the extract-think-edge checkout"):
         choose_artifact(rt_bundle, "reasoner", "llamacpp")
     with pytest.raises(BackendUnavailableError):
         require("llamacpp")

@@ -282,7 +282,8 @@ def test_manifest_shape_mismatch_reasoner(edit, match, bundle_dir, tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     # self-consistent (image_size 32 / patch 16 = 2x2 tokens), so only the mmproj (3x3) disagrees
-    (lambda d: d["models"]["perception"]["vision"].update(patch_size=16, tokens_per_image=4), "tokens per image"),
+    (lambda d: d["models"]["perception"]["vision"].update(patch_size=16, tokens_per_image=4),
+     "patch_size|tokens per image"),
     (lambda d: d["models"]["perception"]["image"].update(mean=[0.48, 0.46, 0.41]), "mean/std"),
     (lambda d: d["models"]["perception"]["vision"].update(num_layers=1), "num_layers"),
 ])
@@ -292,14 +293,16 @@ def test_manifest_shape_mismatch_perception(edit, match, bundle_dir, tmp_path):
         load(b, "perception", b.artifact("perception"), F32)
 
 
-@pytest.mark.parametrize("image_size, vision_size", [(64, 32), (32, 64), (10**6, 10**6)])
-def test_image_size_is_checked_against_the_mmproj_before_loading(bundle_dir, tmp_path, image_size, vision_size):
-    """The mmproj says 32 px. A manifest asking for another size (the preprocessing's, the
-    vision shape's, or an absurd one for both) is refused from the mmproj's header, before
-    mtmd sizes anything by it (10**6 px once made the process allocate 22 GB)."""
+@pytest.mark.parametrize("image_size", [64, 16, 10**6])
+def test_image_size_is_checked_against_the_mmproj_before_loading(bundle_dir, tmp_path, image_size):
+    """The mmproj says 32 px. A self-consistent manifest asking for another size (or an
+    absurd one) is refused from the mmproj's header, before mtmd sizes anything by it
+    (10**6 px once made the process allocate 22 GB)."""
     def edit(d):
+        vision = d["models"]["perception"]["vision"]
         d["models"]["perception"]["image"]["size"] = image_size
-        d["models"]["perception"]["vision"]["image_size"] = vision_size
+        vision["image_size"] = image_size
+        vision["tokens_per_image"] = (image_size // vision["patch_size"]) ** 2
 
     root = _tampered_bundle(bundle_dir, tmp_path, edit)
     if image_size == 10**6:  # the manifest's own bounds may refuse it first; either way, no allocation
@@ -308,7 +311,7 @@ def test_image_size_is_checked_against_the_mmproj_before_loading(bundle_dir, tmp
             load(b, "perception", b.artifact("perception"), F32)
         return
     b = open_bundle(root)
-    with pytest.raises(BundleError, match="mmproj does not match the manifest: .*32 != "):
+    with pytest.raises(BundleError, match=f"mmproj does not match the manifest: .*32 != {image_size}"):
         load(b, "perception", b.artifact("perception"), F32)
 
 

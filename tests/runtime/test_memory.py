@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime.defaults import default_bundle_path
 from runtime.errors import InputError, MemoryPlanError
 from runtime.manifest import Artifact, TextShape
 from runtime.memory import (
@@ -27,7 +26,6 @@ from runtime.memory import (
     peak_rss_mb,
     plan_memory,
 )
-from runtime.pipeline import ExtractThink
 
 ROOT = Path(__file__).resolve().parents[2]
 QWEN3_0_6B = TextShape(1024, 28, 16, 8, 128, 3072, 151_936, 40_960, 1e6, 1e-6, True)
@@ -123,18 +121,37 @@ def test_planner_is_an_upper_bound_on_the_shipped_bundle(backend, residency):
     assert got["peak"] <= BASE_PROCESS_BYTES + models
 
 
-def test_shipped_bundle_plans_as_its_measured_peaks_say():
-    root = default_bundle_path()
-    # Refused before: the llama.cpp pair was estimated at 225-285 MiB; its worst peak is 126 MiB.
-    with ExtractThink.load(root, backend="llamacpp", max_memory="200M", verify="size") as et:
-        assert et.residency == "resident"
-    # ONNX Runtime at a full 4,096-token context peaks at 223 MiB even one model at a time:
-    # refused, with a shorter context suggested, and that context fits.
-    with pytest.raises(MemoryPlanError, match="a context of") as err:
-        ExtractThink.load(root, backend="onnx", max_memory="200M", verify="size")
-    ctx = int(str(err.value).split("a context of ")[1].split()[0])
-    with ExtractThink.load(root, backend="onnx", max_memory="200M", context_length=ctx, verify="size") as et:
-        assert et.residency == "sequential"
+_CAPPED_RUN = """
+import json, sys
+from runtime.defaults import default_bundle_path
+from runtime.errors import MemoryPlanError
+from runtime.pipeline import ExtractThink
+backend, cap = sys.argv[1], sys.argv[2]
+root = default_bundle_path()
+ex = ExtractThink.load(root, backend=backend, threads=1, verify="size", speed_cache=False).bundle.manifest.examples[0]
+kw = {}
+try:
+    et = ExtractThink.load(root, backend=backend, threads=1, max_memory=cap, verify="size", speed_cache=False)
+except MemoryPlanError as exc:
+    kw["context_length"] = int(str(exc).split("a context of ")[1].split()[0])  # the suggestion
+    et = ExtractThink.load(root, backend=backend, threads=1, max_memory=cap, verify="size", speed_cache=False, **kw)
+with et:
+    r = et.answer(str(root / ex["image"]), ex["question"], ex["options"].split("\\n"), sampling="greedy")
+print(json.dumps({"residency": et.residency, "peak_rss_mb": r.peak_rss_mb, **kw}))
+"""
+
+
+@pytest.mark.parametrize("backend, cap_mb", [("llamacpp", 200), ("onnx", 260)])
+def test_a_cap_holds_the_shipped_bundle_under_it(backend, cap_mb):
+    """A cap is a promise about the whole process (what it holds before the models counts):
+    under it the shipped bundle runs (the llama.cpp pair was refused at 200M before, estimated
+    at 225-285 MiB for a 126 MiB peak; ONNX at a full context may need a shorter one, which
+    the refusal suggests) and its peak stays under the cap."""
+    proc = subprocess.run([sys.executable, "-c", _CAPPED_RUN, backend, f"{cap_mb}M"], capture_output=True,
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert got["peak_rss_mb"] <= cap_mb, got
 
 
 def test_resident_when_both_fit_sequential_when_each_fits():

@@ -281,7 +281,7 @@ def test_missing_onnxruntime_names_the_extra(reasoner_bundle, monkeypatch):
     from runtime.errors import BackendUnavailableError
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(BackendUnavailableError, match=r"extract-think-edge\[onnx\]"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install -e '\.\[onnx\]' from the extract-think-edge checkout \(or: pip install onnxruntime\)"):
         _load(reasoner_bundle, "reasoner")
 
 
