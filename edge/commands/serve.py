@@ -20,7 +20,11 @@ from pathlib import Path
 
 from edge.arguments import add_gpu_layers, add_verify, check_gpu_layers
 from edge.extras import require
-from edge.plan import load_pipeline, make_plan, resolve_profile
+from edge.plan import RunPlan, load_pipeline, make_plan, resolve_profile
+from edge.serve import server
+from edge.serve.config import ServeConfig
+from edge.serve.engine import Engine
+from edge.serve.metrics import Metrics
 from runtime.bundle import read_manifest
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
@@ -93,22 +97,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM while loading: stop like Ctrl-C (one line, no traceback)
 
 
-def run_server(args: argparse.Namespace, *, demo: bool) -> int:
-    """Load the pipeline, serve until SIGTERM/SIGINT, shut down in order (see edge.serve.server)."""
-    require("serve", f"edge {'demo' if demo else 'serve'}")
-    _check(args)
-    # the server's modules import FastAPI: only after the extra is known to be there
-    from edge.demo.page import Example
-    from edge.serve import server
-    from edge.serve.app import create_app
-    from edge.serve.config import ServeConfig
-    from edge.serve.engine import Engine
-    from edge.serve.metrics import Metrics
-    from edge.serve.routes import ServeState
+def _serve_config(args: argparse.Namespace, plan: RunPlan, model_id: str, port: int, demo: bool) -> ServeConfig:
+    return ServeConfig(
+        model_id=model_id, host=args.host, port=port, api_key=args.api_key, max_queue=args.max_queue,
+        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout,
+        max_image_bytes=plan.profile.image.max_upload_bytes, max_pixels=plan.profile.image.max_pixels,
+        allow_remote_images=args.allow_remote_images, allowed_hosts=tuple(args.allowed_host), demo=demo,
+        budgets=plan.budgets, thinking=plan.thinking, deadline_s=plan.deadline_s,
+        info={"profile": plan.profile.name, "profile_title": plan.profile.title, "threads": plan.threads,
+              "gpu_layers": plan.gpu_layers, "selection": plan.selection.to_dict()},
+    )
 
-    name = "demo" if demo else "serve"
-    bundle = args.bundle if args.bundle is not None else default_bundle_path()
-    manifest = read_manifest(bundle)
+
+def _plan(args: argparse.Namespace, bundle: Path) -> RunPlan:
     plan = make_plan(bundle, resolve_profile(args.profile, bundle), backend=args.backend)
     # a profile without a thread count gets the runtime's load-aware default (physical cores
     # less those other processes keep busy: docs/runtime.md "Threads"), not every core
@@ -118,46 +119,51 @@ def run_server(args: argparse.Namespace, *, demo: bool) -> int:
         threads = plan.threads
     else:
         threads = min(plan.threads, default_threads())
-    plan = dataclasses.replace(plan, threads=threads,
+    return dataclasses.replace(plan, threads=threads,
                                gpu_layers=plan.gpu_layers if args.gpu_layers is None else args.gpu_layers)
+
+
+def run_server(args: argparse.Namespace, *, demo: bool) -> int:
+    """Load the pipeline, serve until SIGTERM/SIGINT, shut down in order (see edge.serve.server)."""
+    require("serve", f"edge {'demo' if demo else 'serve'}")
+    _check(args)
+    # FastAPI is the `serve` extra's: imported once require() has said it is there
+    from edge.demo.page import Example
+    from edge.serve.app import create_app
+    from edge.serve.routes import ServeState
+
+    name = "demo" if demo else "serve"
+    bundle = args.bundle if args.bundle is not None else default_bundle_path()
+    manifest = read_manifest(bundle)
+    plan = _plan(args, bundle)
     sock = server.bind(args.host, args.port)  # a port in use fails before the slow load
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         print(f"edge {name}: loading {manifest.name} ({plan.selection.describe()}, profile "
               f"{plan.profile.name}, {plan.threads} threads)…", file=sys.stderr, flush=True)
-        pipeline = load_pipeline(bundle, plan, verify=args.verify)
-        engine = None
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            port = server.bound_port(sock)
-            cfg = ServeConfig(
-                model_id=manifest.name, host=args.host, port=port, api_key=args.api_key,
-                max_queue=args.max_queue, request_timeout_s=args.request_timeout,
-                drain_timeout_s=args.drain_timeout, max_image_bytes=plan.profile.image.max_upload_bytes,
-                max_pixels=plan.profile.image.max_pixels, allow_remote_images=args.allow_remote_images,
-                allowed_hosts=tuple(args.allowed_host), demo=demo, budgets=plan.budgets,
-                thinking=plan.thinking, deadline_s=plan.deadline_s,
-                info={"profile": plan.profile.name, "profile_title": plan.profile.title,
-                      "threads": plan.threads, "gpu_layers": plan.gpu_layers,
-                      "selection": plan.selection.to_dict()},
-            )
+            pipeline = load_pipeline(bundle, plan, verify=args.verify)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        # from here on a signal only starts the shutdown: the cleanup below must not be cut
+        with server.quiet_signals():
+            cfg = _serve_config(args, plan, manifest.name, server.bound_port(sock), demo)
             metrics = Metrics(cfg.max_queue)
             engine = Engine(max_queue=cfg.max_queue, metrics=metrics)
             state = ServeState(config=cfg, pipeline=pipeline, engine=engine, metrics=metrics)
-            app = create_app(state, demo_example=Example.from_bundle(pipeline.bundle) if demo else None)
-            engine.start()
-            shown = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
-            where = f"http://{shown}:{port}/" if demo else f"http://{shown}:{port}/v1"
-            print(f"edge {name}: serving {cfg.model_id} on {where}  (Ctrl-C to stop)", flush=True)
-            with server.quiet_signals():
+            try:
+                app = create_app(state, demo_example=Example.from_bundle(pipeline.bundle) if demo else None)
+                engine.start()
+                shown = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
+                where = f"http://{shown}:{cfg.port}/" if demo else f"http://{shown}:{cfg.port}/v1"
+                print(f"edge {name}: serving {cfg.model_id} on {where}  (Ctrl-C to stop)", flush=True)
                 server.run(app, sock, drain_timeout_s=cfg.drain_timeout_s, header_timeout_s=cfg.header_timeout_s,
                            max_connections=cfg.max_connections, access_log=args.verbose >= 1)
                 state.stopping = True
-        finally:
-            if engine is not None:
+            finally:
                 engine.stop()  # cancels what is left and joins the worker: nothing runs any more
-            pipeline.close()
+                pipeline.close()
     finally:
         sock.close()
-        signal.signal(signal.SIGTERM, previous)
     print(f"edge {name}: stopped", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ once streaming, with an in-band error).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,7 @@ KEEPALIVE_S = 15.0  # an SSE comment this often while a streamed request waits
 PREPARE_THREADS = 2  # requests decoding images at once (each may hold a large image)
 
 router = APIRouter()
+SHUTDOWN = APIError(503, "the server is shutting down; the request was stopped", code="shutdown")
 
 
 @dataclass
@@ -197,7 +199,7 @@ def _failure(end: Finished, cfg: ServeConfig) -> APIError:
         return APIError(504, f"the request did not finish within {cfg.request_timeout_s:g} s "
                         "(--request-timeout); it was stopped", code="timeout")
     if end.outcome == "shutdown":
-        return APIError(503, "the server is shutting down; the request was stopped", code="shutdown")
+        return SHUTDOWN
     if end.outcome == "cancelled":
         return APIError(503, "the request was cancelled", code="cancelled")
     if isinstance(end.error, EdgeError):
@@ -215,6 +217,9 @@ async def _complete(st: ServeState, job: Job, request: Request) -> Response:
                     queue_s = item.queue_s
                 elif isinstance(item, Finished):
                     end = item
+    except asyncio.CancelledError:  # the server stops and the drain time is over
+        job.cancel("shutdown")
+        raise SHUTDOWN from None
     finally:
         watcher.cancel()
     assert end is not None
@@ -279,15 +284,24 @@ class SSEResponse(StreamingResponse):
     async def __call__(self, scope: Any, receive: Callable, send: Callable) -> None:
         watcher = asyncio.create_task(watch_disconnect(receive, self.job))
         frames = self.frames()
-        finished = False
+        started = finished = False
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            started = True
             async for frame in frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             finished = True
         except OSError:  # the client went away while we wrote (uvicorn's ClientDisconnected)
             pass
+        except asyncio.CancelledError:  # the server stops and the drain time is over
+            self.job.cancel("shutdown")
+            if started:  # end the stream properly: the client learns why
+                with contextlib.suppress(OSError):
+                    end = ChunkWriter.error(SHUTDOWN.body()) + ChunkWriter.done()
+                    await send({"type": "http.response.body", "body": end, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    finished = True
         finally:
             watcher.cancel()
             if not finished:

@@ -28,6 +28,7 @@ from typing import Any
 from runtime.errors import EdgeError
 
 KEEP_ALIVE_S = 5
+BACKLOG = 128
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -41,6 +42,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
+        sock.listen(BACKLOG)  # connections made before uvicorn starts wait instead of being refused
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -109,6 +111,6 @@ def run(app: Any, sock: socket.socket, *, drain_timeout_s: float, header_timeout
         app, log_config=None, access_log=access_log, lifespan="off", ws="none",
         http=protocol_class(header_timeout_s), timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=drain_timeout_s, limit_concurrency=max_connections,
-        server_header=False, proxy_headers=False,
+        server_header=False, proxy_headers=False, backlog=BACKLOG,
     )
     uvicorn.Server(config).run(sockets=[sock])

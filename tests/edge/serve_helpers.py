@@ -104,3 +104,18 @@ def start_server(tmp: Path, *args: str, command: str = "serve", env: dict | None
         time.sleep(0.1)
     proc.kill()
     raise AssertionError(f"edge {command} did not start within {timeout} s:\n{err.read_text()}")
+
+
+def sse_events(raw: bytes) -> list:
+    """The data payloads of an SSE body: parsed JSON objects, and the final "[DONE]"."""
+    out = []
+    for block in raw.decode().split("\n\n"):
+        data = "\n".join(ln[6:] for ln in block.split("\n") if ln.startswith("data: "))
+        if data:
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def progress(events: list) -> list[dict]:
+    """The `extract_think` progress events (stage starts and ends, hint/extraction tokens...)."""
+    return [e["extract_think"] for e in events if isinstance(e, dict) and "type" in (e.get("extract_think") or {})]
