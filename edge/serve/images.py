@@ -120,6 +120,8 @@ def fetch_remote(url: str, max_bytes: int, timeout_s: float) -> bytes:
                                    code="image_too_large")
                 parts.append(chunk)
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:  # urllib refuses redirects to file: and the like itself
+            raise bad_request("fetching the remote image failed: redirect to a non-http(s) URL refused") from None
         raise bad_request(f"fetching the remote image failed: HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
