@@ -13,6 +13,7 @@ skipped when its turn comes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import queue
@@ -52,14 +53,21 @@ class Finished:
 class Job:
     """One admitted request: its events' channel to the event loop and its cancel flag."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, stopping: threading.Event, ahead: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stopping: threading.Event, ahead: int,
+                 events: bool = True) -> None:
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.admitted = time.monotonic()
         self.ahead = ahead  # requests running or waiting before this one, at admission
         self.stream: Iterator[Event] | None = None
+        self.events = events  # hand over every runtime event (streaming), or only the result
         self._loop = loop
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        # the worker appends, the event loop drains; the loop is woken once per batch, not
+        # once per token (each wake-up costs a system call and a turn of the GIL)
+        self._items: collections.deque[Any] = collections.deque()
+        self._items_lock = threading.Lock()
+        self._woken = False  # a wake-up is on its way to the loop
+        self._wake = asyncio.Event()
         self._flag = threading.Event()
         self._stopping = stopping
         self.cancel_reason: str | None = None
@@ -82,22 +90,42 @@ class Job:
 
     def push(self, item: Any) -> None:
         """From the worker thread: hand one item to the event loop."""
+        with self._items_lock:
+            self._items.append(item)
+            if self._woken:
+                return
+            self._woken = True
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, item)
+            self._loop.call_soon_threadsafe(self._wake.set)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancel("cancelled")
 
-    async def next_items(self, timeout: float) -> list[Any]:
-        """Everything the worker has handed over (waiting up to `timeout` for the first
-        item; [] on timeout): draining in one go batches tokens on a busy loop."""
-        try:
-            first = await asyncio.wait_for(self._events.get(), timeout)
-        except TimeoutError:
-            return []
-        items = [first]
-        while not self._events.empty():
-            items.append(self._events.get_nowait())
+    def take(self) -> list[Any]:
+        """What has arrived, without waiting."""
+        with self._items_lock:
+            items = list(self._items)
+            self._items.clear()
         return items
+
+    async def next_items(self, timeout: float) -> list[Any]:
+        """Everything the worker has handed over, waiting up to `timeout` for the first
+        item ([] on timeout). Tokens that arrive while the loop is busy come as one batch."""
+        deadline = self._loop.time() + timeout
+        while True:
+            with self._items_lock:
+                items = list(self._items)
+                self._items.clear()
+                self._woken = False
+            self._wake.clear()
+            if items:
+                return items
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return []
+            try:
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return []
 
 
 class Engine:
@@ -129,7 +157,7 @@ class Engine:
         ahead = self._waiting + (1 if self._running else 0)
         return max(1, min(3600, math.ceil((self._mean_s or 1.0) * ahead)))
 
-    def admit(self, loop: asyncio.AbstractEventLoop) -> Job:
+    def admit(self, loop: asyncio.AbstractEventLoop, *, events: bool = True) -> Job:
         """A place in the queue, or APIError 429 (queue full) / 503 (shutting down)."""
         with self._lock:
             if self._stopping.is_set():
@@ -141,7 +169,7 @@ class Engine:
                                headers={"Retry-After": str(self.retry_after())})
             self._waiting += 1
             self._gauges()
-        return Job(loop, self._stopping, ahead)
+        return Job(loop, self._stopping, ahead, events)
 
     def release(self, job: Job) -> None:
         """Give back the place of a job that will not be queued (its request was refused)."""
@@ -204,7 +232,8 @@ class Engine:
                 self._count(ev)
                 if isinstance(ev, Done):
                     result = ev.result
-                job.push(ev)
+                if job.events:
+                    job.push(ev)
             return Finished("ok", result=result)
         except Cancelled:
             return Finished(job.outcome_of_cancel())
