@@ -166,3 +166,30 @@ def test_upload_ask_and_watch_the_answer_stream_in(browser, demo_port, image_png
     assert _text(driver, "answer").strip()
     _screenshot(driver, "demo-no-thinking.png")
     assert _js_errors(driver) == []
+
+
+def test_a_server_with_an_api_key_asks_for_it(browser, tmp_path):
+    from tests.edge.serve_helpers import start_server
+
+    srv = start_server(tmp_path / "server", "--threads", "1", "--profile", "laptop", "--api-key", "page-key",
+                       command="demo")
+    try:
+        driver = browser
+        driver.get(srv.url + "/")
+        _wait(driver, lambda d: d.find_element(By.ID, "key-form").is_displayed(), what="the key form")
+        assert "needs an API key" in _text(driver, "device-info")
+        _set(driver, "api-key", "page-key")
+        driver.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        _wait(driver, lambda d: "profile laptop" in _text(d, "device-info"), what="the info line")
+        assert not driver.find_element(By.ID, "key-form").is_displayed()
+        # the shipped bundle's example, with its options, answered through the key
+        _wait(driver, lambda d: d.find_element(By.ID, "example-button").is_displayed(), what="the example button")
+        driver.find_element(By.ID, "example-button").click()
+        assert driver.find_element(By.ID, "options").get_attribute("value").count("\n") == 3
+        driver.find_element(By.ID, "ask").click()
+        _wait(driver, lambda d: "total" in _text(d, "summary"), what="the answer")
+        assert _text(driver, "answer").strip() in ("A", "B", "C", "D")
+        _screenshot(driver, "demo-with-key.png")
+        assert _js_errors(driver) == []
+    finally:
+        assert srv.stop() == 0, srv.stderr()
