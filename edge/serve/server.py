@@ -67,14 +67,30 @@ def protocol_class(header_timeout_s: float) -> type:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeadTimeoutH11Protocol(H11Protocol):
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
+        """Close the connection when no request head has arrived `header_timeout_s` after it
+        opened or after the previous response: uvicorn's keep-alive timer stops at the first
+        byte, so a client sending its head a byte at a time would hold the connection."""
+
+        def _arm(self) -> None:
+            timer = getattr(self, "_head_timer", None)
+            if timer is not None:
+                timer.cancel()
+            self._head_cycle = self.cycle
             self._head_timer = self.loop.call_later(header_timeout_s, self._head_late)
 
         def _head_late(self) -> None:
-            # no request cycle yet: the head has not arrived (a slow or idle client)
-            if getattr(self, "cycle", None) is None and not self.transport.is_closing():
+            waiting = self.cycle is self._head_cycle and (self.cycle is None or self.cycle.response_complete)
+            if waiting and not self.transport.is_closing():
                 self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             timer = getattr(self, "_head_timer", None)

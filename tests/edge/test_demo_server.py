@@ -4,11 +4,13 @@ makes (streamed /v1/chat/completions with its controls), against a real pipeline
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -147,10 +149,27 @@ def test_client_leaving_mid_stream_does_not_stop_the_server(demo_server, image_p
 
 
 def test_a_slow_client_is_cut_off(demo_server):
-    """A connection that never sends its request head does not hold a slot for ever."""
+    """A connection that never completes its request head does not hold a slot for ever,
+    neither the first request on a connection nor the next one on a kept-alive connection."""
     with socket.create_connection(("127.0.0.1", demo_server.port), timeout=60) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")  # and nothing more
         assert s.recv(64) == b""  # closed by the server (after its header timeout)
+    with socket.create_connection(("127.0.0.1", demo_server.port), timeout=60) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first or not first.endswith(b"}"):  # the whole first answer
+            first += s.recv(4096)
+        assert b"200 OK" in first
+        started = time.monotonic()
+        for byte in b"GET /hea":  # the next head, a byte at a time
+            s.sendall(bytes([byte]))
+            time.sleep(0.5)
+        s.settimeout(60)
+        rest = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(4096):
+                rest += chunk
+        assert rest == b"" and time.monotonic() - started < 40  # closed, not answered
 
 
 @pytest.mark.parametrize("command", ["serve", "demo"])
@@ -171,6 +190,7 @@ def test_port_in_use_is_one_clear_error(edge_bundle_dir, command):
     (["--port", "70000"], "not a port number"),
     (["--api-key", " "], "--api-key is empty"),
     (["--request-timeout", "nan"], "--request-timeout must be"),
+    (["--gpu-layers", "-1"], "--gpu-layers must be 0 or more"),
 ])
 def test_bad_flags_are_one_line(args, message):
     proc = subprocess.run([sys.executable, "-m", "edge", "serve", *args], capture_output=True, text=True,
