@@ -251,21 +251,31 @@ def test_sse_framing_with_curl(server, model, image, tmp_path):
 
 def test_eight_concurrent_clients_are_all_answered(server, client, model, image):
     answers: list = [None] * 8
+    queued: list = []
 
     def ask(i: int) -> None:
         c = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=300)
-        answers[i] = c.chat.completions.create(model=model, messages=user_message(f"{MC_QUESTION} ({i})", image),
-                                               max_tokens=8, stream=False)
+        kw = dict(model=model, messages=user_message(f"{MC_QUESTION} ({i})", image), max_tokens=8)
+        if i % 2:  # half of them stream, and are told their place while they wait
+            chunks = list(c.chat.completions.create(stream=True, **kw))
+            queued.extend(extra(ch)["position"] for ch in chunks if (extra(ch) or {}).get("type") == "queued")
+            final = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+            answers[i] = (chunks[0].id, extra(final[0]))
+        else:
+            r = c.chat.completions.create(**kw)
+            assert r.choices[0].message.content.strip()
+            answers[i] = (r.id, extra(r))
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(600)
-    assert all(a is not None and a.choices[0].message.content.strip() for a in answers)
-    assert len({a.id for a in answers}) == 8
-    # they took turns: at least one waited for another
-    assert max(extra(a)["queue_s"] for a in answers) > 0
+    assert all(a is not None and a[1]["answer"] in "ABCD" for a in answers)
+    assert len({a[0] for a in answers}) == 8
+    # they took turns: some waited for others, and the streamed ones that waited were told so
+    assert max(a[1]["queue_s"] for a in answers) > 0
+    assert queued and all(1 <= p <= 7 for p in queued)
 
 
 def test_metrics_in_prometheus_format(server):
