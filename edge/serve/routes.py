@@ -45,7 +45,10 @@ STREAM_FLUSH_S = 0.02
 PREPARE_THREADS = 2  # requests decoding images at once (each may hold a large image)
 
 router = APIRouter()
-SHUTDOWN = APIError(503, "the server is shutting down; the request was stopped", code="shutdown")
+
+
+def shutdown_error() -> APIError:
+    return APIError(503, "the server is shutting down; the request was stopped", code="shutdown")
 
 
 @dataclass
@@ -206,7 +209,7 @@ def _failure(end: Finished, cfg: ServeConfig) -> APIError:
         return APIError(504, f"the request did not finish within {cfg.request_timeout_s:g} s "
                         "(--request-timeout); it was stopped", code="timeout")
     if end.outcome == "shutdown":
-        return SHUTDOWN
+        return shutdown_error()
     if end.outcome == "cancelled":
         return APIError(503, "the request was cancelled", code="cancelled")
     if isinstance(end.error, EdgeError):
@@ -226,7 +229,7 @@ async def _complete(st: ServeState, job: Job, request: Request) -> Response:
                     end = item
     except asyncio.CancelledError:  # the server stops and the drain time is over
         job.cancel("shutdown")
-        raise SHUTDOWN from None
+        raise shutdown_error() from None
     finally:
         watcher.cancel()
     assert end is not None
@@ -305,7 +308,7 @@ class SSEResponse(StreamingResponse):
             self.job.cancel("shutdown")
             if started:  # end the stream properly: the client learns why
                 with contextlib.suppress(OSError):
-                    end = ChunkWriter.error(SHUTDOWN.body()) + ChunkWriter.done()
+                    end = ChunkWriter.error(shutdown_error().body()) + ChunkWriter.done()
                     await send({"type": "http.response.body", "body": end, "more_body": True})
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     finished = True
