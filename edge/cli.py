@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "show the device, installed backends, the default bundle and the profile it picks"),
     "pack": ("edge.commands.pack", "pack a bundle for one device profile into a checksummed archive"),
     "unpack": ("edge.commands.unpack", "unpack an `edge pack` archive into a bundle directory (verified, atomic)"),
+    "serve": ("edge.commands.serve", "serve the OpenAI chat-completions API (streaming, queue, metrics)"),
     "demo": ("edge.commands.demo", "serve a local web page: upload or snap an image, ask, watch the stages stream"),
     "watch": ("edge.commands.watch",
               "headless loop: answer a fixed question for each new image in a folder or camera frame"),
@@ -41,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 _GLOBAL_FLAGS = {"-h", "--help", "-q", "--quiet", "-v", "--verbose", "--version"}
 OUT_OF_MEMORY_EXIT = 6  # the code of runtime.errors.MemoryPlanError: the same trouble
-_RUNS_MODELS = {"run", "eval", "demo", "watch", "bench"}
+_RUNS_MODELS = {"run", "eval", "serve", "demo", "watch", "bench"}
 
 
 def version() -> str:

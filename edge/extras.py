@@ -35,6 +35,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "bench": (("matplotlib", "matplotlib"),),
     "camera": (("cv2", "opencv-python-headless"),),
     "data": (("pyarrow", "pyarrow"),),
+    "serve": (("fastapi", "fastapi"), ("uvicorn", "uvicorn")),
 }
 
 # what older messages (and libraries not yet changed) say; the CLI rewrites it

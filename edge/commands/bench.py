@@ -6,6 +6,7 @@
     edge bench --workload paper-1.7b --quant q4_k_m --no-transformers
     edge bench ... --json                      # the whole report as one JSON object
     edge bench build --workload paper-1.7b     # only build and cache a workload bundle
+    edge bench serve --repeat 12               # `edge serve`'s overhead against the Python API
 
 Writes bench.json, bench.md and PNG plots (stage breakdown, tokens/s by quantization,
 memory over time) into --out (default runs/bench/<bundle or workload>).
@@ -24,9 +25,12 @@ from benchmarks.inputs import TokenCounts
 from benchmarks.latency import run_bench
 from benchmarks.loops import HFSource
 from benchmarks.report import to_markdown, write_outputs
+from benchmarks.serve_overhead import ServeBenchConfig, run_serve_overhead
+from benchmarks.serve_overhead import to_markdown as serve_markdown
 from benchmarks.workloads import WORKLOADS, WorkloadBuilder, hf_source, workload
 from edge.extras import require
 from edge.progress import ProgressDisplay
+from runtime.atomic import atomic_write_text
 from runtime.bundle import Bundle, open_bundle
 from runtime.defaults import default_bundle_path
 from runtime.errors import BundleError, InputError
@@ -38,8 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Benchmark a bundle (or a paper-scale workload) stage by stage: time to first token, "
         "tokens/s, wall time and RSS, with the raw engines and HF transformers measured in the same run.",
     )
-    p.add_argument("action", nargs="?", choices=("run", "build"), default="run",
-                   help="run the benchmark (default) or only build a workload bundle")
+    p.add_argument("action", nargs="?", choices=("run", "build", "serve"), default="run",
+                   help="run the benchmark (default), only build a workload bundle, or measure what "
+                   "`edge serve` adds to a request against the Python API (--repeat requests, interleaved)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
     src.add_argument("--workload", choices=tuple(WORKLOADS),
@@ -95,6 +100,8 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("`edge bench build` needs --workload")
     for backend in args.backend or ():
         require(backend, f"--backend {backend}")
+    if args.action == "serve" and args.workload:
+        raise InputError("`edge bench serve` measures a bundle: give --bundle (or nothing for the shipped one)")
     if args.action == "run" and not args.no_plots:
         require("bench", "the benchmark's plots", alternative="or pass --no-plots")
 
@@ -119,8 +126,25 @@ def _workload_bundle(args: argparse.Namespace) -> tuple[Path, HFSource | None]:
     return root, hf_source(args.workload, builder.tokenizer_dir())
 
 
+def _serve_overhead(args: argparse.Namespace) -> int:
+    require("serve", "edge bench serve")
+    root = Path(args.bundle) if args.bundle else default_bundle_path()
+    backend = (args.backend or ["llamacpp"])[0]
+    cfg = ServeBenchConfig(bundle=str(root), requests=args.repeat, warmup=max(args.warmup, 1),
+                           threads=args.threads or 1, backend=backend)
+    report = run_serve_overhead(cfg, say=lambda m: None if args.quiet else print(f"edge bench: {m}", file=sys.stderr))
+    out = Path(args.out) if args.out else Path("runs") / "bench" / f"serve-{root.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "serve_overhead.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "serve_overhead.md", serve_markdown(report) + "\n")
+    print(json.dumps(report) if args.json else serve_markdown(report))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     _check(args)
+    if args.action == "serve":
+        return _serve_overhead(args)
 
     def say(msg: str) -> None:
         if not args.quiet:

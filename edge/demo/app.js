@@ -1,9 +1,12 @@
-// The demo page: upload an image, ask, and render the runtime's events as they stream in.
+// The demo page: pick an image, ask, and render the answer as it streams in from the
+// server's OpenAI-compatible /v1/chat/completions (SSE). Thinking arrives as
+// `reasoning_content` deltas, the answer as `content` deltas, and everything else (focus
+// hint, extraction, stage timings, budget events) as `extract_think` events (docs/serve.md).
 // Model output is only ever inserted with textContent, never as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { imageId: null, info: null, busy: false, stream: null };
+const state = { image: null, info: null, model: null, busy: false, stream: null, key: "" };
 const STAGE_PANELS = { hint: "stage-hint", extraction: "stage-extraction", caption: "stage-extraction",
                        thinking: "stage-thinking", answer: "stage-answer" };
 
@@ -21,85 +24,110 @@ function humanBytes(n) {
   return n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MB" : Math.round(n / 1024) + " KB";
 }
 
+function headers(json) {
+  const h = {};
+  if (json) h["Content-Type"] = "application/json";
+  if (state.key) h["Authorization"] = "Bearer " + state.key;
+  return h;
+}
+
+async function errorMessage(r) {
+  const body = await r.json().catch(() => ({}));
+  return (body.error && body.error.message) || `request failed (${r.status})`;
+}
+
 async function loadInfo() {
   try {
-    const r = await fetch("/api/info");
-    const info = await r.json();
+    const r = await fetch("/v1/models", { headers: headers(false) });
+    if (r.status === 401) {
+      $("key-form").hidden = false;
+      $("device-info").textContent = "this server needs an API key";
+      return;
+    }
+    if (!r.ok) throw new Error(await errorMessage(r));
+    const card = (await r.json()).data[0];
+    const info = card.extract_think;
+    state.model = card.id;
     state.info = info;
+    $("key-form").hidden = true;
     const sel = info.selection || {};
     const parts = [`bundle ${info.bundle}`, `profile ${info.profile}`];
     if (sel.backend) {
       const quants = Object.entries(sel.quants || {}).map(([k, v]) => k + " " + v).join(", ");
       parts.push(`${sel.backend} (${quants})`);
     }
-    parts.push(`${info.threads} threads`, info.residency,
-               `RSS ${fmt(info.memory.rss_mb, 0)} MB, ${fmt(info.memory.system_available_mb / 1024, 1)} GB free`);
+    parts.push(`${info.threads} threads`, info.residency);
+    const health = await (await fetch("/health")).json();
+    const mem = health.memory;
+    parts.push(`RSS ${fmt(mem.rss_mb, 0)} MB, ${fmt(mem.system_available_mb / 1024, 1)} GB free`);
     $("device-info").textContent = parts.join(" · ");
-    const d = info.defaults;
-    $("thinking").checked = d.thinking;
-    $("hint").checked = d.hint;
-    $("thinking-budget").value = d.thinking_budget;
-    $("extraction-budget").value = d.extraction_budget;
-    if (d.deadline_s) $("deadline").value = d.deadline_s;
-    if (info.example) $("example-button").hidden = false;
+    $("thinking").checked = info.thinking;
+    $("hint").checked = info.budgets.hint > 0;
+    $("thinking-budget").value = info.budgets.thinking;
+    $("extraction-budget").value = info.budgets.extraction;
+    if (info.deadline_s) $("deadline").value = info.deadline_s;
+    const ex = await fetch("/demo/example");
+    if (ex.ok) {
+      state.example = await ex.json();
+      $("example-button").hidden = false;
+    }
   } catch (e) {
-    showError("cannot reach the demo server: " + e);
+    showError("cannot reach the server: " + e.message);
   }
 }
 
 // ---- images ----------------------------------------------------------------------------
 
+function readDataURL(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
 async function useImage(blob, label) {
   showError("");
-  state.imageId = null;
-  const limit = state.info ? state.info.max_upload_bytes : Infinity;
+  state.image = null;
+  const limit = state.info ? state.info.limits.max_image_bytes : Infinity;
   if (blob.size > limit) {
     $("image-status").textContent = "";
     showError(`the image is ${humanBytes(blob.size)}; the limit is ${humanBytes(limit)}`);
     return;
   }
-  const preview = $("preview");
-  if (preview.src) URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(blob);
-  preview.hidden = false;
-  $("drop-hint").hidden = true;
-  $("image-status").textContent = `uploading ${label}…`;
-  try {
-    const r = await fetch("/api/image", {
-      method: "POST",
-      headers: { "Content-Type": blob.type || "application/octet-stream" },
-      body: blob,
-    });
-    const body = await r.json();
-    if (!r.ok) {
-      $("image-status").textContent = "";
-      preview.hidden = true;
-      $("drop-hint").hidden = false;
-      showError(body.error || `upload failed (${r.status})`);
-      return;
-    }
-    state.imageId = body.id;
-    $("image-status").textContent = `${label}: ${body.width}×${body.height}, ${humanBytes(body.bytes)}`;
-  } catch (e) {
-    $("image-status").textContent = "";
-    showError("upload failed: " + e);
-  }
+  showImage(await readDataURL(blob), label, blob.size);
 }
 
-async function useExample() {
-  try {
-    const r = await fetch("/api/example-image");
-    if (!r.ok) throw new Error(`status ${r.status}`);
-    $("question").value = state.info.example.question;
-    await useImage(await r.blob(), "example");
-  } catch (e) {
-    showError("cannot load the example: " + e.message);
-  }
+function showImage(url, label, size) {
+  state.image = url;
+  const preview = $("preview");
+  preview.onload = () => {
+    $("image-status").textContent = `${label}: ${preview.naturalWidth}×${preview.naturalHeight}, ${humanBytes(size)}`;
+  };
+  preview.onerror = () => {  // the server has the last word; it names what is wrong when asked
+    preview.hidden = true;
+    $("drop-hint").hidden = false;
+    $("image-status").textContent = `${label}: ${humanBytes(size)} (the browser cannot show it)`;
+  };
+  preview.src = url;
+  preview.hidden = false;
+  $("drop-hint").hidden = true;
+}
+
+function useExample() {
+  const ex = state.example;
+  $("question").value = ex.question;
+  $("options").value = (ex.options || []).join("\n");
+  showError("");
+  const base64 = ex.image.slice(ex.image.indexOf(",") + 1);
+  showImage(ex.image, "example", Math.floor(base64.length * 3 / 4));
 }
 
 function onFileInput(ev) {
   const file = ev.target.files && ev.target.files[0];
   if (file) useImage(file, file.name);
+  ev.target.value = "";
 }
 
 function setupDrop() {
@@ -166,6 +194,11 @@ function panelFor(stage) {
   return id ? $(id) : null;
 }
 
+function appendText(stage, text) {
+  const p = panelFor(stage);
+  if (p) p.querySelector(".text").textContent += text;
+}
+
 function addTimingRow(stage, s) {
   const row = document.createElement("tr");
   row.dataset.stage = stage;
@@ -181,7 +214,8 @@ function addTimingRow(stage, s) {
   $("timings").querySelector("tbody").appendChild(row);
 }
 
-function handleEvent(ev) {
+// one `extract_think` progress event
+function handleProgress(ev) {
   switch (ev.type) {
     case "queued":
       $("run-status").textContent = `waiting: ${ev.position} request(s) ahead`;
@@ -195,11 +229,9 @@ function handleEvent(ev) {
       $("run-status").textContent = `${ev.stage}…`;
       break;
     }
-    case "token": {
-      const p = panelFor(ev.stage);
-      if (p) p.querySelector(".text").textContent += ev.text;
+    case "token":
+      appendText(ev.stage, ev.text);
       break;
-    }
     case "budget": {
       const li = document.createElement("li");
       li.textContent = `${ev.stage} @${ev.position}: ${ev.kind}${ev.detail ? " — " + ev.detail : ""}`;
@@ -217,35 +249,49 @@ function handleEvent(ev) {
       addTimingRow(ev.stage, ev.stats);
       break;
     }
-    case "done": {
-      const r = ev.result;
-      $("answer").textContent = r.answer ?? "(no answer found)";
-      $("summary").textContent =
-        `total ${fmt(r.seconds, 2)} s · peak RSS ${fmt(r.peak_rss_mb, 0)} MB · ` +
-        `${r.residency} · ${Object.values(r.backend).join(", ")} · ` +
-        `system free ${fmt(ev.memory.system_available_mb / 1024, 1)} GB`;
-      $("run-status").textContent = `done in ${fmt(r.seconds, 2)} s`;
-      break;
-    }
-    case "error":
-      showError(ev.error);
-      break;
   }
 }
 
-async function ask(e) {
-  e.preventDefault();
-  if (state.busy) return;
-  showError("");
-  if (!state.imageId) {
-    showError("no image: pick, drop or take a photo first");
+async function showResult(r, finishReason) {
+  $("answer").textContent = r.answer ?? "(no answer found)";
+  let free = "";
+  try {
+    const mem = (await (await fetch("/health")).json()).memory;
+    free = ` · system free ${fmt(mem.system_available_mb / 1024, 1)} GB`;
+  } catch (e) { /* the summary is complete without it */ }
+  $("summary").textContent =
+    `total ${fmt(r.seconds, 2)} s · peak RSS ${fmt(r.peak_rss_mb, 0)} MB · ` +
+    `${r.residency} · ${Object.values(r.backend).join(", ")}` +
+    (finishReason === "length" ? " · a budget forced the answer" : "") + free;
+  $("run-status").textContent = `done in ${fmt(r.seconds, 2)} s`;
+}
+
+// one SSE data payload (a chat.completion.chunk, or an error object)
+function handleChunk(chunk) {
+  if (chunk.error) {
+    showError(chunk.error.message || "the request failed");
+    $("run-status").textContent = "";
     return;
   }
-  const options = $("options").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  const extra = chunk.extract_think;
+  const choice = chunk.choices && chunk.choices[0];
+  if (choice && choice.delta) {
+    if (choice.delta.reasoning_content) appendText("thinking", choice.delta.reasoning_content);
+    if (choice.delta.content) appendText("answer", choice.delta.content);
+  }
+  if (extra && extra.type) handleProgress(extra);
+  else if (extra) showResult(extra, choice && choice.finish_reason);
+}
+
+function questionRequest(options) {
   const intOrNull = (v) => (v === "" ? null : Number.parseInt(v, 10));
   const req = {
-    image: state.imageId,
-    question: $("question").value,
+    model: state.model,
+    stream: true,
+    messages: [{ role: "user", content: [
+      { type: "text", text: $("question").value },
+      { type: "image_url", image_url: { url: state.image } },
+    ] }],
     thinking: $("thinking").checked,
     hint: $("hint").checked,
     thinking_budget: intOrNull($("thinking-budget").value),
@@ -253,34 +299,51 @@ async function ask(e) {
     deadline_s: $("deadline").value === "" ? null : Number($("deadline").value),
   };
   if (options.length) req.options = options;
+  return req;
+}
+
+async function readStream(r) {
+  const reader = r.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (!data || data === "[DONE]") continue;
+      handleChunk(JSON.parse(data));
+    }
+  }
+}
+
+async function ask(e) {
+  e.preventDefault();
+  if (state.busy) return;
+  showError("");
+  if (!state.image) {
+    showError("no image: pick, drop or take a photo first");
+    return;
+  }
+  const options = $("options").value.split("\n").map((s) => s.trim()).filter(Boolean);
   resetOutput();
   state.busy = true;
   $("ask").disabled = true;
   $("run-status").textContent = "sending…";
   try {
-    const r = await fetch("/api/ask", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(req),
+    const r = await fetch("/v1/chat/completions", {
+      method: "POST", headers: headers(true), body: JSON.stringify(questionRequest(options)),
     });
     if (!r.ok) {
-      const body = await r.json().catch(() => ({}));
-      showError(body.error || `request failed (${r.status})`);
+      showError(await errorMessage(r));
       $("run-status").textContent = "";
       return;
     }
-    const reader = r.body.getReader();
-    const decoder = new TextDecoder();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim()) handleEvent(JSON.parse(line));
-      }
-    }
+    await readStream(r);
   } catch (err) {
     showError("the request failed: " + err);
   } finally {
@@ -293,6 +356,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("file-input").addEventListener("change", onFileInput);
   $("capture-input").addEventListener("change", onFileInput);
   $("example-button").addEventListener("click", useExample);
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.key = $("api-key").value.trim();
+    loadInfo();
+  });
   setupDrop();
   setupCamera();
   $("ask-form").addEventListener("submit", ask);

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -68,26 +67,38 @@ def image_png(tmp_path_factory) -> Path:
 
 
 DEMO_MAX_UPLOAD = 200_000
+DEMO_MAX_PIXELS = 1_000_000
+
+
+@pytest.fixture(scope="session")
+def demo_profile(tmp_path_factory) -> Path:
+    """The laptop profile with small image limits, as a profile file for `--profile`."""
+    import json
+
+    from edge.profiles import PROFILE_DIR
+
+    profile = json.loads((PROFILE_DIR / "laptop.json").read_text())
+    profile.update(name="demo-test", title="Demo test profile")
+    profile["image"].update(max_upload_bytes=DEMO_MAX_UPLOAD, max_pixels=DEMO_MAX_PIXELS)
+    path = tmp_path_factory.mktemp("profiles") / "demo-test.json"
+    path.write_text(json.dumps(profile))
+    return path
 
 
 @pytest.fixture(scope="module")
-def demo_port(edge_bundle_dir):
-    """A web demo on a free port serving the tiny bundle through llama.cpp; yields the port."""
-    from edge.demo.server import DemoApp, Example, make_server
-    from runtime.bundle import read_manifest
-    from runtime.manifest import Budgets
-    from runtime.pipeline import ExtractThink
+def demo_server(tmp_path_factory, edge_bundle_dir, demo_profile):
+    """`edge demo` (the serve app plus the page) on a free port, serving the tiny bundle
+    through llama.cpp with small image limits."""
+    pytest.importorskip("fastapi")
+    from tests.edge.serve_helpers import start_server
 
-    pipeline = ExtractThink.load(edge_bundle_dir, backend="llamacpp", threads=2)
-    app = DemoApp(pipeline, info={"bundle": "tiny", "profile": "laptop", "threads": 2,
-                                  "residency": pipeline.residency, "selection": {}},
-                  max_upload_bytes=DEMO_MAX_UPLOAD, max_pixels=1_000_000,
-                  budgets=Budgets(**SMALL_BUDGETS),
-                  example=Example.from_bundle(edge_bundle_dir, read_manifest(edge_bundle_dir)))
-    server = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    pipeline.close()
+    srv = start_server(tmp_path_factory.mktemp("demo"), "--bundle", str(edge_bundle_dir), "--backend", "llamacpp",
+                       "--threads", "1", "--profile", str(demo_profile), command="demo")
+    yield srv
+    assert srv.stop() == 0, srv.stderr()  # SIGTERM, as systemd stops it
+    assert "edge demo: stopped" in srv.stderr() and "Traceback" not in srv.stderr()
+
+
+@pytest.fixture(scope="module")
+def demo_port(demo_server) -> int:
+    return demo_server.port

@@ -1,9 +1,10 @@
 """The web demo end to end in a real headless Chromium (Debian's `chromium` + `chromedriver`).
 
-The test starts the demo server on the tiny bundle, then drives the page like a person:
-upload an image, type a question, set a budget, press Ask, and wait for the answer and the
-timings table. It also uploads a file that is not an image and one that is too large, and
-checks the page shows the server's (or the page's) message and keeps working. Screenshots
+The test starts `edge demo` (the `edge serve` app with the page) on the tiny bundle, then
+drives the page like a person: pick an image, type a question, set a budget, press Ask,
+and wait for the answer and the timings table, streamed from /v1/chat/completions. It also
+asks about a file that is not an image and picks one that is too large, and checks the
+page shows the server's (or the page's) message and keeps working. Screenshots
 go to tests/artifacts/ (or $EDGE_TEST_ARTIFACTS); their paths are printed.
 """
 
@@ -102,8 +103,9 @@ def _js_errors(driver) -> list[str]:
 def test_upload_ask_and_watch_the_answer_stream_in(browser, demo_port, image_png, tmp_path):
     driver = browser
     driver.get(f"http://127.0.0.1:{demo_port}/")
-    _wait(driver, lambda d: "profile laptop" in _text(d, "device-info"), what="the info line")
+    _wait(driver, lambda d: "profile demo-test" in _text(d, "device-info"), what="the info line")
     assert driver.find_element(By.ID, "thinking-budget").get_attribute("value") == "12"
+    assert not driver.find_element(By.ID, "key-form").is_displayed()  # this server needs no key
 
     # the bundle's example is one click away
     driver.find_element(By.ID, "example-button").click()
@@ -134,10 +136,12 @@ def test_upload_ask_and_watch_the_answer_stream_in(browser, demo_port, image_png
     shot = _screenshot(driver, "demo-answer.png")
     assert shot.stat().st_size > 10_000
 
-    # not an image: the server's message on the page, and the page keeps working
+    # not an image: the page cannot show it, and asking brings the server's message
     junk = tmp_path / "holiday.png"
     junk.write_text("this is a text file with a .png name")
     _upload(driver, junk)
+    _wait(driver, lambda d: "cannot show it" in _text(d, "image-status"), what="the unreadable preview")
+    driver.find_element(By.ID, "ask").click()
     _wait(driver, lambda d: "not a readable image" in _error_shown(d), what="the refusal")
     _screenshot(driver, "demo-not-an-image.png")
 
@@ -162,3 +166,30 @@ def test_upload_ask_and_watch_the_answer_stream_in(browser, demo_port, image_png
     assert _text(driver, "answer").strip()
     _screenshot(driver, "demo-no-thinking.png")
     assert _js_errors(driver) == []
+
+
+def test_a_server_with_an_api_key_asks_for_it(browser, tmp_path):
+    from tests.edge.serve_helpers import start_server
+
+    srv = start_server(tmp_path / "server", "--threads", "1", "--profile", "laptop", "--api-key", "page-key",
+                       command="demo")
+    try:
+        driver = browser
+        driver.get(srv.url + "/")
+        _wait(driver, lambda d: d.find_element(By.ID, "key-form").is_displayed(), what="the key form")
+        assert "needs an API key" in _text(driver, "device-info")
+        _set(driver, "api-key", "page-key")
+        driver.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        _wait(driver, lambda d: "profile laptop" in _text(d, "device-info"), what="the info line")
+        assert not driver.find_element(By.ID, "key-form").is_displayed()
+        # the shipped bundle's example, with its options, answered through the key
+        _wait(driver, lambda d: d.find_element(By.ID, "example-button").is_displayed(), what="the example button")
+        driver.find_element(By.ID, "example-button").click()
+        assert driver.find_element(By.ID, "options").get_attribute("value").count("\n") == 3
+        driver.find_element(By.ID, "ask").click()
+        _wait(driver, lambda d: "total" in _text(d, "summary"), what="the answer")
+        assert _text(driver, "answer").strip() in ("A", "B", "C", "D")
+        _screenshot(driver, "demo-with-key.png")
+        assert _js_errors(driver) == []
+    finally:
+        assert srv.stop() == 0, srv.stderr()

@@ -83,6 +83,9 @@ def _blocked(module: str, argv: list[str]) -> subprocess.CompletedProcess:
     ("transformers", ["data", "extract", "in.json", "--teacher", "transformers", "--out", "o.jsonl"], "train", None),
     ("cv2", ["watch", "--camera", "0", "--question", "q"], "camera", None),
     ("llama_cpp", ["run", "--backend", "llamacpp", "--question", "q", "--bundle", "/nonexistent"], "llamacpp", None),
+    ("fastapi", ["serve", "--bundle", "/nonexistent"], "serve", None),
+    ("uvicorn", ["demo", "--bundle", "/nonexistent"], "serve", None),
+    ("fastapi", ["bench", "serve", "--bundle", "/nonexistent"], "serve", None),
 ])
 def test_a_missing_extra_is_one_line_before_any_work(module, argv, extra, alternative):
     proc = _blocked(module, argv)
