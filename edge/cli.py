@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "bench": "edge.commands.bench",
     "eval": "edge.commands.eval",
     "heldout": "edge.commands.heldout",
+    "study": "edge.commands.study",
 }
 
 

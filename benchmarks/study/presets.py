@@ -1,0 +1,181 @@
+"""The study's presets: model sizes, data, training steps, item counts and budgets.
+
+    smoke    the whole grid and code path with 1-layer models and a handful of steps and items
+             (the test; its verdicts will be "inconclusive")
+    laptop   micro models a 2-core CPU trains and evaluates within about an hour
+    gpu      the paper's sizes (Qwen3 0.6B / 1.7B from the hub, SigLIP-so400m) for one GPU;
+             documented and runnable, not run by this project
+
+Every preset runs the same grid (`benchmarks.study.grid`) and the same verdict code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runtime.errors import ConfigError
+from runtime.manifest import Budgets
+
+SIZES = ("S", "M")  # the two sizes of each module: smaller, larger
+
+
+@dataclass(frozen=True)
+class Models:
+    """The tower and the two sizes of each decoder (perception LM, reasoner)."""
+
+    tower: str
+    perception: dict[str, str]  # "S" / "M" -> text size name (training.models.sizes)
+    reasoner: dict[str, str]
+    pretrained: bool = False  # load the hub checkpoints of these sizes (gpu); else random init
+    tokenizer: str = "train"  # "train": a BPE on the synthetic world; "qwen3": Qwen3's own
+
+
+@dataclass(frozen=True)
+class Data:
+    """The synthetic training world and the evaluation splits drawn for the study."""
+
+    image_size: int = 96
+    train: int = 4000  # training images (x questions_per_image records)
+    val: int = 50
+    test: int = 500  # held-out-composition images (HC)
+    test_iid: int = 300  # in-domain images (ID)
+    questions_per_image: int = 3
+    seed: int = 0
+    heldout: int = 1500  # held-out world items, multiple choice (HW)
+    heldout_open: int = 400  # held-out world items, open answers (HW-open)
+    heldout_seed: int = 7  # not 0 or 1: the seeds docs/heldout.md measured the shipped bundle on
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Optimizer steps per stage; e2e, caption and extract all get `finetune` (equal compute)."""
+
+    vision: int = 300
+    align: int = 200
+    instruct: int = 300
+    finetune: int = 200
+    reasoner: int = 300
+    micro_batch: int = 16
+    vision_batch: int = 64
+    max_length: int = 512
+    lr_scale: float = 1.0  # on the default bundle's learning rates
+    save_every: int = 100
+
+
+@dataclass(frozen=True)
+class Items:
+    """How many items each finding evaluates per split (the first N of the split file).
+
+    ID and HC items come three to an image (the bootstrap resamples images); HW items one
+    to an image. A cell evaluated for two findings is evaluated once, at the larger N."""
+
+    a: dict[str, int] = field(default_factory=lambda: {"id": 900, "hc": 900, "hw": 1500})
+    a_blank: dict[str, int] = field(default_factory=lambda: {"id": 900, "hc": 900})
+    b: dict[str, int] = field(default_factory=lambda: {"id": 300, "hc": 300, "hw": 300})
+    c: dict[str, int] = field(default_factory=lambda: {"id": 300, "hc": 1500, "hw": 1500, "hw-open": 400})
+    d: dict[str, int] = field(default_factory=lambda: {"id": 600, "hc": 600, "hw": 600})
+
+
+@dataclass(frozen=True)
+class Run:
+    """How the jobs run: processes at a time, threads each, export type, backend options."""
+
+    workers: int = 2
+    threads: int = 1
+    quant: str = "f32"  # GGUF type of the exported cells (f32: no quantisation in the comparison)
+    gpu_layers: int = 0
+    precision: str = "fp32"
+    bootstrap: int = 10_000
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    models: Models
+    data: Data
+    steps: Steps
+    items: Items
+    budgets: Budgets
+    run: Run = field(default_factory=Run)
+    margin: float = 3.0  # points: an interval inside +-margin reads as "no effect of that size"
+    # measured seconds for `estimate` (None: never run on this project's machines)
+    rates: dict[str, float] | None = None
+
+    def check(self) -> None:
+        for label, sizes in (("perception", self.models.perception), ("reasoner", self.models.reasoner)):
+            if set(sizes) != set(SIZES):
+                raise ConfigError(f"preset {self.name}: {label} sizes must be given for {SIZES}")
+        for name, counts in vars(self.items).items():
+            for split, n in counts.items():
+                if split not in SPLITS or n < 1:
+                    raise ConfigError(f"preset {self.name}: items.{name}.{split}={n}")
+
+
+SPLITS = ("id", "hc", "hw", "hw-open")
+
+# Budgets sized for the synthetic world's outputs (extractions <= ~160 tokens, traces <= ~130),
+# as the default bundle's.
+MICRO_BUDGETS = Budgets(hint=32, extraction=224, thinking=256, answer=24, non_thinking_answer=24)
+
+# Seconds per optimizer step (1 thread, fp32, micro batch 16 / vision 64) and per evaluated
+# item (llama.cpp, greedy), measured on this project's 2-core machine under load (docs/study.md).
+LAPTOP_RATES = {
+    "vision": 0.72, "setup": 25.0, "stage_overhead": 4.0, "export": 3.0,
+    "align:S": 0.59, "instruct:S": 0.27, "e2e:S": 0.27, "caption:S": 0.59, "extract:S": 0.65, "reasoner:S": 1.08,
+    "align:M": 1.12, "instruct:M": 0.61, "e2e:M": 0.61, "caption:M": 1.12, "extract:M": 1.48, "reasoner:M": 2.46,
+    "eval:end-to-end": 0.05, "eval:caption-think": 0.2, "eval:extract-think": 0.3, "eval:nothink": 0.3,
+    "data": 60.0, "heldout_per_item": 0.04,
+}
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        description="the whole grid with 1- and 2-layer models, a few steps and items (a test of the code path)",
+        models=Models(tower="siglip-tiny", perception={"S": "qwen3-micro-s", "M": "qwen3-tiny"},
+                      reasoner={"S": "qwen3-micro-s", "M": "qwen3-tiny"}),
+        data=Data(image_size=64, train=40, val=4, test=8, test_iid=8, heldout=24, heldout_open=16),
+        steps=Steps(vision=6, align=6, instruct=6, finetune=6, reasoner=6, micro_batch=8, vision_batch=8,
+                    save_every=4),
+        items=Items(a={"id": 12, "hc": 12, "hw": 16}, a_blank={"id": 12, "hc": 12},
+                    b={"id": 12, "hc": 12, "hw": 16}, c={"id": 12, "hc": 12, "hw": 16, "hw-open": 16},
+                    d={"id": 12, "hc": 12, "hw": 16}),
+        budgets=Budgets(hint=8, extraction=32, thinking=16, answer=8, non_thinking_answer=8),
+        run=Run(bootstrap=1000),
+    ),
+    "laptop": Preset(
+        name="laptop",
+        description="micro models (perception and reasoner 0.2M / 0.9M-parameter Qwen3) on a 2-core CPU",
+        models=Models(tower="siglip-edge-s", perception={"S": "qwen3-tiny", "M": "qwen3-micro-m"},
+                      reasoner={"S": "qwen3-tiny", "M": "qwen3-micro-m"}),
+        data=Data(),
+        steps=Steps(),
+        items=Items(),
+        budgets=MICRO_BUDGETS,
+        rates=LAPTOP_RATES,
+    ),
+    "gpu": Preset(
+        name="gpu",
+        description="the paper's sizes on one GPU: SigLIP-so400m + Qwen3 0.6B / 1.7B perception, "
+                    "Qwen3 1.7B / 4B reasoner, from the hub checkpoints (not run by this project)",
+        models=Models(tower="siglip-so400m-patch14-384", perception={"S": "qwen3-0.6b", "M": "qwen3-1.7b"},
+                      reasoner={"S": "qwen3-1.7b", "M": "qwen3-4b"}, pretrained=True, tokenizer="qwen3"),
+        data=Data(image_size=384, train=20000, test=700, test_iid=500, heldout=2000, heldout_open=600),
+        steps=Steps(vision=0, align=500, instruct=1500, finetune=1000, reasoner=1000, micro_batch=8,
+                    max_length=2048, lr_scale=0.05, save_every=250),
+        items=Items(a={"id": 1500, "hc": 2100, "hw": 2000}, a_blank={"id": 1500, "hc": 2100},
+                    b={"id": 1500, "hc": 2100, "hw": 2000}, c={"id": 1500, "hc": 2100, "hw": 2000, "hw-open": 600},
+                    d={"id": 1500, "hc": 2100, "hw": 2000}),
+        budgets=Budgets(hint=64, extraction=1024, thinking=2048, answer=64, non_thinking_answer=64),
+        run=Run(workers=1, threads=8, quant="q8_0", gpu_layers=-1, precision="auto"),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        preset = PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r} (presets: {', '.join(PRESETS)})") from None
+    preset.check()
+    return preset
