@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.study.figures import draw_all
+from benchmarks.study.figures import FIGURES, draw_all
 from benchmarks.study.grid import SPLIT_TITLES, SYSTEM_TITLES
 from benchmarks.study.presets import Preset
 from benchmarks.study.verdicts import Finding, fmt
-from runtime.atomic import atomic_write_text
+from runtime.atomic import atomic_write_bytes, atomic_write_text
 
 MD, JSON = "study.md", "study.json"
 
@@ -64,6 +64,42 @@ def _runs(meta: dict, est: dict) -> list[str]:
         lines.append("Process seconds per kind of job: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(kinds.items()))
                      + ".")
     return lines
+
+
+def _method_md(preset: Preset) -> list[str]:
+    return [
+        "## How the study works", "",
+        "**Grid.** One tower (trained here by the `vision` stage, or SigLIP-so400m in the gpu preset) is shared by "
+        "every perception model. For each perception LM size P in {S, M}: `align-P` -> `instruct-P`, then `e2e-P` "
+        "(direct answers), `caption-P` (captions) and `extract-P` (question-relevant extractions), each continuing "
+        "`instruct-P` for the same steps and batch (equal training compute). For each reasoner size R in {S, M}: "
+        "`reasoner-R` on thinking traces (half over captions, half over extractions; half with thinking, half "
+        "answering directly under the non-thinking prompt, so one reasoner serves thinking on and off) and focus "
+        "hints. Systems: end-to-end (S) and (M), Caption+Think (M, M), Extract+Think (P, R) for all four pairs.",
+        "",
+        "**Splits.** In-domain (ID): the training world's `test_iid`. Out of domain: held-out compositions (HC, the "
+        "training world's `test`: every scene holds a colour-shape pair never seen in training, and its questions "
+        "ask about it) and the held-out world (HW: another renderer and question wording, never trained on, "
+        "docs/heldout.md), in multiple-choice form and, for finding (c), also open answers (HW-open).",
+        "",
+        "**Evaluation.** Every system is exported to a GGUF bundle and answered by the runtime "
+        "(`runtime.ExtractThink`, llama.cpp, greedy, focus hint on), as `edge run` does; a cell is one system on "
+        "the first N items of one split. Multiple choice is scored by the option letter; open answers by "
+        "`benchmarks.open_answer` (normalised gold or a listed synonym).",
+        "",
+        "**Statistics.** Each effect is a difference of accuracies on the same items, with a 95% interval from a "
+        "bootstrap that resamples images within each split (ID and HC ask three questions per image) and reweights "
+        f"all systems together (paired), {preset.run.bootstrap} resamples. An interval is *above 0* when its low "
+        f"end is above 0; a *tie* when it lies inside ±{preset.margin:g} points. A finding whose systems do not "
+        "beat the in-domain baseline (a uniform pick among the options; the most common training answer of the "
+        "question type for open questions) is inconclusive: nothing learned to compare.",
+        "",
+        "**What differs from the paper.** The models are micro Qwen3 decoders and a small SigLIP tower trained from "
+        "scratch here, not 0.6B-8B checkpoints; the reasoners are trained on the world's traces instead of being "
+        "stock Qwen3 in thinking mode; the world is synthetic, and every question needs the image, so its "
+        "reasoning categories are not the paper's knowledge tasks. Verdicts are about this setting.",
+        "",
+    ]
 
 
 def _finding_md(f: Finding, figure: str | None) -> list[str]:
@@ -168,7 +204,7 @@ def write_report(folder: Path, preset: Preset, meta: dict, results: dict, est: d
     lines += ["", "Verdicts follow the rules written under each finding; effects are differences of accuracy "
               "on the same items (points), with 95% intervals from a bootstrap that resamples images. A tie is an "
               f"interval inside ±{preset.margin:g} points.", "", "## Settings", "", *_settings(preset), "",
-              "## Runs", "", *_runs(meta, est), ""]
+              "## Runs", "", *_runs(meta, est), "", *_method_md(preset)]
     for f in findings:
         lines += _finding_md(f, figures.get(f.key))
     lines += _cells_md(results)
@@ -179,3 +215,20 @@ def write_report(folder: Path, preset: Preset, meta: dict, results: dict, est: d
     atomic_write_text(folder / JSON, json.dumps(report, indent=1))
     atomic_write_text(folder / MD, "\n".join(lines) + "\n")
     return report
+
+
+def publish(report_dir: Path, doc: Path) -> Path:
+    """The report as `doc` (e.g. docs/study.md), its figures and study.json in
+    DOC_FOLDER/results/DOC_STEM/ (links rewritten); returns that folder."""
+    doc = Path(doc)
+    media = doc.parent / "results" / doc.stem
+    media.mkdir(parents=True, exist_ok=True)
+    text = (report_dir / MD).read_text(encoding="utf-8")
+    rel = media.relative_to(doc.parent).as_posix()
+    for name in [*(n for n, _ in FIGURES.values()), JSON]:
+        src = report_dir / name
+        if src.is_file():
+            atomic_write_bytes(media / name, src.read_bytes())
+        text = text.replace(f"]({name})", f"]({rel}/{name})")
+    atomic_write_text(doc, text)
+    return media

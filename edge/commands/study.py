@@ -5,6 +5,7 @@
     edge study --preset gpu --out runs/study-gpu           # the paper's sizes, one GPU (not run here)
     edge study --preset laptop --out runs/study-laptop --resume   # continue an interrupted run
     edge study --preset laptop --estimate                  # print the plan and its time estimate only
+    edge study --preset laptop --out runs/study-laptop --publish docs/study.md   # how docs/study.md is made
 
 Trains perception LMs and reasoners at two sizes each (end-to-end, Caption+Think and
 Extract+Think; thinking on and off), evaluates them in domain, on held-out compositions and on
@@ -39,6 +40,9 @@ def add_parser(subparsers: Any) -> None:
                    help="the study folder (default runs/study-PRESET)")
     p.add_argument("--resume", action="store_true", help="continue the study in --out (finished work is skipped)")
     p.add_argument("--estimate", action="store_true", help="print the plan and its time estimate, run nothing")
+    p.add_argument("--publish", type=Path, default=None, metavar="DOC.md",
+                   help="also write the report as DOC.md, its figures and study.json beside it in "
+                        "results/DOC/ (e.g. --publish docs/study.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the verdicts) at the end")
     p.set_defaults(func=main)
 
@@ -64,11 +68,17 @@ def main(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(est))
         return 0
-    command = "edge study " + " ".join(shlex.quote(a) for a in
-                                       ["--preset", preset.name, "--out", str(out), *(["--resume"] if args.resume else [])])
+    argv = ["--preset", preset.name, "--out", str(out), *(["--publish", str(args.publish)] if args.publish else [])]
+    command = "edge study " + " ".join(shlex.quote(a) for a in argv)
     progress = ProgressPrinter("study", enabled=not quiet)
     report = run_study(preset, out, resume=args.resume, progress=progress, command=command)
     progress.done()
+    if args.publish:
+        from benchmarks.study.report import publish
+
+        media = publish(out / "report", args.publish)
+        if not quiet:
+            print(f"published: {args.publish} (figures and study.json in {media})")
     verdicts = {f["key"]: {"verdict": f["verdict"], "effect": next(iter(f["effects"].values()))}
                 for f in report["findings"]}
     if args.json:
