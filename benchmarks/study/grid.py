@@ -93,8 +93,9 @@ def stage_recipes(preset: Preset, out: Path) -> dict[str, dict]:
     lr = st.lr_scale
 
     def stage(kind: str, steps: int, sources: list[dict], base_lr: float, *, init: str | None = None,
-              trainable: list[str] | None = None, vision_lr: float | None = None, batch: int | None = None) -> dict:
-        optim = {"lr": base_lr * lr, "warmup_steps": max(1, steps // 10), "min_lr_ratio": 0.1, "weight_decay": 0.01}
+              trainable: list[str] | None = None, vision_lr: float | None = None, batch: int | None = None,
+              scale: float | None = None) -> dict:
+        optim = {"lr": base_lr * (lr if scale is None else scale), "warmup_steps": max(1, steps // 10), "min_lr_ratio": 0.1, "weight_decay": 0.01}
         if vision_lr is not None:
             optim["part_lr_scale"] = {"vision": vision_lr}
         out_stage = {"kind": kind, "data": sources, "steps": steps, "micro_batch_size": batch or st.micro_batch,
@@ -115,7 +116,8 @@ def stage_recipes(preset: Preset, out: Path) -> dict[str, dict]:
         recipes["vision"] = {
             "name": "study-vision", **common,
             "perception": {"vision": preset.models.tower, "text": preset.models.perception["S"]},
-            "stages": {"vision": stage("vision", st.vision, [src("cells")], 1e-3, batch=st.vision_batch)},
+            "stages": {"vision": stage("vision", st.vision, [src("cells")], 1e-3, batch=st.vision_batch,
+                                              scale=1.0)},
         }
     for size in SIZES:
         ptext, rtext = preset.models.perception[size], preset.models.reasoner[size]

@@ -22,6 +22,7 @@ import queue as queue_mod
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,8 +198,9 @@ def run_jobs(jobs: Sequence[Job], run_one: Callable[[Job], Any], *, workers: int
     q = ctx.Queue()  # handed to each worker when it is spawned
     running: dict[Future, Job] = {}
     failure: tuple[Job, BaseException] | None = None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(q, dict(env or {}), worker_init, init_args)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(q, dict(env or {}), worker_init, init_args))
+    try:
         while pending or running:
             while failure is None and len(running) < workers:
                 batch = ready()
@@ -218,6 +220,11 @@ def run_jobs(jobs: Sequence[Job], run_one: Callable[[Job], Any], *, workers: int
                 job = running.pop(fut)
                 try:
                     out, secs, pid = fut.result()
+                except BrokenProcessPool as exc:
+                    failure = failure or (job, JobFailed(
+                        f"a worker process died while running it ({exc}); killed, or out of memory? "
+                        "--resume continues from the last checkpoint"))
+                    continue
                 except BaseException as exc:  # noqa: BLE001 - reported with the job's name below
                     failure = failure or (job, exc)
                     log.error("job %s failed: %s", job.name, exc)
@@ -226,12 +233,28 @@ def run_jobs(jobs: Sequence[Job], run_one: Callable[[Job], Any], *, workers: int
                 board.finish(job.name)
             if failure is not None and not running:
                 break
+    except BaseException:
+        # interrupted (Ctrl-C, a signal): stop the workers now rather than letting the jobs
+        # they hold run to the end; their stages resume from the last checkpoint next time
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     if failure is not None:
         job, exc = failure
         if isinstance(exc, EdgeError):
             raise JobFailed(f"job {job.name} failed: {exc}") from exc
         raise exc  # a bug: keeps its traceback (the worker's is attached as the cause)
     return results
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    # the executor has no public way to stop a running job: end its worker processes
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(timeout=10)
 
 
 def _drain(q: Any, board: _Board) -> None:

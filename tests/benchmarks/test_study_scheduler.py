@@ -83,3 +83,14 @@ def test_a_failure_in_a_worker_is_reported_with_the_job_name(tmp_path):
     jobs = [Job("ok", "x"), Job("bad", "x"), Job("after", "x", ("bad",))]
     with pytest.raises(JobFailed, match="job bad failed"):
         run_jobs(jobs, partial(fail_on, bad="bad"), workers=2)
+
+
+def die(job: Job) -> None:
+    if job.name == "dies":
+        os._exit(3)  # a worker killed from outside (out of memory, a signal)
+    time.sleep(0.1)
+
+
+def test_a_worker_that_dies_is_a_clear_failure():
+    with pytest.raises(JobFailed, match="job dies failed: a worker process died"):
+        run_jobs([Job("dies", "x"), Job("fine", "x")], die, workers=2)
