@@ -82,70 +82,78 @@ def cells(preset: Preset) -> list[Cell]:
     return [Cell(s, split, n, thinking, blank) for (s, split, thinking, blank), n in sorted(want.items())]
 
 
-def stage_recipes(preset: Preset, out: Path) -> dict[str, dict]:
-    """The recipes (as data for `training.config.recipe_from_data`): "vision" (if the tower is
-    trained here), "S" and "M" (one per decoder size)."""
-    st = preset.steps
-    work = str(out)
-    data = f"{work}/data"
-    common = {"seed": 0, "threads": preset.run.threads, "output_dir": f"{work}/stages",
-              "tokenizer": {"source": f"{work}/tokenizer"}}
-    lr = st.lr_scale
+class _StageMaker:
+    """Stage configs (as recipe data) of one preset: the default bundle's optimiser settings,
+    learning rates scaled by the preset's `lr_scale`, the preset's steps and batch."""
 
-    def stage(kind: str, steps: int, sources: list[dict], base_lr: float, *, init: str | None = None,
+    def __init__(self, preset: Preset, work: str) -> None:
+        self.preset, self.st, self.data = preset, preset.steps, f"{work}/data"
+
+    def src(self, style: str, **extra: object) -> dict:
+        return {"kind": "synthetic", "path": self.data, "style": style, **extra}
+
+    def stage(self, kind: str, steps: int, sources: list[dict], base_lr: float, *, init: str | None = None,
               trainable: list[str] | None = None, vision_lr: float | None = None, batch: int | None = None,
               scale: float | None = None) -> dict:
-        optim = {"lr": base_lr * (lr if scale is None else scale), "warmup_steps": max(1, steps // 10), "min_lr_ratio": 0.1, "weight_decay": 0.01}
+        optim: dict[str, object] = {"lr": base_lr * (self.st.lr_scale if scale is None else scale),
+                                    "warmup_steps": max(1, steps // 10), "min_lr_ratio": 0.1, "weight_decay": 0.01}
         if vision_lr is not None:
             optim["part_lr_scale"] = {"vision": vision_lr}
-        out_stage = {"kind": kind, "data": sources, "steps": steps, "micro_batch_size": batch or st.micro_batch,
-                     "max_length": st.max_length, "save_every": st.save_every, "optim": optim,
-                     "precision": preset.run.precision, "keep_checkpoints": 1}
+        out = {"kind": kind, "data": sources, "steps": steps, "micro_batch_size": batch or self.st.micro_batch,
+               "max_length": self.st.max_length, "save_every": self.st.save_every, "optim": optim,
+               "precision": self.preset.run.precision, "keep_checkpoints": 1}
         if init:
-            out_stage["init"] = init
+            out["init"] = init
         if trainable:
-            out_stage["trainable"] = trainable
-        return out_stage
+            out["trainable"] = trainable
+        return out
 
-    def src(style: str, **extra: object) -> dict:
-        return {"kind": "synthetic", "path": data, "style": style, **extra}
+    def vision(self) -> dict:
+        return self.stage("vision", self.st.vision, [self.src("cells")], 1e-3, batch=self.st.vision_batch, scale=1.0)
 
-    recipes: dict[str, dict] = {}
-    tower_init = HUB_IDS.get(preset.models.tower) if preset.models.pretrained else f"{work}/tower"
-    if not preset.models.pretrained:
-        recipes["vision"] = {
-            "name": "study-vision", **common,
-            "perception": {"vision": preset.models.tower, "text": preset.models.perception["S"]},
-            "stages": {"vision": stage("vision", st.vision, [src("cells")], 1e-3, batch=st.vision_batch,
-                                              scale=1.0)},
-        }
-    for size in SIZES:
-        ptext, rtext = preset.models.perception[size], preset.models.reasoner[size]
-        all_parts = ["vision", "projector", "language"]
-        align_data = [src("caption")] if preset.models.pretrained else \
-            [src("grid"), src("caption"), src("direct", weight=0.5)]
-        stages = {
+    def of_size(self, size: str) -> dict[str, dict]:
+        """align -> instruct -> {e2e, caption, extract} (equal steps and batch), and the reasoner."""
+        st, src, stage = self.st, self.src, self.stage
+        pretrained = self.preset.models.pretrained
+        everything = ["vision", "projector", "language"]
+        after = {"init": f"stage:instruct-{size}", "trainable": everything, "vision_lr": 0.2}
+        align_data = [src("caption")] if pretrained else [src("grid"), src("caption"), src("direct", weight=0.5)]
+        return {
             f"align-{size}": stage("align", st.align, align_data, 1e-3, init="recipe",
-                                   trainable=["projector"] if preset.models.pretrained else ["projector", "language"]),
+                                   trainable=["projector"] if pretrained else ["projector", "language"]),
             f"instruct-{size}": stage("instruct", st.instruct, [src("direct")], 5e-4, init=f"stage:align-{size}",
-                                      trainable=all_parts, vision_lr=0.2),
-            f"e2e-{size}": stage("instruct", st.finetune, [src("direct")], 3e-4, init=f"stage:instruct-{size}",
-                                 trainable=all_parts, vision_lr=0.2),
-            f"caption-{size}": stage("caption", st.finetune, [src("caption")], 3e-4, init=f"stage:instruct-{size}",
-                                     trainable=all_parts, vision_lr=0.2),
-            f"extract-{size}": stage("extract", st.finetune, [src("extraction")], 3e-4,
-                                     init=f"stage:instruct-{size}", trainable=all_parts, vision_lr=0.2),
+                                      trainable=everything, vision_lr=0.2),
+            f"e2e-{size}": stage("instruct", st.finetune, [src("direct")], 3e-4, **after),
+            f"caption-{size}": stage("caption", st.finetune, [src("caption")], 3e-4, **after),
+            f"extract-{size}": stage("extract", st.finetune, [src("extraction")], 3e-4, **after),
             f"reasoner-{size}": stage("reasoner", st.reasoner,
                                       [src("trace", caption_share=0.5, thinking_share=0.5, answer="value"),
                                        src("hint", weight=0.25)], 1e-3),
         }
-        perception = {"vision": preset.models.tower, "text": ptext, "vision_init": tower_init}
+
+
+def stage_recipes(preset: Preset, out: Path) -> dict[str, dict]:
+    """The recipes (as data for `training.config.recipe_from_data`): "vision" (if the tower is
+    trained here), "S" and "M" (one per decoder size)."""
+    work = str(out)
+    make = _StageMaker(preset, work)
+    common = {"seed": 0, "threads": preset.run.threads, "output_dir": f"{work}/stages",
+              "tokenizer": {"source": f"{work}/tokenizer"}}
+    models = preset.models
+    recipes: dict[str, dict] = {}
+    if not models.pretrained:
+        recipes["vision"] = {"name": "study-vision", **common, "stages": {"vision": make.vision()},
+                             "perception": {"vision": models.tower, "text": models.perception["S"]}}
+    tower_init = HUB_IDS.get(models.tower) if models.pretrained else f"{work}/tower"
+    for size in SIZES:
+        ptext, rtext = models.perception[size], models.reasoner[size]
+        perception = {"vision": models.tower, "text": ptext, "vision_init": tower_init}
         reasoner: dict[str, object] = {"text": rtext}
-        if preset.models.pretrained:
+        if models.pretrained:
             perception["text_init"] = HUB_IDS[ptext]
             reasoner["init"] = HUB_IDS[rtext]
         recipes[size] = {"name": f"study-{size}", **common, "perception": perception, "reasoner": reasoner,
-                         "stages": stages}
+                         "stages": make.of_size(size)}
     return recipes
 
 

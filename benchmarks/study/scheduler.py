@@ -106,6 +106,7 @@ def simulate(jobs: Sequence[Job], workers: int) -> float:
 
 
 def _worker_init(q: Any, env: dict[str, str], init: Callable[..., None] | None, init_args: tuple) -> None:
+    """In each spawned worker, before any job: the progress queue, the environment, `init`."""
     global _QUEUE
     _QUEUE = q
     os.environ.update(env)
@@ -169,70 +170,78 @@ def run_jobs(jobs: Sequence[Job], run_one: Callable[[Job], Any], *, workers: int
              tick: Callable[[], None] | None = None) -> dict[str, JobRun]:
     """Run `jobs` (respecting `deps`) and return their results by name; see the module doc."""
     check_graph(jobs)
-    board = _Board(jobs, progress, tick)
-    ranks = critical_path(jobs)
-    pending = {j.name: j for j in jobs}
-    results: dict[str, JobRun] = {}
-
-    def ready() -> list[Job]:
-        return sorted((j for j in pending.values() if all(d in results or d not in ranks for d in j.deps)),
-                      key=lambda j: -ranks[j.name])
-
+    sched = _Schedule(jobs, _Board(jobs, progress, tick))
     if workers <= 1:
-        while pending:
-            batch = ready()
-            if not batch:
-                raise ValueError("the job graph has a cycle")
-            job = batch[0]
-            del pending[job.name]
-            board.start(job.name)
-            try:
-                out, secs, pid = _timed(run_one, job)
-            except EdgeError as exc:
-                raise JobFailed(f"job {job.name} failed: {exc}") from exc
-            results[job.name] = JobRun(job.name, job.kind, secs, out, pid)
-            board.finish(job.name)
-        return results
+        return _run_here(sched, run_one)
+    return _run_pool(sched, run_one, workers, (dict(env or {}), worker_init, init_args))
 
+
+class _Schedule:
+    """Which jobs wait, which are done, and which to start next (longest remaining path first)."""
+
+    def __init__(self, jobs: Sequence[Job], board: _Board) -> None:
+        self.board = board
+        self.ranks = critical_path(jobs)
+        self.pending = {j.name: j for j in jobs}
+        self.results: dict[str, JobRun] = {}
+
+    def next(self) -> Job | None:
+        ready = [j for j in self.pending.values() if all(d in self.results or d not in self.ranks for d in j.deps)]
+        if not ready:
+            return None
+        job = max(ready, key=lambda j: self.ranks[j.name])
+        del self.pending[job.name]
+        self.board.start(job.name)
+        return job
+
+    def finish(self, job: Job, out: Any, secs: float, pid: int) -> None:
+        self.results[job.name] = JobRun(job.name, job.kind, secs, out, pid)
+        self.board.finish(job.name)
+
+
+def _run_here(sched: _Schedule, run_one: Callable[[Job], Any]) -> dict[str, JobRun]:
+    while sched.pending:
+        job = sched.next()
+        if job is None:
+            raise ValueError("the job graph has a cycle")
+        try:
+            out, secs, pid = _timed(run_one, job)
+        except EdgeError as exc:
+            raise JobFailed(f"job {job.name} failed: {exc}") from exc
+        sched.finish(job, out, secs, pid)
+    return sched.results
+
+
+def _run_pool(sched: _Schedule, run_one: Callable[[Job], Any], workers: int, init: tuple) -> dict[str, JobRun]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()  # handed to each worker when it is spawned
     running: dict[Future, Job] = {}
     failure: tuple[Job, BaseException] | None = None
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                               initargs=(q, dict(env or {}), worker_init, init_args))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(q, *init))
     try:
-        while pending or running:
+        while sched.pending or running:
             while failure is None and len(running) < workers:
-                batch = ready()
-                if not batch:
+                job = sched.next()
+                if job is None:
                     break
-                job = batch[0]
-                del pending[job.name]
                 running[pool.submit(_timed, run_one, job)] = job
-                board.start(job.name)
             if not running:
-                if failure is None and pending:
+                if failure is None and sched.pending:
                     raise ValueError("the job graph has a cycle")
                 break
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-            _drain(q, board)
+            _drain(q, sched.board)
             for fut in finished:
                 job = running.pop(fut)
                 try:
-                    out, secs, pid = fut.result()
+                    sched.finish(job, *fut.result())
                 except BrokenProcessPool as exc:
                     failure = failure or (job, JobFailed(
                         f"a worker process died while running it ({exc}); killed, or out of memory? "
                         "--resume continues from the last checkpoint"))
-                    continue
                 except BaseException as exc:  # noqa: BLE001 - reported with the job's name below
                     failure = failure or (job, exc)
                     log.error("job %s failed: %s", job.name, exc)
-                    continue
-                results[job.name] = JobRun(job.name, job.kind, secs, out, pid)
-                board.finish(job.name)
-            if failure is not None and not running:
-                break
     except BaseException:
         # interrupted (Ctrl-C, a signal): stop the workers now rather than letting the jobs
         # they hold run to the end; their stages resume from the last checkpoint next time
@@ -244,7 +253,7 @@ def run_jobs(jobs: Sequence[Job], run_one: Callable[[Job], Any], *, workers: int
         if isinstance(exc, EdgeError):
             raise JobFailed(f"job {job.name} failed: {exc}") from exc
         raise exc  # a bug: keeps its traceback (the worker's is attached as the cause)
-    return results
+    return sched.results
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

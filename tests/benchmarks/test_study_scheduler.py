@@ -92,5 +92,6 @@ def die(job: Job) -> None:
 
 
 def test_a_worker_that_dies_is_a_clear_failure():
-    with pytest.raises(JobFailed, match="job dies failed: a worker process died"):
+    # a dead worker breaks the whole pool: the job that was running beside it fails the same way
+    with pytest.raises(JobFailed, match="job (dies|fine) failed: a worker process died"):
         run_jobs([Job("dies", "x"), Job("fine", "x")], die, workers=2)
