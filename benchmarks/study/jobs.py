@@ -116,7 +116,7 @@ def job_done(job: Job, preset: Preset, out: Path, recipe_set: dict[str, Recipe],
 def estimate(preset: Preset, out: Path) -> dict[str, Any]:
     """Process seconds per job kind and the wall time of the whole graph on the preset's
     workers, at the preset's measured rates (None: never measured)."""
-    jobs = plan(preset, out, skip_done=False)
+    jobs = plan(preset, out, skip_done=False)  # costs at the preset's rates, or the laptop's
     by_kind: dict[str, float] = {}
     for j in jobs:
         by_kind[j.kind] = by_kind.get(j.kind, 0.0) + j.cost

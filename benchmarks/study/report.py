@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks.study.figures import FIGURES, draw_all
 from benchmarks.study.grid import SPLIT_TITLES, SYSTEM_TITLES
-from benchmarks.study.presets import Preset
+from benchmarks.study.presets import TRIED, Preset
 from benchmarks.study.verdicts import Finding, fmt
 from runtime.atomic import atomic_write_bytes, atomic_write_text
 
@@ -207,6 +207,8 @@ def write_report(folder: Path, preset: Preset, meta: dict, results: dict, est: d
               "## Runs", "", *_runs(meta, est), "", *_method_md(preset)]
     for f in findings:
         lines += _finding_md(f, figures.get(f.key))
+    if TRIED.get(preset.name):
+        lines += ["## What was tried before this run", "", *(f"- {t}" for t in TRIED[preset.name]), ""]
     lines += _cells_md(results)
     lines += _training_md(meta)
     report = {"format": "edge-study-report", "version": 1, "preset": meta["preset"], "runs": meta["runs"],

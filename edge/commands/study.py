@@ -57,13 +57,16 @@ def main(args: argparse.Namespace) -> int:
     est = estimate(preset, out)
     quiet = args.quiet or args.json
     if not quiet or args.estimate:
-        how = "at the rates measured on this project's 2-core machine (load ~10)" if est["measured"] else \
-            "at the laptop preset's rates: never measured for this preset"
-        print(f"preset {preset.name}: {preset.description}", file=sys.stderr if args.json else sys.stdout)
-        print(f"  {est['stages']} training stages, {est['cells']} evaluation cells ({est['items']} answers), "
-              f"{est['workers']} process(es); estimate {est['wall_seconds'] / 60:.0f} min wall, "
-              f"{est['process_seconds'] / 60:.0f} process-minutes, {how}",
-              file=sys.stderr if args.json else sys.stdout)
+        stream = sys.stderr if args.json else sys.stdout
+        print(f"preset {preset.name}: {preset.description}", file=stream)
+        work = f"  {est['stages']} training stages, {est['cells']} evaluation cells ({est['items']} answers), " \
+               f"{est['workers']} process(es)"
+        if est["measured"]:
+            print(f"{work}; estimate {est['wall_seconds'] / 60:.0f} min wall, {est['process_seconds'] / 60:.0f} "
+                  "process-minutes, at the rates measured on this project's 2-core machine (docs/study.md; "
+                  "a busier machine takes longer)", file=stream)
+        else:
+            print(f"{work}; time not measured: no machine of this kind was available to the project", file=stream)
     if args.estimate:
         if args.json:
             print(json.dumps(est))
