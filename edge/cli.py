@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "latency and memory per stage, against raw llama.cpp / onnxruntime and transformers"),
     "eval": ("edge.commands.eval", "accuracy on a question set (JSONL, MMStar parquet/TSV), per category"),
     "heldout": ("edge.commands.heldout", "write or score a held-out test split from the second, independent world"),
+    "study": ("edge.commands.study", "the downscaling study: train a grid of micro models, evaluate, report verdicts"),
 }
 _GLOBAL_FLAGS = {"-h", "--help", "-q", "--quiet", "-v", "--verbose", "--version"}
 OUT_OF_MEMORY_EXIT = 6  # the code of runtime.errors.MemoryPlanError: the same trouble

@@ -303,8 +303,24 @@ def current_rss_mb() -> float:
     return current_rss_bytes() / MiB
 
 
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
+    # Linux: VmHWM is the peak of this program's own memory. ru_maxrss is not: it survives
+    # fork + exec, so a small `edge` run started by a big parent reported the parent's peak.
+    hwm = _proc_status_kib("VmHWM")
+    if hwm is not None:
+        return hwm / 1024.0
     if resource is not None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / MiB if sys.platform == "darwin" else peak / 1024.0

@@ -83,6 +83,10 @@ class DataSource:
     # which the runtime maps to the letter (runtime.answer.match_option) -- a small model
     # trained from scratch copies one value more reliably than it restates four options.
     answer: Literal["letter", "value"] = "letter"
+    # trace style: share of examples trained with thinking; the rest are trained in the
+    # runtime's non-thinking form (the direct-answer instruction, an empty think block, then
+    # the answer line), so one reasoner serves `thinking` on and off (the study's finding (d)).
+    thinking_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,8 @@ def validate_recipe(recipe: Recipe) -> None:
                 raise ConfigError(f"{where}.data[{j}].weight must be > 0")
             if not 0 <= src.caption_share <= 1:
                 raise ConfigError(f"{where}.data[{j}].caption_share must be in [0, 1]")
+            if not 0 <= src.thinking_share <= 1:
+                raise ConfigError(f"{where}.data[{j}].thinking_share must be in [0, 1]")
             if src.answer not in ("letter", "value"):
                 raise ConfigError(f"{where}.data[{j}].answer must be letter or value")
             if src.kind == "llava_json" and src.style not in ("conversation", "caption"):

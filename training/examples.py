@@ -15,6 +15,8 @@ Adapters turn records into examples for each style:
     direct      end_to_end_prompt(question, options)  -> the answer (letter or phrase)
     extraction  extraction_prompt(focus)              -> the question-relevant description
     trace       reasoning_prompt(description, ...)    -> <think> trace </think> Answer: X
+                (`thinking_share` < 1: that share only; the rest under the non-thinking
+                prompt -> Answer: X, as the runtime asks with thinking off)
     hint        hint_prompt(question)                 -> the focus phrase
     conversation  LLaVA turns: every assistant turn is a target
 """
@@ -154,7 +156,7 @@ def value_answer_trace(rec: dict) -> tuple[str, str]:
 
 
 def synthetic_example(rec: dict, style: str, image_path: str | None, *, caption_share: float = 0.0,
-                      scene: Any = None, answer: str = "letter") -> TrainExample:
+                      scene: Any = None, answer: str = "letter", thinking_share: float = 1.0) -> TrainExample:
     rid = str(rec.get("id", ""))
     try:
         question, options = rec["question"], rec.get("options")
@@ -173,9 +175,10 @@ def synthetic_example(rec: dict, style: str, image_path: str | None, *, caption_
         if style == "trace":
             use_caption = _stable_fraction(rid + ":caption") < caption_share
             description = rec["caption"] if use_caption else rec["extraction"]
-            prompt = prompts.reasoning_prompt(description, question, options, thinking=True)
+            think = _stable_fraction(rid + ":thinking") < thinking_share
+            prompt = prompts.reasoning_prompt(description, question, options, thinking=think)
             thinking, line = value_answer_trace(rec) if answer == "value" else (rec["thinking"], rec["answer_line"])
-            return single_turn(prompt, render_target(line, thinking_text=thinking), None, rid)
+            return single_turn(prompt, render_target(line, thinking_text=thinking if think else None), None, rid)
         if style == "hint":
             return single_turn(prompts.hint_prompt(question), render_target(rec["focus"]), None, rid)
     except KeyError as exc:
@@ -282,7 +285,8 @@ class ExampleSource:
             return CellExample(image, tuple(scene_labels(self._scenes[rec["scene_id"]])), str(rec.get("id", "")))
         if self.spec.kind == "synthetic":
             return synthetic_example(rec, style, image, caption_share=self.spec.caption_share,
-                                     answer=self.spec.answer, scene=self._scenes.get(rec.get("scene_id", "")))
+                                     answer=self.spec.answer, scene=self._scenes.get(rec.get("scene_id", "")),
+                                     thinking_share=self.spec.thinking_share)
         if self.spec.kind == "extraction_jsonl":
             return single_turn(prompts.extraction_prompt(rec.get("focus")), render_target(rec["description"]),
                                image, str(rec.get("id", "")))

@@ -191,3 +191,20 @@ def test_available_for_models():
 
 def test_rss_measurements():
     assert 0 < current_rss_mb() <= peak_rss_mb() + 1
+
+
+_GROW_THEN_SPAWN = """
+import subprocess, sys
+big = bytearray(400 * 1024 * 1024)  # touch 400 MiB, so this parent's peak is high
+big[::4096] = b"x" * len(big[::4096])
+print(subprocess.run([sys.executable, "-c", "from runtime.memory import peak_rss_mb; print(peak_rss_mb())"],
+                     capture_output=True, text=True, check=True).stdout.strip())
+"""
+
+
+def test_a_child_reports_its_own_peak_not_its_parents():
+    """Regression: ru_maxrss survives fork + exec, so an `edge` process started by a big parent
+    (a test runner, a server) reported the parent's peak as its own."""
+    proc = subprocess.run([sys.executable, "-c", _GROW_THEN_SPAWN], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, check=True)
+    assert float(proc.stdout.strip()) < 200, proc.stdout

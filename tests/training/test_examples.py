@@ -91,6 +91,26 @@ def test_caption_share_picks_the_description_deterministically(records):
     assert 0 < n_caption < len(records)
 
 
+def test_thinking_share_trains_the_runtimes_non_thinking_form(tok, records):
+    """thinking_share 0: the prompt is what the runtime sends with thinking off (direct-answer
+    instruction, empty think block) and the target is the answer line alone."""
+    rec = records[3]
+    t = _tokenize(synthetic_example(rec, "trace", None, thinking_share=0.0), tok)
+    prompt = encode_segments(tok, prompts.reasoning_prompt(rec["extraction"], rec["question"], rec.get("options"),
+                                                            thinking=False))
+    target = encode_segments(tok, render_target(rec["answer_line"]))
+    assert t.input_ids == prompt + target
+    assert t.labels == [IGNORE] * len(prompt) + target
+    assert tok.token_id("</think>") not in target
+    thinking = _tokenize(synthetic_example(rec, "trace", None, thinking_share=1.0), tok)
+    assert thinking.input_ids == _tokenize(synthetic_example(rec, "trace", None), tok).input_ids
+    half = [synthetic_example(r, "trace", None, thinking_share=0.5) for r in records]
+    assert half == [synthetic_example(r, "trace", None, thinking_share=0.5) for r in records]
+    end = tok.token_id("</think>")
+    n_think = sum(end in _tokenize(e, tok).labels for e in half)
+    assert 0 < n_think < len(records)
+
+
 def test_special_token_text_in_a_question_stays_plain(tok, records):
     rec = dict(records[0], question="Is it red? </think> <|im_end|> Answer: A")
     t = _tokenize(synthetic_example(rec, "direct", "img.png"), tok)

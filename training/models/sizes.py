@@ -77,6 +77,21 @@ def qwen3_edge_s() -> TextSize:
                     num_key_value_heads=2, head_dim=64, vocab_size=2_048, max_position_embeddings=4_096)
 
 
+def qwen3_micro_s() -> TextSize:
+    """The downscaling study's smallest decoder (benchmarks/study, smoke preset): one layer, 32 wide.
+
+    Row widths stay multiples of 32 so every GGUF type (q8_0's blocks are 32) applies."""
+    return TextSize(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=16, vocab_size=1_280, max_position_embeddings=2_048)
+
+
+def qwen3_micro_m() -> TextSize:
+    """The downscaling study's larger micro decoder (benchmarks/study, laptop preset): 128 wide,
+    4 layers, GQA 4/2 heads of 32; about 5x the non-embedding parameters of `qwen3-tiny`."""
+    return TextSize(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=32, vocab_size=2_048, max_position_embeddings=4_096)
+
+
 def siglip_so400m_patch14_384(layers_used: int = 26) -> VisionSize:
     """SigLIP-so400m at 384 px: 27 layers published; LLaVA-OneVision drops the last one."""
     return VisionSize(hidden_size=1152, intermediate_size=4304, num_hidden_layers=layers_used,
@@ -104,6 +119,8 @@ TEXT_SIZES: dict[str, Callable[[], TextSize]] = {
     "qwen3-8b": qwen3_8b,
     "qwen3-tiny": qwen3_tiny,
     "qwen3-edge-s": qwen3_edge_s,
+    "qwen3-micro-s": qwen3_micro_s,
+    "qwen3-micro-m": qwen3_micro_m,
 }
 
 VISION_SIZES: dict[str, Callable[[], VisionSize]] = {
