@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.backends.base import LanguageModel, TokenizerLike
+from runtime.backends.base import LanguageModel, PrefixState, TokenizerLike
 from runtime.budget import STOP, BudgetController, Verdict
 from runtime.cancel import Cancellation
 from runtime.errors import BundleError, ContextOverflowError, InputError
@@ -50,39 +50,57 @@ class Session:
         self.lm.reset()
         self._keys = []
 
+    def held(self, prompt: Sequence[int | None], image_key: str | None = None) -> int:
+        """How many leading positions of `prompt` the KV cache already holds."""
+        if self.lm.n_past != len(self._keys):
+            return 0
+        common = 0
+        for a, b in zip(self._keys, prompt_keys(prompt, image_key), strict=False):
+            if a != b:
+                break
+            common += 1
+        return common
+
+    def restore(self, state: PrefixState, prompt: Sequence[int | None], image_key: str | None = None) -> None:
+        """Replace the KV cache with `state`, a saved state of the first `state.n_past`
+        positions of `prompt` (the image prefix), so `prefill` feeds only the rest."""
+        keys = prompt_keys(prompt[: state.n_past], image_key)
+        if len(keys) != state.n_past:
+            raise InputError(f"the prefix state holds {state.n_past} positions, the prompt has {len(keys)}")
+        self._keys = []
+        self.lm.load_state(state)
+        self._keys = keys
+
     def prefill(
         self,
         prompt: Sequence[int | None],
         image: np.ndarray | None = None,
         image_key: str | None = None,
         cancel: Cancellation | None = None,
+        save: PrefixSave | None = None,
     ) -> tuple[np.ndarray, int]:
         """Feed `prompt` (None = next image embedding row); return (logits, reused positions).
 
-        Fed in chunks of at most `PREFILL_CHUNK` positions, `cancel` checked before each."""
-        n_img = sum(1 for t in prompt if t is None)
-        if n_img and (image is None or image.shape[0] != n_img):
-            have = 0 if image is None else image.shape[0]
-            raise InputError(f"the prompt has {n_img} image positions but {have} image embeddings were given")
-        tag: object = image_key if image_key is not None else object()  # no key: never shared
-        keys: list[object] = []
-        row = 0
-        for t in prompt:
-            if t is None:
-                keys.append(("image", tag, row))
-                row += 1
-            else:
-                keys.append(t)
+        Fed in chunks of at most `PREFILL_CHUNK` positions, `cancel` checked before each.
+        `image` may be None when every image position is already held (a restored prefix).
+        `save`: once the first `save.length` positions are in the cache, `save.store` gets
+        their state (`LanguageModel.save_state`)."""
+        keys = prompt_keys(prompt, image_key)
         if not keys:
             raise InputError("empty prompt")
         if self.lm.n_past != len(self._keys):  # someone fed the model behind our back
             self.reset()
-        common = 0
-        for a, b in zip(self._keys, keys, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self.held(prompt, image_key)
         common = min(common, len(keys) - 1)  # re-feed at least one position to get logits
+        if save is not None and not 0 < save.length < len(keys):
+            save = None
+        if save is not None:
+            common = min(common, save.length)  # the cache must hold exactly the prefix once
+        n_img = sum(1 for t in prompt if t is None)
+        need_rows = any(t is None for t in prompt[common:])
+        if need_rows and (image is None or image.shape[0] != n_img):
+            have = 0 if image is None else image.shape[0]
+            raise InputError(f"the prompt has {n_img} image positions but {have} image embeddings were given")
         if common == 0:
             if self.lm.n_past:
                 self.lm.reset()
@@ -92,11 +110,15 @@ class Session:
         logits = None
         i = common
         while i < len(prompt):
+            if save is not None and i == save.length:
+                save.store(self.lm.save_state())
+                save = None
             if cancel is not None:
                 cancel.check()
             image_run = prompt[i] is None
+            stop = save.length if save is not None and i < save.length else len(prompt)
             j = i
-            while j < len(prompt) and j - i < PREFILL_CHUNK and (prompt[j] is None) == image_run:
+            while j < stop and j - i < PREFILL_CHUNK and (prompt[j] is None) == image_run:
                 j += 1
             if image_run:
                 first_row = keys[i][2]  # type: ignore[index]
@@ -112,6 +134,37 @@ class Session:
         logits = self.lm.feed_tokens([token_id])
         self._keys.append(token_id)
         return logits
+
+
+@dataclass(frozen=True)
+class PrefixSave:
+    """Keep the KV state of a prompt's first `length` positions: `store(state)`."""
+
+    length: int
+    store: Callable[[PrefixState], None]
+
+
+def prompt_keys(prompt: Sequence[int | None], image_key: str | None) -> list[object]:
+    """What each position of `prompt` is, for comparing with what the cache holds: a token
+    id, or ("image", key, row) for an image row (an image without a key is never shared)."""
+    tag: object = image_key if image_key is not None else object()
+    keys: list[object] = []
+    row = 0
+    for t in prompt:
+        if t is None:
+            keys.append(("image", tag, row))
+            row += 1
+        else:
+            keys.append(t)
+    return keys
+
+
+def image_prefix_length(prompt: Sequence[int | None]) -> int:
+    """Positions up to and including the prompt's last image position (0: no image)."""
+    for i in range(len(prompt) - 1, -1, -1):
+        if prompt[i] is None:
+            return i + 1
+    return 0
 
 
 @dataclass
@@ -141,11 +194,12 @@ def generate(
     load_s: float = 0.0,
     cancel: Cancellation | None = None,
     model: str | None = None,
+    save: PrefixSave | None = None,
 ) -> Generator[Event, None, Generation]:
     """Run one generation stage; yields events, returns the `Generation`.
 
     `cancel` is checked between prefill chunks and before every token (raising
-    `runtime.errors.Cancelled`). `model` names the model in errors (default: the role):
+    `runtime.errors.Cancelled`); `save` keeps the state of a prompt prefix (`Session.prefill`). `model` names the model in errors (default: the role):
     logits that are not finite (damaged weights) raise `BundleError` naming it."""
     model = model or f"the {role} model"
     lm = session.lm
@@ -164,7 +218,7 @@ def generate(
     yield from _new_events(controller, 0)
     n_events = len(controller.events)
 
-    logits, log.reused = session.prefill(prompt, image, image_key, cancel)
+    logits, log.reused = session.prefill(prompt, image, image_key, cancel, save)
     log.t_prefill = time.perf_counter()
     if not np.isfinite(logits).all():  # one pass per stage; later tokens are checked as chosen
         raise _damaged(model)

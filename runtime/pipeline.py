@@ -45,6 +45,7 @@ from runtime.manifest import Budgets
 from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, plan_memory
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
+from runtime.prefix_cache import PrefixCache
 from runtime.request import MODE_ROLES, MODES, Mode, Request, make_request
 from runtime.result import Done, Event, Result
 from runtime.sampling import SamplingConfig
@@ -59,7 +60,8 @@ log = logging.getLogger(__name__)
 TURN_POLL_S = 0.05  # how often a request waiting for its turn looks at its cancel flag
 
 
-def _check_load_args(threads: object, context_length: object, residency: object, cache_mb: object) -> None:
+def _check_load_args(threads: object, context_length: object, residency: object, cache_mb: object,
+                     prefix_cache_mb: object = 0) -> None:
     check_threads(threads)
     if context_length is not None and (not isinstance(context_length, int) or context_length < 16):
         raise InputError(f"context length must be an integer >= 16, got {context_length!r}")
@@ -67,6 +69,8 @@ def _check_load_args(threads: object, context_length: object, residency: object,
         raise InputError(f"residency must be auto, resident or sequential, not {residency!r}")
     if not isinstance(cache_mb, int) or cache_mb < 0:
         raise InputError(f"cache_mb must be an integer >= 0, got {cache_mb!r}")
+    if isinstance(prefix_cache_mb, bool) or not isinstance(prefix_cache_mb, int) or prefix_cache_mb < 0:
+        raise InputError(f"prefix_cache_mb must be an integer >= 0, got {prefix_cache_mb!r}")
 
 
 class ExtractThink:
@@ -79,12 +83,13 @@ class ExtractThink:
 
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
                  *, cache_bytes: int, prior: Mapping[str, Throughput] | None,
-                 speed_store: SpeedStore | None = None) -> None:
+                 speed_store: SpeedStore | None = None, prefix_cache_bytes: int = 0) -> None:
         self.bundle = bundle
         self._slots = ModelSlots(slots, plan.residency)
         self.memory_plan = plan
         self.embedding_cache = EmbeddingCache(cache_bytes // 2)
         self.extraction_cache = ExtractionCache(cache_bytes // 2)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self._speeds = SpeedBook(prior, store=speed_store,
                                  keys={role: slot.speed_key for role, slot in slots.items()})
         self._turn = threading.Lock()  # one request at a time
@@ -114,16 +119,21 @@ class ExtractThink:
         gpu_layers: int = 0,
         providers: Sequence[str] = (),
         cache_mb: int = 256,
+        prefix_cache_mb: int = 256,
         prior: Mapping[str, Throughput] | None = None,
         nowait_keywords: Sequence[str] = NOWAIT_KEYWORDS,
         speed_cache: bool | str | os.PathLike[str] = True,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident.
 
+        `cache_mb`: memory for the image-embedding and extraction caches; `prefix_cache_mb`:
+        memory for the perception model's KV state after each image (`runtime.prefix_cache`:
+        a second question on the same image skips the vision encoder and the image prefill;
+        0 turns it off).
         `speed_cache`: remember measured speeds per machine and model for later processes'
         deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
         """
-        _check_load_args(threads, context_length, residency, cache_mb)  # before a bundle is hashed
+        _check_load_args(threads, context_length, residency, cache_mb, prefix_cache_mb)  # before a bundle is hashed
         b = bundle if isinstance(bundle, Bundle) else open_bundle(
             default_bundle_path() if bundle is None else bundle, verify=verify)
         if threads is None:
@@ -142,7 +152,8 @@ class ExtractThink:
         store = None
         if speed_cache is not False:
             store = SpeedStore(None if speed_cache is True else Path(speed_cache))
-        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store)
+        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store,
+                 prefix_cache_bytes=prefix_cache_mb << 20)
         try:
             et._slots.load_initial()
         except BaseException:
@@ -315,5 +326,6 @@ class ExtractThink:
             calibrate(self._speeds, self._slots, MODE_ROLES[req.mode])
             planner = DeadlinePlanner(req.deadline_s, prior=self._speeds.snapshot(), started=started)
         return RequestRun(req=req, result=result, slots=self._slots, embeddings=self.embedding_cache,
-                          extractions=self.extraction_cache, speeds=self._speeds, planner=planner,
+                          extractions=self.extraction_cache, prefixes=self.prefix_cache,
+                          speeds=self._speeds, planner=planner,
                           thinking=thinking, t0=time.perf_counter(), cancel=cancel)

@@ -9,6 +9,7 @@ the speed book and the deadline planner.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from runtime.cache import EmbeddingCache, ExtractionCache, ExtractionKey
 from runtime.cancel import Cancellation
 from runtime.chat_format import Segment
 from runtime.deadline import DeadlinePlanner, StageSpec
-from runtime.errors import BundleError
-from runtime.generation import Generation, generate
+from runtime.errors import BundleError, EdgeError
+from runtime.generation import Generation, PrefixSave, generate, image_prefix_length
 from runtime.memory import current_rss_mb, peak_rss_mb
 from runtime.model_slot import ModelSlot, ModelSlots
+from runtime.prefix_cache import PrefixCache, PrefixKey
 from runtime.request import Request, clean_focus
 from runtime.result import (
     BudgetAction,
@@ -41,6 +43,8 @@ from runtime.sampling import Sampler, SamplingConfig
 from runtime.speeds import SpeedBook
 from runtime.tokenizer import encode_segments
 
+log = logging.getLogger(__name__)
+
 Events = Generator[Event, None, None]
 # Each stage samples from its own stream of the request's seed.
 STAGE_SEEDS = {"hint": 1, "extraction": 2, "caption": 2, "answer": 3, "reasoning": 4}
@@ -55,6 +59,7 @@ class RequestRun:
     slots: ModelSlots
     embeddings: EmbeddingCache
     extractions: ExtractionCache
+    prefixes: PrefixCache
     speeds: SpeedBook
     planner: DeadlinePlanner | None
     thinking: bool  # the reasoner thinks (asked for, and its vocabulary can)
@@ -142,6 +147,68 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
     return embeds, key
 
 
+def image_tokens(slot: ModelSlot) -> int:
+    """Image positions in the perception prompt."""
+    return slot.entry.vision.tokens_per_image
+
+
+def prefix_key(run: RequestRun, slot: ModelSlot, prefix: Sequence[int | None]) -> PrefixKey:
+    return PrefixKey(run.req.image_hash, slot.art_id, slot.options.kv_cache_type, tuple(prefix))
+
+
+def image_generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
+                         cfg: SamplingConfig, seed_stage: str,
+                         ) -> Generator[Event, None, tuple[Generation, BudgetController]]:
+    """The vision stage, then a generation over a prompt with the image.
+
+    With the prefix cache on, the KV state after the image prefix (system turn, user header,
+    image rows) is restored when this image was seen before (the vision stage then only
+    restores it: no encoder, no image prefill), or saved during this prefill."""
+    ids = encode_segments(slot.tok, segs, image_tokens=image_tokens(slot))
+    length = image_prefix_length(ids)
+    key = run.req.image_hash
+    save = None
+    if run.prefixes.enabled and 0 < length < len(ids):
+        pkey = prefix_key(run, slot, ids[:length])
+        restored = yield from restore_stage(run, slot, ids, length, pkey)
+        run.result.cache_hits["prefix"] = restored
+        if restored:
+            run.result.cache_hits["embedding"] = True  # the vision encoder's work was not redone
+            return (yield from generate_stage(run, slot, segs, limits, cfg, seed_stage, ids=ids, image_key=key))
+        save = PrefixSave(length, lambda state: run.prefixes.put_state(pkey, state))
+    embeds, key = yield from vision_stage(run)
+    return (yield from generate_stage(run, slot, segs, limits, cfg, seed_stage, ids=ids, image=embeds,
+                                      image_key=key, save=save))
+
+
+def restore_stage(run: RequestRun, slot: ModelSlot, ids: list[int | None], length: int,
+                  pkey: PrefixKey) -> Generator[Event, None, bool]:
+    """The vision stage served by a saved image-prefix state: True when the model's KV
+    cache holds the prefix afterwards (restored, or still there from the last request)."""
+    state = run.prefixes.get_state(pkey)
+    if state is None:
+        return False
+    run.cancel.check()
+    load_s = run.slots.acquire(slot)
+    t0 = time.perf_counter()
+    if slot.session.held(ids, run.req.image_hash) < length:
+        try:
+            slot.session.restore(state, ids, run.req.image_hash)
+        except (EdgeError, RuntimeError):
+            log.warning("a saved image-prefix state could not be restored; encoding the image again",
+                        exc_info=True)
+            run.prefixes.drop(pkey)
+            slot.session.reset()
+            return False
+    stats = StageStats("vision", "perception", tokens=image_tokens(slot), cached=True, load_s=load_s)
+    yield StageStarted("vision", "perception")
+    stats.seconds = time.perf_counter() - t0
+    stats.rss_mb = current_rss_mb()
+    run.result.stages["vision"] = stats
+    yield StageFinished("vision", stats)
+    return True
+
+
 def extraction_stage(run: RequestRun, focus: str | None) -> Generator[Event, None, str]:
     """The perception model describes the image (with the focus; a plain caption in the
     caption-think mode). The same image, focus, budget and sampling hit the cache."""
@@ -168,9 +235,7 @@ def extraction_stage(run: RequestRun, focus: str | None) -> Generator[Event, Non
         yield StageFinished(stage, stats, text)
         return text
     run.result.cache_hits["extraction"] = False
-    embeds, key = yield from vision_stage(run)
-    gen, _ = yield from generate_stage(run, slot, segs, StageLimits(stage, budget), cfg, "extraction",
-                                       image=embeds, image_key=key)
+    gen, _ = yield from image_generate_stage(run, slot, segs, StageLimits(stage, budget), cfg, "extraction")
     observe(run, "perception", gen)
     text = gen.texts.get(stage, "").strip()
     run.extractions.put_text(ckey, text, gen.stats[stage].tokens)
@@ -187,10 +252,9 @@ def end_to_end_stage(run: RequestRun) -> Generator[Event, None, ParsedAnswer]:
         plan = run.planner.plan([spec])
         budget = plan["answer"]
         yield from plan_event(run, "answer", plan)
-    embeds, key = yield from vision_stage(run)
     segs = prompts.end_to_end_prompt(req.question, req.options, system=perception.entry.system_prompt)
-    gen, _ = yield from generate_stage(run, perception, segs, StageLimits("answer", budget),
-                                       req.sampling.perception, "answer", image=embeds, image_key=key)
+    gen, _ = yield from image_generate_stage(run, perception, segs, StageLimits("answer", budget),
+                                             req.sampling.perception, "answer")
     result.budgets["answer"] = budget
     observe(run, "perception", gen)
     result.answer_text = gen.texts.get("answer", "")
@@ -249,19 +313,21 @@ def finish(run: RequestRun, parsed: ParsedAnswer) -> Events:
 
 
 def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
-                   cfg: SamplingConfig, seed_stage: str, *, image: np.ndarray | None = None,
-                   image_key: str | None = None) -> Generator[Event, None, tuple[Generation, BudgetController]]:
-    """One `generate` run on `slot` (loaded first), its stats and budget events kept in the result."""
+                   cfg: SamplingConfig, seed_stage: str, *, ids: list[int | None] | None = None,
+                   image: np.ndarray | None = None, image_key: str | None = None, save: PrefixSave | None = None,
+                   ) -> Generator[Event, None, tuple[Generation, BudgetController]]:
+    """One `generate` run on `slot` (loaded first), its stats and budget events kept in the result.
+    `ids`: the prompt already encoded (with its image positions)."""
     run.cancel.check()
     load_s = run.slots.acquire(slot)
-    image_tokens = image.shape[0] if image is not None else 0
-    ids = encode_segments(slot.tok, segs, image_tokens=image_tokens)
+    if ids is None:
+        ids = encode_segments(slot.tok, segs, image_tokens=image.shape[0] if image is not None else 0)
     nowait_ids = slot.nowait_ids() if (limits.thinking_budget is not None and limits.nowait) else None
     ctl = BudgetController(limits, slot.control, slot.tok, slot.lm.n_vocab, nowait_ids=nowait_ids)
     sampler = Sampler(cfg, np.random.default_rng([run.req.seed, STAGE_SEEDS[seed_stage]]))
     events = generate(slot.session, slot.tok, ids, ctl, sampler, role=slot.role, image=image,
                       image_key=image_key, load_s=load_s, cancel=run.cancel,
-                      model=f"the {slot.role} model ({slot.label})")
+                      model=f"the {slot.role} model ({slot.label})", save=save)
     while True:
         try:
             ev = next(events)
@@ -303,8 +369,12 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
     if "extraction" in stages and req.mode in ("extract-think", "caption-think"):
         perception = run.slots["perception"]
         cached = run.embeddings.get_embeddings(req.image_hash, perception.art_id) is not None
-        n = perception.entry.vision.tokens_per_image + len(
-            encode_segments(perception.tok, prompts.extraction_prompt(None), image_tokens=1))
+        ids = encode_segments(perception.tok, prompts.extraction_prompt(None, system=perception.entry.system_prompt),
+                              image_tokens=image_tokens(perception))
+        n = len(ids)
+        length = image_prefix_length(ids)
+        if run.prefixes.enabled and prefix_key(run, perception, ids[:length]) in run.prefixes:
+            cached, n = True, n - length  # a saved image prefix: no vision, no image prefill
         out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached))
     desc = b.extraction if req.mode != "blind" else 0
     n = len(encode_segments(reasoner.tok, prompts.reasoning_prompt(

@@ -10,8 +10,8 @@ so budget forcing and NoWait mean the same thing on llama.cpp and ONNX Runtime.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,13 +31,31 @@ class BackendOptions:
         check_threads(self.threads)  # bounded: absurd counts crash or stall the backends
 
 
+@dataclass(frozen=True, eq=False)
+class PrefixState:
+    """The KV state of a sequence's first `n_past` positions, as `save_state` kept it.
+
+    `data` is the backend's own form (a llama.cpp sequence-state blob, ONNX past
+    key/value arrays), held in host memory so it outlives the model that wrote it
+    (sequential residency unloads models between stages). `owner` names the model, the
+    backend and the KV cache type that wrote it: `load_state` refuses a state of another.
+    """
+
+    n_past: int
+    nbytes: int
+    owner: str
+    data: Any = field(repr=False)
+
+
 @runtime_checkable
 class LanguageModel(Protocol):
     """One decoding sequence with a KV cache.
 
     `feed_*` append to the sequence and return float32 logits [n_vocab] for the last
     position. `truncate(n)` drops everything after the first n positions so a shared
-    prompt prefix can be reused.
+    prompt prefix can be reused. `save_state()` keeps the whole sequence's KV state in
+    host memory; `load_state(state)` replaces the sequence with it (the next `feed_*`
+    continues after `state.n_past` positions exactly as if they had just been fed).
     """
 
     @property
@@ -56,6 +74,10 @@ class LanguageModel(Protocol):
     def feed_tokens(self, ids: Sequence[int]) -> np.ndarray: ...
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray: ...
+
+    def save_state(self) -> PrefixState: ...
+
+    def load_state(self, state: PrefixState) -> None: ...
 
     def close(self) -> None: ...
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import BackendOptions
+from runtime.backends.base import BackendOptions, PrefixState
 from runtime.backends.onnx_graph import (
     DECODER_EMBEDS,
     DECODER_LOGITS,
@@ -120,8 +120,11 @@ def open_session(ort: Any, path: Path, so: Any, providers: list[str]) -> Any:
 class OnnxLanguageModel:
     """One sequence (batch 1) over the embed + decoder sessions."""
 
-    def __init__(self, ort: Any, decoder: Any, embed: Any, text: TextShape, n_ctx: int) -> None:
+    def __init__(self, ort: Any, decoder: Any, embed: Any, text: TextShape, n_ctx: int,
+                 *, owner: str = "") -> None:
         self._ort_value = ort.OrtValue.ortvalue_from_numpy
+        # what a saved state is valid for (the artifact's weights, given by `load`)
+        self._owner = f"onnx|{owner or id(decoder)}|layers={text.num_layers}|kv={text.num_kv_heads}x{text.head_dim}"
         self._decoder = decoder
         self._embed = embed
         self._text = text
@@ -223,6 +226,35 @@ class OnnxLanguageModel:
         self._n_past = end
         return outs[0].numpy()
 
+    def save_state(self) -> PrefixState:
+        """The past key/value arrays, copied out of onnxruntime into read-only numpy arrays
+        (so they outlive the session; the graph never writes its inputs, so a restore
+        wraps them again without a copy)."""
+        arrays = []
+        for v in self._kv:
+            a = v.numpy()  # a copy on the CPU provider; copy again only if it is a view
+            if not a.flags.owndata:
+                a = a.copy()
+            a.setflags(write=False)
+            arrays.append(a)
+        return PrefixState(n_past=self._n_past, nbytes=sum(a.nbytes for a in arrays), owner=self._owner,
+                           data=tuple(arrays))
+
+    def load_state(self, state: PrefixState) -> None:
+        if state.owner != self._owner:
+            raise InputError(f"this prefix state was saved by another model ({state.owner}), not by {self._owner}")
+        if state.n_past > self._n_ctx:
+            raise ContextOverflowError(f"the prefix state holds {state.n_past} positions; "
+                                       f"the context holds {self._n_ctx}")
+        if len(state.data) != len(self._past_names) or state.n_past == 0:
+            self.reset()
+            if state.n_past == 0:
+                return
+            raise InputError(f"the prefix state has {len(state.data)} key/value arrays, "
+                             f"the decoder takes {len(self._past_names)}")
+        self._kv = [self._ort_value(a) for a in state.data]
+        self._n_past = state.n_past
+
     def close(self) -> None:
         self._kv = []
         self._decoder = self._embed = None
@@ -313,4 +345,6 @@ def load(
         "onnx %s %s loaded: %d threads, %s, context %d",
         role, artifact.quant, so.intra_op_num_threads, ",".join(providers), n_ctx,
     )
-    return OnnxLanguageModel(ort, decoder, embed, text, n_ctx), vision
+    owner = ",".join(f"{part}={bundle.manifest.files[rel].sha256}" for part, rel in sorted(artifact.files.items())
+                     if part in ("decoder", "embed"))
+    return OnnxLanguageModel(ort, decoder, embed, text, n_ctx, owner=owner), vision

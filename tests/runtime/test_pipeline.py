@@ -88,13 +88,21 @@ def test_caches_skip_the_vision_encoder_and_the_extraction(et, image):
     img = image.copy()
     img[0, 0] = (1, 2, 3)  # a new image for this test
     first = et.answer(img, "q1?", OPTIONS, focus="the shapes", **SMALL)
-    assert first.cache_hits == {"extraction": False, "embedding": False}
+    assert first.cache_hits == {"extraction": False, "prefix": False, "embedding": False}
     again = et.answer(img, "another question?", OPTIONS, focus="the shapes", **SMALL)
     assert again.cache_hits == {"extraction": True}
     assert again.extraction == first.extraction and again.stages["extraction"].cached
     assert "vision" not in again.stages
     other = et.answer(img, "q3?", OPTIONS, focus="the colours", **SMALL)
-    assert other.cache_hits == {"extraction": False, "embedding": True}
+    # the saved image prefix: neither the vision encoder nor the image prefill runs again
+    assert other.cache_hits == {"extraction": False, "prefix": True, "embedding": True}
+    assert other.stages["vision"].cached
+    assert other.stages["extraction"].reused_prompt_tokens > 16
+    with ExtractThink.load(et.bundle, backend=et.backends()["perception"].split()[0], threads=1,
+                           prefix_cache_mb=0) as plain:
+        plain.answer(img, "q1?", OPTIONS, focus="the shapes", **SMALL)
+        other = plain.answer(img, "q3?", OPTIONS, focus="the colours", **SMALL)
+    assert other.cache_hits == {"extraction": False, "embedding": True}  # without the prefix cache
     assert other.stages["vision"].cached
     # ...and the image's KV prefix is reused by the second extraction prompt.
     assert other.stages["extraction"].reused_prompt_tokens > 16

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.backends.base import PrefixState
 from runtime.backends.llamacpp.library import llama_lib, native_reason, recent_native
 from runtime.backends.llamacpp.native_model import NativeModel
 from runtime.errors import ConfigError, ContextOverflowError, InputError, MemoryPlanError
@@ -67,6 +68,9 @@ class LlamaCppLanguageModel:
         self._emb_views: Any = None
         self.threads = threads
         self.kv_cache_type = kv_cache_type
+        # what a saved state is valid for: these weights and this KV cache type
+        path = model.path.resolve()
+        self._owner = f"llamacpp|{path}|{path.stat().st_size}|kv={kv_cache_type}"
 
     # -- protocol -------------------------------------------------------------------
     @property
@@ -144,6 +148,42 @@ class LlamaCppLanguageModel:
             data[: n * self._n_embd] = chunk.reshape(-1)
             self._decode(self._emb_batch, pos, logits, n, last=start + n == emb.shape[0])
         return self._last_logits()
+
+    def save_state(self) -> PrefixState:
+        """Sequence 0's KV cells as a `llama_state_seq_get_data` blob (no logits: the next
+        feed after `load_state` computes them)."""
+        self._alive()
+        llama = self._llama
+        size = int(llama.llama_state_seq_get_size(self._ctx, 0))
+        blob = np.empty(size, dtype=np.uint8)
+        got = int(llama.llama_state_seq_get_data(self._ctx, blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                                 size, 0))
+        if got != size:
+            raise RuntimeError(f"llama.cpp saved {got} of {size} bytes of the sequence state ({native_reason()})")
+        blob.setflags(write=False)
+        return PrefixState(n_past=self._n_past, nbytes=blob.nbytes, owner=self._owner, data=blob)
+
+    def load_state(self, state: PrefixState) -> None:
+        self._alive()
+        if state.owner != self._owner:
+            raise InputError(f"this prefix state was saved by another model ({state.owner}), "
+                             f"not by {self._owner}")
+        if state.n_past > self._n_ctx:
+            raise ContextOverflowError(f"the prefix state holds {state.n_past} positions; "
+                                       f"the context holds {self._n_ctx}")
+        llama = self._llama
+        blob = state.data
+        llama.llama_memory_clear(self._mem, True)
+        self._n_past = 0
+        ptr = ctypes.cast(blob.ctypes.data, ctypes.POINTER(ctypes.c_uint8))  # read only by llama.cpp
+        if int(llama.llama_state_seq_set_data(self._ctx, ptr, blob.size, 0)) == 0:
+            llama.llama_memory_clear(self._mem, True)
+            raise RuntimeError(f"llama.cpp could not restore the sequence state ({native_reason()})")
+        held = int(llama.llama_memory_seq_pos_max(self._mem, 0)) + 1
+        if held != state.n_past:
+            llama.llama_memory_clear(self._mem, True)
+            raise RuntimeError(f"the restored sequence holds {held} positions, the state says {state.n_past}")
+        self._n_past = state.n_past
 
     def close(self) -> None:
         if getattr(self, "_ctx", None) is None:

@@ -1,0 +1,145 @@
+"""The image-prefix cache: saved KV states restore exactly, on both backends, and a second
+question on the same image skips the vision encoder and the image prefill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.backends import choose_artifact, load_model
+from runtime.backends.base import BackendOptions, PrefixState
+from runtime.errors import InputError
+from runtime.pipeline import ExtractThink
+from runtime.prefix_cache import PrefixCache, PrefixKey
+from runtime.result import TokenEvent
+from runtime.sampling import SamplingConfig
+
+BACKENDS = ("llamacpp", "onnx")
+OPTIONS = ["one", "two", "three", "four"]
+SMALL = dict(hint=False, extraction_budget=12, thinking_budget=6, answer_budget=4)
+# The tiny random model's greedy extraction is one token repeated whatever the image, so
+# equal greedy tokens alone would not show a wrong restore; hot sampling with a fixed seed
+# follows every logit and does.
+HOT = SamplingConfig(temperature=3.0)
+
+
+def _image(seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random((40, 56, 3)) * 255).astype(np.uint8)
+
+
+def _extraction_ids(et: ExtractThink, image: np.ndarray, focus: str, sampling: object = "greedy",
+                    ) -> tuple[list[int], object]:
+    ids, result = [], None
+    for ev in et.stream(image, "What is shown?", OPTIONS, focus=focus, sampling=sampling, seed=3, **SMALL):
+        if isinstance(ev, TokenEvent) and ev.stage == "extraction":
+            ids.append(ev.token_id)
+        result = getattr(ev, "result", result)
+    return ids, result
+
+
+# ---- the backends' save_state / load_state ------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restored_state_gives_bit_identical_logits(rt_bundle, backend):
+    opts = BackendOptions(threads=1, context_length=256)
+    _, art = choose_artifact(rt_bundle, "perception", backend, None)
+    lm, vision = load_model(rt_bundle, "perception", backend, art, opts)
+    rng = np.random.default_rng(0)
+    width = rt_bundle.model("perception").text.hidden_size
+    image = (rng.standard_normal((16, width)) * 0.5).astype(np.float32)
+    suffix = [5, 9, 17, 33, 2]
+    lm.feed_tokens([3, 4])
+    lm.feed_embeddings(image)
+    state = lm.save_state()
+    assert state.n_past == 18 and state.nbytes > 0
+    cold = [lm.feed_tokens(suffix)] + [lm.feed_tokens([t]) for t in (7, 8)]
+    lm.feed_tokens([11, 12])  # more positions: the restore must drop them
+    lm.load_state(state)
+    assert lm.n_past == 18
+    warm = [lm.feed_tokens(suffix)] + [lm.feed_tokens([t]) for t in (7, 8)]
+    for a, b in zip(cold, warm, strict=True):
+        assert np.array_equal(a, b)
+    # the state outlives the model that saved it: restore into a freshly loaded one
+    lm.close()
+    if vision is not None:
+        vision.close()
+    lm2, vision2 = load_model(rt_bundle, "perception", backend, art, opts)
+    try:
+        lm2.load_state(state)
+        fresh = [lm2.feed_tokens(suffix)] + [lm2.feed_tokens([t]) for t in (7, 8)]
+        for a, b in zip(cold, fresh, strict=True):
+            assert np.array_equal(a, b)
+        other = PrefixState(n_past=state.n_past, nbytes=state.nbytes, owner="another model", data=state.data)
+        with pytest.raises(InputError, match="saved by another model"):
+            lm2.load_state(other)
+    finally:
+        lm2.close()
+        if vision2 is not None:
+            vision2.close()
+
+
+# ---- the LRU ---------------------------------------------------------------------------------
+
+
+def _state(nbytes: int) -> PrefixState:
+    return PrefixState(n_past=4, nbytes=nbytes, owner="x", data=np.zeros(nbytes, np.uint8))
+
+
+def _key(name: str) -> PrefixKey:
+    return PrefixKey(name, "art", "f16", (1, None, None))
+
+
+def test_lru_is_bounded_by_bytes():
+    cache = PrefixCache(100)
+    assert cache.enabled
+    cache.put_state(_key("a"), _state(40))
+    cache.put_state(_key("b"), _state(40))
+    assert cache.get_state(_key("a")) is not None  # a is now the most recently used
+    cache.put_state(_key("c"), _state(40))  # 120 > 100: the least recently used (b) goes
+    assert _key("b") not in cache and _key("a") in cache and _key("c") in cache
+    assert cache.nbytes == 80 and cache.stats.evictions == 1
+    cache.put_state(_key("huge"), _state(101))  # larger than the whole cache: not kept
+    assert _key("huge") not in cache and cache.nbytes == 80
+    cache.drop(_key("a"))
+    assert _key("a") not in cache and cache.nbytes == 40
+    assert not PrefixCache(0).enabled
+
+
+def test_prefix_cache_option_is_checked(rt_bundle):
+    for bad in (-1, 1.5, True):
+        with pytest.raises(InputError, match="prefix_cache_mb"):
+            ExtractThink.load(rt_bundle, prefix_cache_mb=bad)
+
+
+# ---- through the pipeline --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("residency", ["resident", "sequential"])
+def test_warm_second_question_equals_a_cold_run(rt_bundle, backend, residency):
+    a, b = _image(11), _image(12)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prefix_cache_mb=0) as cold_et:
+        cold_ids, cold = _extraction_ids(cold_et, a, "the colours")
+        hot_cold_ids, _ = _extraction_ids(cold_et, a, "the colours", HOT)
+        hot_b_ids, _ = _extraction_ids(cold_et, b, "the colours", HOT)
+    assert "prefix" not in cold.cache_hits and not cold.stages["vision"].cached
+    assert hot_cold_ids != hot_b_ids  # the sampled tokens do depend on the image's KV state
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, residency=residency) as et:
+        _, first = _extraction_ids(et, a, "the shapes")
+        assert first.cache_hits["prefix"] is False and not first.stages["vision"].cached
+        assert len(et.prefix_cache) == 1
+        _, other = _extraction_ids(et, b, "the shapes")  # another image: a miss, a second entry
+        assert other.cache_hits["prefix"] is False and other.cache_hits["embedding"] is False
+        assert len(et.prefix_cache) == 2
+        warm_ids, warm = _extraction_ids(et, a, "the colours")
+        _, _ = _extraction_ids(et, b, "the shapes", HOT)  # b's prefix in the context again
+        hot_warm_ids, hot_warm = _extraction_ids(et, a, "the colours", HOT)
+    assert warm_ids == cold_ids and warm.extraction == cold.extraction
+    assert hot_warm_ids == hot_cold_ids and hot_warm.cache_hits["prefix"] is True
+    assert warm.cache_hits["prefix"] is True and warm.cache_hits["embedding"] is True
+    assert warm.stages["vision"].cached and warm.stages["vision"].tokens == 16
+    # the restored prefix (system + header + 16 image rows) was not prefilled again
+    assert warm.stages["extraction"].reused_prompt_tokens >= 16 + 3
+    assert cold.stages["extraction"].reused_prompt_tokens == 0
+    assert warm.stages["extraction"].prompt_tokens == cold.stages["extraction"].prompt_tokens
