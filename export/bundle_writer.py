@@ -21,6 +21,7 @@ from typing import Any
 
 from export.checkpoint import checkpoint_sha256, image_preprocess, load_for_export, system_prompt
 from export.gguf import export_gguf
+from export.gguf.mmproj import MMPROJ_QUANTS
 from export.onnx import export_onnx
 from export.verify import failure_summary, verify_bundle
 from runtime.atomic import check_replaceable, is_empty_dir, staged_dir
@@ -101,6 +102,8 @@ class ExportRequest:
     example_files: tuple[Path, ...] = ()  # copied into the bundle's examples/ folder
     overwrite: bool = False
     verify: bool = True  # run the parity checks before publishing the bundle
+    # the perception mmproj's type: f32, f16 or q8_0 (None: f32 beside f32 files, else f16)
+    mmproj_quant: str | None = None
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
@@ -165,8 +168,12 @@ def _check_vocab(role: str, model: Any, tokenizer_json: Path) -> None:
                               f"is not the tokenizer's <|image_pad|> ({image_id})")
 
 
-def export_bundle(req: ExportRequest, progress: Progress | None = None) -> Path:
-    """Export the requested modules to a bundle at `req.out`; returns its path."""
+def export_bundle(req: ExportRequest, progress: Progress | None = None,
+                  report: dict[str, Any] | None = None) -> Path:
+    """Export the requested modules to a bundle at `req.out`; returns its path.
+
+    `report` (optional) receives what the export measured: "mmproj_parity", file name ->
+    the quantized mmproj's embedding error against F16 (`export.gguf.mmproj_parity`)."""
     progress = progress or (lambda stage, frac: None)
     if req.perception is None and req.reasoner is None:
         raise ConfigError("nothing to export: give --perception and/or --reasoner")
@@ -180,10 +187,12 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None) -> Path:
         if f not in EXPORTERS:
             raise ConfigError(f"unknown format {f!r} (gguf, onnx)")
     plan = assign_quants(req.formats, req.quants)
+    if req.mmproj_quant is not None and req.mmproj_quant not in MMPROJ_QUANTS:
+        raise ConfigError(f"the mmproj can be {', '.join(MMPROJ_QUANTS)}, not {req.mmproj_quant!r}")
 
     t0 = time.perf_counter()
     with staged_dir(out, marker=MANIFEST_NAME) as tmp:
-        manifest = _assemble(req, tmp, plan, progress)
+        manifest = _assemble(req, tmp, plan, progress, report)
         save_json(manifest, tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")  # the runtime's own checks, before publishing
         if req.verify:
@@ -203,7 +212,8 @@ def _existing_parent(p: Path) -> Path:
 
 
 def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]], progress: Progress,
-                 step: tuple[int, int], tokenizer_name: str) -> ModelEntry:
+                 step: tuple[int, int], tokenizer_name: str, mmproj_quant: str | None = None,
+                 report: dict[str, Any] | None = None) -> ModelEntry:
     """Load one checkpoint, write its artifacts into `tmp` and describe them."""
     done, steps = step
     progress(f"load {role}", done / steps)
@@ -221,7 +231,11 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
                 progress(f"{_stage}: {msg}", (_done + min(max(frac, 0.0), 1.0)) / steps)
 
             progress(stage, done / steps)
-            parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub)
+            extra: dict[str, Any] = {}
+            if fmt == "gguf" and role == "perception":
+                extra = {"mmproj_quant": mmproj_quant, "report": report.setdefault("mmproj_parity", {})
+                         if report is not None else None}
+            parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub, **extra)
             artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
             done += 1
     return ModelEntry(
@@ -239,7 +253,8 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
     )
 
 
-def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progress: Progress) -> Manifest:
+def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progress: Progress,
+              report: dict[str, Any] | None = None) -> Manifest:
     sources = {r: p for r, p in (("perception", req.perception), ("reasoner", req.reasoner)) if p is not None}
     tokenizer_files: dict[str, str] = {}  # sha256 -> bundle-relative name (shared when identical)
     models: dict[str, ModelEntry] = {}
@@ -253,7 +268,7 @@ def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progres
             shutil.copyfile(tok_src, tmp / name)
             tokenizer_files[digest] = name
         models[role] = _export_role(role, folder, tmp, plan, progress, (i * per_role, per_role * len(sources)),
-                                    tokenizer_files.get(digest, "tokenizer.json"))
+                                    tokenizer_files.get(digest, "tokenizer.json"), req.mmproj_quant, report)
     for src in req.example_files:
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)

@@ -199,7 +199,8 @@ def generate(
     """Run one generation stage; yields events, returns the `Generation`.
 
     `cancel` is checked between prefill chunks and before every token (raising
-    `runtime.errors.Cancelled`); `save` keeps the state of a prompt prefix (`Session.prefill`). `model` names the model in errors (default: the role):
+    `runtime.errors.Cancelled`); `save` keeps the state of a prompt prefix
+    (`Session.prefill`). `model` names the model in errors (default: the role):
     logits that are not finite (damaged weights) raise `BundleError` naming it."""
     model = model or f"the {role} model"
     lm = session.lm
@@ -406,6 +407,7 @@ class _StageLog:
             ttft_s=(self.first_token[name] - t_start) if name in self.first_token else 0.0,
             tokens_per_s=(len(ids) / decode_s) if decode_s > 0 and ids else 0.0,
             prefill_tokens_per_s=(fed / prefill_s) if is_first and prefill_s > 0 else 0.0,
+            prefill_s=prefill_s if is_first else 0.0,
             seconds=t_end - t_start,
             load_s=self.load_s if is_first else 0.0,
             budget=_budget_of(self.controller, name),

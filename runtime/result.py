@@ -41,6 +41,7 @@ class StageStats:
     ttft_s: float = 0.0
     tokens_per_s: float = 0.0
     prefill_tokens_per_s: float = 0.0
+    prefill_s: float = 0.0  # feeding the prompt (the positions not reused), first stage of a generation
     seconds: float = 0.0
     load_s: float = 0.0  # model load time charged to this stage (sequential residency)
     budget: int | None = None
@@ -56,6 +57,7 @@ class StageStats:
             "ttft_s": round(self.ttft_s, 6),
             "tokens_per_s": round(self.tokens_per_s, 3),
             "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 3),
+            "prefill_s": round(self.prefill_s, 6),
             "seconds": round(self.seconds, 6),
             "load_s": round(self.load_s, 6),
             "budget": self.budget,

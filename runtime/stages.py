@@ -189,8 +189,8 @@ def restore_stage(run: RequestRun, slot: ModelSlot, ids: list[int | None], lengt
     if state is None:
         return False
     run.cancel.check()
+    t0 = time.perf_counter()  # as in `vision_stage`: the stage's seconds include a model load
     load_s = run.slots.acquire(slot)
-    t0 = time.perf_counter()
     if slot.session.held(ids, run.req.image_hash) < length:
         try:
             slot.session.restore(state, ids, run.req.image_hash)

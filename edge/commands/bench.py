@@ -7,6 +7,7 @@
     edge bench ... --json                      # the whole report as one JSON object
     edge bench build --workload paper-1.7b     # only build and cache a workload bundle
     edge bench serve --repeat 12               # `edge serve`'s overhead against the Python API
+    edge bench --compare --json                # plain vs fast pipeline (+ a second question), interleaved
 
 Writes bench.json, bench.md and PNG plots (stage breakdown, tokens/s by quantization,
 memory over time) into --out (default runs/bench/<bundle or workload>).
@@ -20,6 +21,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.bench_config import BenchConfig
+from benchmarks.compare import CompareConfig, run_compare
+from benchmarks.compare import to_markdown as compare_markdown
 from benchmarks.hf_baseline import HFModel
 from benchmarks.inputs import TokenCounts
 from benchmarks.latency import run_bench
@@ -34,6 +37,7 @@ from runtime.atomic import atomic_write_text
 from runtime.bundle import Bundle, open_bundle
 from runtime.defaults import default_bundle_path
 from runtime.errors import BundleError, InputError
+from runtime.threads import default_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pipeline", action="store_true", help="skip whole requests")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--kv-cache", choices=("f16", "f32"), default="f16", help="llama.cpp KV cache type")
+    p.add_argument("--compare", action="store_true",
+                   help="only compare the plain pipeline (f16 mmproj, no image-prefix cache) with the fast one "
+                   "(q8_0 mmproj, prefix cache) and a second question on the same image, interleaved "
+                   "(llama.cpp, sequential residency; docs/benchmarks.md)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=main)
 
@@ -100,6 +108,8 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("`edge bench build` needs --workload")
     for backend in args.backend or ():
         require(backend, f"--backend {backend}")
+    if args.compare and args.action != "run":
+        raise InputError("--compare is a kind of `edge bench run`")
     if args.action == "serve" and args.workload:
         raise InputError("`edge bench serve` measures a bundle: give --bundle (or nothing for the shipped one)")
     if args.action == "run" and not args.no_plots:
@@ -141,6 +151,23 @@ def _serve_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace, bundle: Bundle, name: str | None) -> int:
+    require("llamacpp", "edge bench --compare")
+    require("export", "edge bench --compare (it writes the q8_0 mmproj)")
+    out = Path(args.out) if args.out else Path("runs") / "bench" / f"compare-{name or bundle.manifest.name}"
+    cfg = CompareConfig(threads=args.threads or default_threads(), repeat=args.repeat, warmup=args.warmup,
+                        counts=TokenCounts.parse(args.tokens) if args.tokens else TokenCounts(),
+                        quant=(args.quant or [None])[0])
+    variant = Path(args.artifacts) / "compare" / f"{bundle.manifest.name}-mmproj-q8_0"
+    with ProgressDisplay("bench compare", enabled=not args.quiet) as progress:
+        comparison = run_compare(bundle, variant, cfg, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "compare.json", json.dumps({"comparison": comparison}, indent=1))
+    atomic_write_text(out / "compare.md", compare_markdown(comparison) + "\n")
+    print(json.dumps({"comparison": comparison}) if args.json else compare_markdown(comparison))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     _check(args)
     if args.action == "serve":
@@ -161,6 +188,8 @@ def main(args: argparse.Namespace) -> int:
         root = Path(args.bundle) if args.bundle else default_bundle_path()
     say(f"checking {root}")
     bundle = open_bundle(root, verify="full")
+    if args.compare:
+        return _compare(args, bundle, name)
     if hf is None:
         hf = _hf_source_for_bundle(bundle)
     residency = ("resident", "sequential") if args.residency == "both" else (args.residency,)

@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("gguf", "onnx", "both"), default="gguf")
     p.add_argument("--quant", action="append", default=None, metavar="NAME",
                    help="quantization (repeatable); default q8_0 for gguf, int8 for onnx")
+    p.add_argument("--mmproj-quant", choices=("f32", "f16", "q8_0"), default=None,
+                   help="the perception vision tower's GGUF type (default: f32 beside f32 files, else f16); "
+                        "q8_0 is checked against f16 on a probe image and refused when too far off")
     p.add_argument("--out", type=Path, help="bundle directory to create")
     p.add_argument("--name", help="bundle name recorded in the manifest (default: the folder name)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
@@ -92,20 +95,25 @@ def main_export(args: argparse.Namespace) -> int:
     quants = [q for item in (args.quant or []) for q in item.split(",") if q.strip()]
     if not quants:
         quants = [{"gguf": "q8_0", "onnx": "int8"}[f] for f in formats]
+    report: dict = {}
     with ProgressDisplay("export", enabled=not args.quiet) as progress:
         out = export_bundle(
             ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
                           formats=formats, quants=tuple(quants), name=args.name,
-                          overwrite=args.force, verify=not args.no_verify),
-            progress=progress,
+                          overwrite=args.force, verify=not args.no_verify, mmproj_quant=args.mmproj_quant),
+            progress=progress, report=report,
         )
         progress.done(f"wrote {out}")
     m = read_manifest(out)
+    parity = report.get("mmproj_parity") or {}
     if args.json:
-        print(json.dumps({"bundle": str(out), "files": {k: v.size for k, v in m.files.items()}}))
+        print(json.dumps({"bundle": str(out), "files": {k: v.size for k, v in m.files.items()},
+                          "mmproj_parity": parity}))
     else:
         for rel, entry in sorted(m.files.items()):
             print(f"{entry.size / 1e6:10.2f} MB  {rel}")
+        for name, metrics in parity.items():
+            print(f"{name} vs f16: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return 0
 
 

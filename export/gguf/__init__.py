@@ -18,7 +18,8 @@ from typing import Any
 from gguf import GGMLQuantizationType, GGUFReader
 
 from export.checkpoint import image_preprocess
-from export.gguf.mmproj import vision_parts, write_mmproj_gguf
+from export.gguf.mmproj import MMPROJ_QUANTS, vision_parts, write_mmproj_gguf
+from export.gguf.mmproj_parity import check_bounds, compare_mmproj
 from export.gguf.quantize import (
     QUANT_SPECS,
     QuantSpec,
@@ -27,7 +28,7 @@ from export.gguf.quantize import (
     quant_spec,
 )
 from export.gguf.text import plan_text_tensors, text_parts, write_text_gguf
-from export.gguf.verify import verify
+from export.gguf.verify import probe_image, verify
 from export.gguf.writer import fsync_file, temp_path
 from runtime.atomic import ensure_writable_dir
 from runtime.errors import ConfigError
@@ -60,10 +61,18 @@ def export_gguf(
     role: str,
     quant: str,
     progress: Callable[[str, float], None] | None = None,
+    mmproj_quant: str | None = None,
+    report: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write `role`'s GGUF file(s) into `out_dir`; returns {"model": name[, "mmproj": name]}."""
+    """Write `role`'s GGUF file(s) into `out_dir`; returns {"model": name[, "mmproj": name]}.
+
+    `mmproj_quant` (perception): the vision tower's type, f32, f16 or q8_0 (None: f32 for an
+    f32 export, else f16). A q8_0 mmproj is checked against an F16 one on a probe image
+    (`export.gguf.mmproj_parity`; its metrics go into `report`) and refused outside the bounds."""
     spec = quant_spec(quant)
     _check_role(model, role)
+    if mmproj_quant is not None and mmproj_quant not in MMPROJ_QUANTS:
+        raise ConfigError(f"the mmproj can be {', '.join(MMPROJ_QUANTS)}, not {mmproj_quant!r}")
     parts = text_parts(model)  # validates the decoder config before anything is written
     if role == "perception":
         vision_parts(model)
@@ -97,15 +106,42 @@ def export_gguf(
     files["model"] = final.name
 
     if role == "perception":
-        mm_spec = QUANT_SPECS["f32" if spec.name == "f32" else "f16"]
-        mm_path = out_dir / f"{role}-mmproj-{mm_spec.name}.gguf"
-        # the checkpoint folder's preprocessor_config.json, as the manifest records it
-        prep = image_preprocess(tokenizer_dir, int(model.config.vision_config.image_size))
-        mean, std = prep.mean, prep.std
-        write_mmproj_gguf(model, mm_path, mm_spec, name=f"extract-think {role} vision ({mm_spec.name})",
-                          mean=mean, std=std, progress=progress)
-        files["mmproj"] = mm_path.name
+        files["mmproj"] = _write_mmproj(model, tokenizer_dir, out_dir, role, final, mmproj_quant or (
+            "f32" if spec.name == "f32" else "f16"), progress, report)
     return files
+
+
+def _write_mmproj(model: Any, tokenizer_dir: Path, out_dir: Path, role: str, text_model: Path, quant: str,
+                  progress: Callable[[str, float], None] | None, report: dict[str, Any] | None) -> str:
+    """Write the mmproj in `quant`; a quantized one must pass the parity check against F16."""
+    mm_spec = QUANT_SPECS[quant]
+    mm_path = out_dir / f"{role}-mmproj-{mm_spec.name}.gguf"
+    # the checkpoint folder's preprocessor_config.json, as the manifest records it
+    size = int(model.config.vision_config.image_size)
+    prep = image_preprocess(tokenizer_dir, size)
+
+    def write(path: Path, s: QuantSpec) -> None:
+        write_mmproj_gguf(model, path, s, name=f"extract-think {role} vision ({s.name})",
+                          mean=prep.mean, std=prep.std, progress=progress)
+
+    write(mm_path, mm_spec)
+    if mm_spec.weight_type in ("F32", "F16"):
+        return mm_path.name
+    reference = temp_path(mm_path, "f16.gguf")
+    try:
+        write(reference, QUANT_SPECS["f16"])
+        metrics = compare_mmproj(text_model, reference, mm_path, probe_image(size))
+    finally:
+        reference.unlink(missing_ok=True)
+    log.info("%s vs f16: %s", mm_path.name, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    if report is not None:
+        report[mm_path.name] = dict(metrics)
+    try:
+        check_bounds(metrics, f"the {mm_spec.name} mmproj of the {role} model")
+    except BaseException:
+        mm_path.unlink(missing_ok=True)
+        raise
+    return mm_path.name
 
 
 def quantize_gguf_file(src: Path, dst: Path, quant: str | QuantSpec) -> Path:

@@ -32,6 +32,10 @@ from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 log = logging.getLogger(__name__)
 
 
+# What llama.cpp's clip loader takes for the mmproj that is worth offering: Q4_0 also
+# loads, but is ~22% off F16 on a random so400m tower (docs/gguf.md).
+MMPROJ_QUANTS = ("f32", "f16", "q8_0")
+
 # HF activation names that llama.cpp's GELU (tanh approximation) reproduces; exact-erf
 # "gelu" differs from it by < 1e-3 and is accepted for the projector (LLaVA's choice).
 _TANH_GELU = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
@@ -106,13 +110,23 @@ def _zeros(n: int) -> np.ndarray:
     return np.zeros((n,), dtype=np.float32)
 
 
+def mmproj_type(spec: QuantSpec, name: str, shape: tuple[int, ...]) -> str:
+    """The ggml type of one mmproj tensor: `choose_type`'s (1-D F32; rows that are not a
+    multiple of the block F16, e.g. so400m's ffn_down of 4304) and, for a quantized
+    mmproj, F16 for the conv patch embedding and the position embeddings (added, not
+    multiplied, and small: quantizing them saves nothing)."""
+    if spec.weight_type not in ("F32", "F16") and len(shape) >= 2 and (
+            len(shape) != 2 or name == "v.position_embd.weight"):
+        return "F16"
+    return choose_type(spec, name, shape, embed_like=False)
+
+
 def plan_mmproj_tensors(parts: VisionParts, spec: QuantSpec) -> list[TensorPlan]:
     plans: list[TensorPlan] = []
 
     def add(name: str, param: Any) -> None:
         shape = tuple(int(s) for s in param.shape)
-        plans.append(TensorPlan(name, shape, choose_type(spec, name, shape, embed_like=False),
-                                lambda p=param: _np(p)))
+        plans.append(TensorPlan(name, shape, mmproj_type(spec, name, shape), lambda p=param: _np(p)))
 
     def add_bias(name: str, linear: Any) -> None:
         if linear.bias is not None:
@@ -153,7 +167,7 @@ def write_mmproj_gguf(
     std: tuple[float, float, float] = SIGLIP_STD,
     progress: Progress | None = None,
 ) -> Path:
-    """Write the vision tower + projector of a LLaVA-style `model` (spec: f32 or f16)."""
+    """Write the vision tower + projector of a LLaVA-style `model` (spec: `MMPROJ_QUANTS`)."""
     parts = vision_parts(model)
     return write_mmproj_parts(parts, plan_mmproj_tensors(parts, spec), path, spec, name=name, mean=mean,
                               std=std, progress=progress)
@@ -173,8 +187,8 @@ def write_mmproj_parts(
     """Write an mmproj from its shapes (`parts.vision_config`, depth, text width) and the
     planned tensors: the torch model's, or random ones (export.gguf.random_weights)."""
     v = parts.vision_config
-    if spec.weight_type not in ("F32", "F16"):
-        raise ConfigError(f"the mmproj is written in f32 or f16, not {spec.name}")
+    if spec.name not in MMPROJ_QUANTS:
+        raise ConfigError(f"the mmproj is written in {', '.join(MMPROJ_QUANTS)}, not {spec.name}")
 
     def metadata(w) -> None:
         w.add_name(name)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from export.gguf import quantize_gguf_file
-from export.gguf.mmproj import VisionParts, write_mmproj_parts
+from export.gguf.mmproj import MMPROJ_QUANTS, VisionParts, mmproj_type, write_mmproj_parts
 from export.gguf.quantize import QUANT_SPECS, QuantSpec, choose_type, quant_spec
 from export.gguf.text import qwen3_metadata
 from export.gguf.vocab import read_vocab
@@ -101,7 +101,7 @@ def mmproj_tensor_plan(vision: Any, text_hidden: int, seed: int, spec: QuantSpec
     plans = []
 
     def add(name: str, shape: tuple[int, ...], kind: str = "normal") -> None:
-        plans.append(TensorPlan(name, shape, choose_type(spec, name, shape, embed_like=False),
+        plans.append(TensorPlan(name, shape, mmproj_type(spec, name, shape),
                                 lambda n=name, s=shape, k=kind: random_tensor(seed, n, s, k)))
 
     add("v.patch_embd.weight", (h, 3, p, p))
@@ -126,10 +126,10 @@ def mmproj_tensor_plan(vision: Any, text_hidden: int, seed: int, spec: QuantSpec
 def write_random_mmproj_gguf(path: Path, vision: Any, text_hidden: int, *, seed: int, quant: str = "f16",
                              name: str | None = None) -> Path:
     """A SigLIP + MLP projector mmproj with random weights (f16, as `edge export` writes
-    beside quantized text models, or f32)."""
+    beside quantized text models by default, f32 or q8_0)."""
     spec = QUANT_SPECS.get(quant)
-    if spec is None or spec.weight_type not in ("F32", "F16"):
-        raise ConfigError(f"the mmproj is written in f32 or f16, not {quant!r}")
+    if spec is None or quant not in MMPROJ_QUANTS:
+        raise ConfigError(f"the mmproj is written in {', '.join(MMPROJ_QUANTS)}, not {quant!r}")
     parts = VisionParts(vision, None, None, vision.num_hidden_layers, int(text_hidden))
     return write_mmproj_parts(parts, mmproj_tensor_plan(vision, text_hidden, seed, spec), Path(path), spec,
                               name=name or f"random siglip mmproj -> {text_hidden}", mean=SIGLIP_MEAN,

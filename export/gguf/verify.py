@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ from gguf import GGUFReader, quants
 from tokenizers import Tokenizer
 
 from export.checkpoint import image_preprocess
-from export.gguf.quantize import quant_spec
+from export.gguf.mmproj import write_mmproj_gguf
+from export.gguf.mmproj_parity import MMPROJ_BOUNDS, compare_mmproj
+from export.gguf.mmproj_requant import file_quant
+from export.gguf.quantize import QUANT_SPECS, quant_spec
 from export.gguf.text import text_parts, text_tensor_params
 from runtime.backends.base import BackendOptions
 from runtime.backends.llamacpp import GGUFTokenizer, load_gguf
@@ -81,9 +85,11 @@ TOLERANCES: dict[str, dict[str, float]] = {
 # activation rounding remains (tiny models: 0.99998 for every quant; a wrong RoPE base: 0.96)
 DEQUANT_TOLERANCE = {"dequant_logit_correlation": 0.999, "gguf_missing_tensors": 0}
 _AT_LEAST = ("top1_agreement", "logit_correlation", "multimodal_logit_correlation",
-             "dequant_logit_correlation")
+             "dequant_logit_correlation", "mmproj_vs_f16_embed_min_token_cosine")
 # relative to the embeddings' largest magnitude, so it holds for any model scale
 IMAGE_TOLERANCE = {"image_embed_rel_diff": 1e-2}
+# a Q8_0 mmproj against torch: quantization noise (the F16 comparison bounds it properly)
+QUANTIZED_MMPROJ_IMAGE_TOLERANCE = 0.1
 TOKENIZER_TOLERANCE = {"tokenizer_mismatches": 0}
 
 
@@ -220,6 +226,17 @@ def _perception_metrics(model: Any, lm: Any, vision: Any, ids: list[int],
     return out
 
 
+def _quantized_mmproj_metrics(model: Any, text_model: Path, mmproj: Path, checkpoint_dir: Path) -> dict[str, float]:
+    """The quantized mmproj against an F16 one written from the same torch model."""
+    size = int(model.config.vision_config.image_size)
+    prep = image_preprocess(checkpoint_dir, size)
+    with tempfile.TemporaryDirectory(prefix="mmproj-f16-") as tmp:
+        ref = Path(tmp) / "mmproj-f16.gguf"
+        write_mmproj_gguf(model, ref, QUANT_SPECS["f16"], name="reference", mean=prep.mean, std=prep.std)
+        metrics = compare_mmproj(text_model, ref, mmproj, probe_image(size))
+    return {f"mmproj_vs_f16_{k}": v for k, v in metrics.items()}
+
+
 def verify(root: Path, files: dict[str, str], quant: str, model: Any, tokenizer_dir: Path) -> dict:
     spec = quant_spec(quant)
     tol = dict(TOLERANCES[spec.name])
@@ -252,7 +269,13 @@ def verify(root: Path, files: dict[str, str], quant: str, model: Any, tokenizer_
         if vision is not None:
             metrics.update(_perception_metrics(deq_model, lm, vision, ids, Path(tokenizer_dir)))
             tol.update(IMAGE_TOLERANCE)
-            if spec.name == "f32":  # f32 mmproj + f32 decoder: the whole path is near-exact
+            mm_quant = file_quant(mmproj)
+            if mm_quant not in ("f32", "f16"):  # a quantized mmproj: judged against an F16 one
+                metrics.update(_quantized_mmproj_metrics(model, root / files["model"], mmproj, Path(tokenizer_dir)))
+                tol.update({f"mmproj_vs_f16_{k}": limit for k, (limit, _) in MMPROJ_BOUNDS.items()})
+                tol["image_embed_rel_diff"] = QUANTIZED_MMPROJ_IMAGE_TOLERANCE
+                tol["multimodal_logit_correlation"] = DEQUANT_TOLERANCE["dequant_logit_correlation"]
+            elif spec.name == "f32":  # f32 mmproj + f32 decoder: the whole path is near-exact
                 tol["multimodal_max_abs_logit_diff"] = 1e-2
             else:  # the reference is the dequantized model here
                 tol["multimodal_logit_correlation"] = DEQUANT_TOLERANCE["dequant_logit_correlation"]

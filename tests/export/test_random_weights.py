@@ -52,6 +52,6 @@ def test_text_model_and_mmproj_from_shapes_load_and_run(tmp_path, tiny_tokenizer
         lm.close()
 
 
-def test_mmproj_types_are_f16_or_f32(tmp_path):
-    with pytest.raises(ConfigError, match="f32 or f16"):
+def test_mmproj_types_are_f32_f16_or_q8_0(tmp_path):
+    with pytest.raises(ConfigError, match="f32, f16, q8_0, not 'q4_0'"):
         write_random_mmproj_gguf(tmp_path / "m.gguf", siglip_tiny(), 64, seed=0, quant="q4_0")

@@ -173,7 +173,7 @@ class LlamaCppLanguageModel:
                                        f"the context holds {self._n_ctx}")
         llama = self._llama
         blob = state.data
-        llama.llama_memory_clear(self._mem, True)
+        llama.llama_memory_clear(self._mem, False)  # cells only: zeroing a 4096-cell cache costs more than the restore
         self._n_past = 0
         ptr = ctypes.cast(blob.ctypes.data, ctypes.POINTER(ctypes.c_uint8))  # read only by llama.cpp
         if int(llama.llama_state_seq_set_data(self._ctx, ptr, blob.size, 0)) == 0:

@@ -1,0 +1,209 @@
+"""`edge bench --compare`: the plain pipeline against the fast one, interleaved in one run.
+
+- plain: the bundle as exported (its mmproj: F16, or F32 beside F32 files), no
+  image-prefix cache;
+- fast: the same bundle with a Q8_0 mmproj (written from the F16 one,
+  `export.gguf.mmproj_requant`) and the image-prefix cache on;
+- fast, second question: another question about the same image through the fast
+  pipeline (its extraction cache is cleared first, so the perception stage really runs:
+  a new focus would miss it too).
+
+Both pipelines run on llama.cpp with sequential residency (the models take turns), one
+loaded at a time, interleaved per repetition so machine load drifts hit both alike.
+`image_side_s` = vision seconds + extraction prefill seconds, model loads left out (they
+are reported as `load_s`). Ratios are fast (or second question) over plain, of medians.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.inputs import OPTIONS, QUESTIONS, TokenCounts, bench_image
+from benchmarks.machine import load_average
+from benchmarks.rss import RssSampler
+from benchmarks.stats import ratio, summarize
+from export.bundle_writer import file_entries
+from export.gguf.mmproj_parity import compare_mmproj
+from export.gguf.mmproj_requant import file_quant, requantize_mmproj
+from runtime.atomic import staged_dir
+from runtime.bundle import MANIFEST_NAME, Bundle, open_bundle
+from runtime.config_io import save_json
+from runtime.errors import BundleError
+from runtime.pipeline import ExtractThink
+from runtime.progress import Progress, report
+
+PLAIN = {"mmproj": "as exported", "prefix_cache_mb": 0}
+FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256}
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    threads: int
+    counts: TokenCounts
+    repeat: int = 3
+    warmup: int = 1
+    quant: str | None = None  # the GGUF text quantization (None: the bundle's choice)
+
+
+def _gguf_perception(bundle: Bundle):
+    for art in bundle.manifest.models["perception"].artifacts if "perception" in bundle.manifest.models else ():
+        if art.format == "gguf" and "mmproj" in art.files:
+            return art
+    raise BundleError("--compare needs a bundle with a GGUF perception model and its mmproj")
+
+
+def mmproj_variant(bundle: Bundle, quant: str, dst: Path) -> Path:
+    """A copy of `bundle` at `dst` (files hard-linked where possible) whose GGUF perception
+    artifacts use an mmproj requantized to `quant`; reused when already there."""
+    if (dst / MANIFEST_NAME).is_file():
+        try:
+            open_bundle(dst, verify="size")
+            return dst
+        except BundleError:
+            pass
+    m = bundle.manifest
+    with staged_dir(dst, marker=MANIFEST_NAME) as tmp:
+        for rel in m.files:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(bundle.path(rel), tmp / rel)
+            except OSError:
+                shutil.copyfile(bundle.path(rel), tmp / rel)
+        entry = m.models["perception"]
+        arts = []
+        for art in entry.artifacts:
+            if art.format == "gguf" and "mmproj" in art.files:
+                new = f"perception-mmproj-{quant}.gguf"
+                if not (tmp / new).is_file():
+                    requantize_mmproj(bundle.path(art.files["mmproj"]), tmp / new, quant)
+                art = dataclasses.replace(art, files={**art.files, "mmproj": new})
+            arts.append(art)
+        models = {**m.models, "perception": dataclasses.replace(entry, artifacts=tuple(arts))}
+        used = {rel for e in models.values() for a in e.artifacts for rel in a.files.values()}
+        for rel in m.files:  # the replaced mmproj, unless another artifact still uses it
+            if rel.startswith("perception-mmproj-") and rel not in used:
+                (tmp / rel).unlink()
+        manifest = dataclasses.replace(m, models=models, name=f"{m.name}-mmproj-{quant}", files=file_entries(tmp))
+        save_json(manifest, tmp / MANIFEST_NAME)
+        open_bundle(tmp, verify="full")
+    return dst
+
+
+def _image_side(stages: dict[str, Any]) -> float:
+    vision = stages.get("vision")
+    extraction = stages.get("extraction")
+    side = 0.0
+    if vision is not None:
+        side += max(vision.seconds - vision.load_s, 0.0)
+    if extraction is not None:
+        side += extraction.prefill_s
+    return side
+
+
+def _request(et: ExtractThink, image, question: str, counts: TokenCounts, seed: int, sampler: RssSampler) -> dict:
+    t0 = sampler.now()
+    r = et.answer(image, question, list(OPTIONS), hint_budget=counts.hint, extraction_budget=counts.extraction,
+                  thinking_budget=counts.thinking, answer_budget=counts.answer, sampling="greedy", seed=seed)
+    sampler.sample()
+    return {"request_s": r.seconds, "image_side_s": _image_side(r.stages),
+            "load_s": sum(s.load_s for s in r.stages.values()),
+            "peak_rss_mb": sampler.max_between(t0), "prefix_hit": r.cache_hits.get("prefix"),
+            "vision_s": r.stages["vision"].seconds - r.stages["vision"].load_s if "vision" in r.stages else None}
+
+
+def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress: Progress | None = None) -> dict:
+    """The `comparison` object of `edge bench --compare` (see the module docstring)."""
+    art = _gguf_perception(bundle)
+    report(progress, "compare: writing the q8_0 mmproj", 0.0)
+    fast_root = mmproj_variant(bundle, FAST["mmproj"], variant_dir)
+    fast_bundle = open_bundle(fast_root, verify="size")
+    size = bundle.model("perception").image.size
+    plain_mm = bundle.path(art.files["mmproj"])
+    fast_mm = fast_bundle.path(_gguf_perception(fast_bundle).files["mmproj"])
+    parity = compare_mmproj(bundle.path(art.files["model"]), plain_mm, fast_mm, bench_image(size, seed=7))
+    quant = {"perception": cfg.quant, "reasoner": cfg.quant} if cfg.quant else None
+    runs: dict[str, list[dict]] = {"plain": [], "fast": [], "fast_second_question": []}
+    total = cfg.warmup + cfg.repeat
+    for i in range(total):
+        for name, b, prefix_mb in (("plain", bundle, PLAIN["prefix_cache_mb"]),
+                                   ("fast", fast_bundle, FAST["prefix_cache_mb"])):
+            report(progress, f"compare: {name} {i + 1}/{total}", (i + (name == "fast") / 2) / total)
+            img = bench_image(size, seed=2000 + i)
+            sampler = RssSampler().start()
+            et = ExtractThink.load(b, backend="llamacpp", quant=quant, threads=cfg.threads,
+                                   residency="sequential", prefix_cache_mb=prefix_mb)
+            try:
+                first = _request(et, img, QUESTIONS[0], cfg.counts, i, sampler)
+                second = None
+                if name == "fast":
+                    et.extraction_cache.clear()  # another focus would miss it: measure the prefix path
+                    second = _request(et, img, QUESTIONS[1], cfg.counts, i, sampler)
+            finally:
+                et.close()
+                sampler.stop()
+            if i >= cfg.warmup:
+                runs[name].append(first)
+                if second is not None:
+                    runs["fast_second_question"].append(second)
+    report(progress, "compare", 1.0)
+    return _summarize(runs, parity, plain_mm, fast_mm, cfg, bundle.manifest.name)
+
+
+def _median(rows: list[dict], key: str) -> float | None:
+    return summarize(r[key] for r in rows if r.get(key) is not None).get("median")
+
+
+def _summarize(runs: dict[str, list[dict]], parity: dict, plain_mm: Path, fast_mm: Path, cfg: CompareConfig,
+               name: str) -> dict:
+    out: dict[str, Any] = {}
+    for key in ("plain", "fast"):
+        out[key] = {"request_s": _median(runs[key], "request_s"), "image_side_s": _median(runs[key], "image_side_s"),
+                    "sequential_peak_rss_mb": _median(runs[key], "peak_rss_mb"),
+                    "vision_s": _median(runs[key], "vision_s"), "load_s": _median(runs[key], "load_s")}
+    second = runs["fast_second_question"]
+    out["fast_second_question"] = {"request_s": _median(second, "request_s"),
+                                   "image_side_s": _median(second, "image_side_s"),
+                                   "prefix_hits": sum(1 for r in second if r["prefix_hit"]), "n": len(second)}
+    plain, fast = out["plain"], out["fast"]
+    out["ratios"] = {
+        "request": ratio(fast["request_s"], plain["request_s"]),
+        "image_side": ratio(fast["image_side_s"], plain["image_side_s"]),
+        "second_question_request": ratio(out["fast_second_question"]["request_s"], plain["request_s"]),
+        "second_question_image_side": ratio(out["fast_second_question"]["image_side_s"], plain["image_side_s"]),
+        "sequential_peak_rss": ratio(fast["sequential_peak_rss_mb"], plain["sequential_peak_rss_mb"]),
+    }
+    out["mmproj"] = {"plain": file_quant(plain_mm), "fast": file_quant(fast_mm),
+                     "file_mb": {"plain": plain_mm.stat().st_size / 2**20, "fast": fast_mm.stat().st_size / 2**20},
+                     "parity_vs_plain": parity}
+    out["settings"] = {"plain": {**PLAIN, "mmproj": file_quant(plain_mm)}, "fast": dict(FAST), "backend": "llamacpp", "residency": "sequential",
+                       "threads": cfg.threads, "repeat": cfg.repeat, "warmup": cfg.warmup,
+                       "tokens": dataclasses.asdict(cfg.counts), "bundle": name}
+    out["load_average"] = load_average()
+    out["runs"] = runs
+    return out
+
+
+def to_markdown(comparison: dict) -> str:
+    c = comparison
+
+    def f(v: Any, digits: int = 3) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    rows = ["| | request s | image side s | sequential peak RSS MiB |", "|---|---|---|---|"]
+    for key in ("plain", "fast"):
+        rows.append(f"| {key} | {f(c[key]['request_s'])} | {f(c[key]['image_side_s'], 4)} | "
+                    f"{f(c[key]['sequential_peak_rss_mb'], 0)} |")
+    s = c["fast_second_question"]
+    rows.append(f"| fast, second question | {f(s['request_s'])} | {f(s['image_side_s'], 4)} | |")
+    r = c["ratios"]
+    rows.append("")
+    rows.append("ratios (fast / plain): " + ", ".join(f"{k} {f(v)}" for k, v in r.items()))
+    mm = c["mmproj"]
+    rows.append(f"mmproj {mm['plain']} {mm['file_mb']['plain']:.2f} MiB -> {mm['fast']} {mm['file_mb']['fast']:.2f} "
+                f"MiB; vs {mm['plain']}: " + ", ".join(f"{k} {v:.4g}" for k, v in mm["parity_vs_plain"].items()))
+    return "\n".join(rows)
