@@ -24,7 +24,7 @@ from runtime.control_tokens import ControlTokens, control_tokens
 from runtime.errors import BundleError
 from runtime.generation import Session
 from runtime.manifest import Artifact, Budgets, ModelEntry
-from runtime.memory import ModelNeed, model_need
+from runtime.memory import ModelNeed, model_need, release_free_heap
 from runtime.nowait import nowait_token_ids
 from runtime.tokenizer import BundleTokenizer
 
@@ -85,6 +85,7 @@ class ModelSlot:
         else:
             self.lm, self.vision = load_model(self.bundle, self.role, self.backend, self.artifact, self.options)
         self.session = Session(self.lm)
+        release_free_heap()  # what loading used on the way (read buffers, parsed metadata)
         dt = time.perf_counter() - t0
         log.info("loaded the %s model (%s) in %.2f s", self.role, self.label, dt)
         return dt
@@ -95,6 +96,7 @@ class ModelSlot:
         if self.lm is not None:
             self.lm.close()
         self.lm = self.vision = self.session = None
+        release_free_heap()
 
     def close(self) -> None:
         """Unload, and free the tokenizer when it holds native memory (a GGUF vocabulary)."""
