@@ -1,6 +1,7 @@
 """`edge export`: checkpoint folders -> a verified GGUF and/or ONNX bundle.
 
     edge export --perception DIR --reasoner DIR --format both --quant q4_k_m --quant int8 --out B
+    edge export --perception markendo/llava-extract-qwen3-0.6B --reasoner Qwen/Qwen3-0.6B@main --out B
     edge export verify B            parity of B's files against its source checkpoints
     edge export convert SRC --out DIR   a paper (LLaVA-OneVision) checkpoint -> project format
 """
@@ -34,8 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=f"quant names: gguf {' '.join(GGUF_QUANTS)}; onnx {' '.join(ONNX_QUANTS)} "
         "(f32 means full precision in every format). Repeat --quant or separate with commas.",
     )
-    p.add_argument("--perception", type=Path, help="perception checkpoint folder (LLaVA-style SigLIP+Qwen3)")
-    p.add_argument("--reasoner", type=Path, help="reasoner checkpoint folder (Qwen3)")
+    p.add_argument("--perception", metavar="DIR_OR_ID",
+                   help="perception checkpoint: a folder or a hub id org/name[@revision] (LLaVA-style "
+                   "SigLIP+Qwen3; the paper's LLaVA-OneVision layout is converted on the fly)")
+    p.add_argument("--reasoner", metavar="DIR_OR_ID", help="reasoner checkpoint (Qwen3): a folder or a hub id")
+    p.add_argument("--tokenizer", type=Path, help="tokenizer folder for a paper checkpoint that ships none "
+                   "(default: the reasoner's)")
+    p.add_argument("--vision-heads", type=int, help="attention heads of a paper checkpoint's unknown vision tower")
     p.add_argument("--format", choices=("gguf", "onnx", "both"), default="gguf")
     p.add_argument("--quant", action="append", default=None, metavar="NAME",
                    help="quantization (repeatable); default q8_0 for gguf, int8 for onnx")
@@ -96,7 +102,8 @@ def main_export(args: argparse.Namespace) -> int:
         out = export_bundle(
             ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
                           formats=formats, quants=tuple(quants), name=args.name,
-                          overwrite=args.force, verify=not args.no_verify),
+                          overwrite=args.force, verify=not args.no_verify, tokenizer=args.tokenizer,
+                          vision_heads=args.vision_heads),
             progress=progress,
         )
         progress.done(f"wrote {out}")
