@@ -23,6 +23,7 @@ from runtime.atomic import check_replaceable, is_empty_dir, staged_dir
 from runtime.backends.gguf_file import GGUFInfo, read_gguf_info
 from runtime.bundle import MANIFEST_NAME, open_bundle, read_manifest, sha256_file
 from runtime.chat_family import detect_chat_family, require_built, special_vocab
+from runtime.chat_format import CHAT_TEMPLATE
 from runtime.config_io import save_json
 from runtime.errors import BundleError, ConfigError
 from runtime.gguf_constants import CLIP_ARCH, Keys, arch_key
@@ -132,8 +133,13 @@ def describe_text(path: Path, role: str, override: str | None) -> tuple[ModelEnt
     return entry, _quant_name(info)
 
 
-def describe_mmproj(path: Path, text: TextShape, text_path: Path) -> tuple[VisionShape, ImagePreprocess]:
-    """The vision shape and image preprocessing from an mmproj, checked against the text model."""
+def describe_mmproj(path: Path, text: TextShape, text_path: Path, *, project_made: bool
+                    ) -> tuple[VisionShape, ImagePreprocess]:
+    """The vision shape and image preprocessing from an mmproj, checked against the text model.
+
+    `project_made`: the text GGUF carries this project's chat template, so the pair was
+    exported here and was trained on stretched images ("resize"); a stock LLaVA-style
+    mlp projector saw images padded to a square with the mean colour ("pad")."""
     cv = Keys.ClipVision
     info = read_gguf_info(path, arrays={cv.IMAGE_MEAN, cv.IMAGE_STD})
     if info.get(Keys.General.ARCHITECTURE) != CLIP_ARCH or not info.get(Keys.Clip.HAS_VISION_ENCODER):
@@ -161,10 +167,15 @@ def describe_mmproj(path: Path, text: TextShape, text_path: Path) -> tuple[Visio
         intermediate_size=int(_need(info, cv.FEED_FORWARD_LENGTH, path)),
         tokens_per_image=(size // patch) ** 2,
     )
-    # The runtime resizes the image itself to the encoder's square size, as the project's
-    # own perception models were trained; mtmd then sees an exact size x size image.
-    image = ImagePreprocess(size=size, mean=tuple(float(x) for x in mean), std=tuple(float(x) for x in std))
+    # The runtime brings the image to the encoder's exact square size itself; mtmd then
+    # sees size x size pixels and does no resizing of its own.
+    image = ImagePreprocess(size=size, mean=tuple(float(x) for x in mean), std=tuple(float(x) for x in std),
+                            mode="resize" if project_made else "pad")
     return vision, image
+
+
+def _project_made(path: Path) -> bool:
+    return read_gguf_info(path).get(Keys.Tokenizer.CHAT_TEMPLATE) == CHAT_TEMPLATE
 
 
 def place(src: Path, dst: Path) -> None:
@@ -202,7 +213,8 @@ def compose_bundle(req: ComposeRequest, progress: Progress | None = None) -> Pat
     placed: dict[str, Path] = {}  # bundle-relative name -> source file
     if req.perception_gguf is not None:
         entry, quant = describe_text(Path(req.perception_gguf), "perception", req.chat_format)
-        vision, image = describe_mmproj(Path(req.mmproj), entry.text, Path(req.perception_gguf))
+        vision, image = describe_mmproj(Path(req.mmproj), entry.text, Path(req.perception_gguf),
+                                        project_made=_project_made(Path(req.perception_gguf)))
         files = {"model": "perception.gguf", "mmproj": "perception-mmproj.gguf"}
         placed.update({"perception.gguf": Path(req.perception_gguf), "perception-mmproj.gguf": Path(req.mmproj)})
         models["perception"] = replace(entry, tokenizer="perception.gguf", vision=vision, image=image,

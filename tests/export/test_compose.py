@@ -63,6 +63,7 @@ def test_compose_project_gguf_files(tmp_path, gguf_f32_dir, perception_model, re
     assert (p.vision.image_size, p.vision.patch_size, p.image.size) == (vcfg.image_size, vcfg.patch_size, vcfg.image_size)
     assert p.vision.tokens_per_image == (vcfg.image_size // vcfg.patch_size) ** 2
     assert p.image.mean == (0.5, 0.5, 0.5) and p.image.std == (0.5, 0.5, 0.5)
+    assert p.image.mode == "resize"  # exported here: trained on stretched images
     assert p.source_layout == "gguf" and p.source_files["perception-mmproj-f32.gguf"] == sha256_file(
         d / "perception-mmproj-f32.gguf")
     assert os.stat(out / "reasoner.gguf").st_ino == os.stat(d / "reasoner-f32.gguf").st_ino  # hard-linked
@@ -104,6 +105,19 @@ def test_run_with_perception_gguf_and_mmproj(tmp_path, gguf_f32_dir):
     res = json.loads(proc.stdout)
     assert "extraction" in res["stages"] and res["backend"]["perception"] == "llamacpp gguf/f32"
     assert not [p for p in d.iterdir() if p.name.startswith(".edge-run-")]  # the temporary bundle is gone
+
+
+def test_a_stock_vlm_pads_its_images_and_keeps_its_chat_format(tmp_path, gguf_f32_dir):
+    from runtime.bundle import read_manifest
+
+    stock = rewrite_gguf(gguf_f32_dir / "perception-f32.gguf", tmp_path / "vlm.gguf", rename_tokens=NO_THINK,
+                         set_strings={"tokenizer.chat_template": SMOL_TEMPLATE})
+    out = _compose(tmp_path, perception_gguf=stock, mmproj=gguf_f32_dir / "perception-mmproj-f32.gguf",
+                   from_bundle=DEFAULT_BUNDLE)
+    m = read_manifest(out)
+    p = m.model("perception")
+    assert p.image.mode == "pad" and p.chat_format == "chatml" and p.source_layout == "gguf"
+    assert m.model("reasoner").architecture == "qwen3" and m.model("reasoner").chat_format == "qwen3-chatml"
 
 
 def test_llama3_template_is_recognised_and_refused_by_name(tmp_path, gguf_f32_dir):
