@@ -21,6 +21,7 @@ from export.compose import ComposeRequest, compose_bundle
 from export.convert_llava_ov import convert_llava_ov
 from export.verify import verify_bundle
 from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
 from runtime.errors import ConfigError, EdgeError
 from runtime.manifest import GGUF_QUANTS, ONNX_QUANTS
 
@@ -84,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--mmproj", type=Path, metavar="FILE", help="the VLM's vision projector GGUF")
     k.add_argument("--reasoner-gguf", type=Path, metavar="FILE", help="a chat model GGUF")
     k.add_argument("--from", dest="from_bundle", type=Path, metavar="BUNDLE",
-                   help="take the roles not given from this bundle (e.g. the shipped default bundle)")
+                   help="take the roles not given from this bundle ('default': the shipped default bundle)")
     k.add_argument("--chat-format", choices=("chatml", "qwen3-chatml"),
                    help="the chat family of a GGUF without tokenizer.chat_template")
     k.add_argument("--name", help="bundle name recorded in the manifest (default: the folder name)")
@@ -152,6 +153,8 @@ def main_verify(args: argparse.Namespace) -> int:
 
 def main_compose(args: argparse.Namespace) -> int:
     require("llamacpp", "edge export compose")
+    if args.from_bundle is not None and str(args.from_bundle) == "default" and not args.from_bundle.exists():
+        args.from_bundle = default_bundle_path()
     with ProgressDisplay("compose", enabled=not args.quiet) as progress:
         out = compose_bundle(ComposeRequest(
             out=args.out, perception_gguf=args.perception_gguf, mmproj=args.mmproj,

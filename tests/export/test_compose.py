@@ -80,7 +80,7 @@ def test_compose_project_gguf_files(tmp_path, gguf_f32_dir, perception_model, re
 def test_stock_chatml_reasoner_from_the_default_bundle(tmp_path, smol_gguf):
     """The issue's acceptance: a ChatML GGUF without think tokens, the default bundle's
     perception; `edge run` answers with thinking off and a warning, on llama.cpp."""
-    proc = run_edge("export", "compose", "--from", str(DEFAULT_BUNDLE), "--reasoner-gguf", str(smol_gguf),
+    proc = run_edge("export", "compose", "--from", "default", "--reasoner-gguf", str(smol_gguf),
                     "--out", str(tmp_path / "B"), "--json", "-q", timeout=600)
     assert proc.returncode == 0, proc.stderr
     models = json.loads(proc.stdout)["models"]
