@@ -118,3 +118,33 @@ def test_a_missing_hub_id_is_one_line_and_fails(tmp_path, hub_home):
     line = one_error_line(proc)
     assert line.startswith("edge export: error: ") and "org/missing@main is not in the hub cache" in line
     assert not (tmp_path / "B").exists()
+
+
+@pytest.mark.parametrize("repo, phrase", [
+    ("org/gated", "org/gated is gated: accept its terms on the hub and log in"),
+    ("org/missing", "org/missing: no such repository on the hub (or it is private"),
+])
+def test_hub_refusals_are_one_line(tmp_path, repo, phrase):
+    from tests.support.fake_hub import refusing_hub
+
+    with refusing_hub() as url:
+        proc = run_edge("export", "--reasoner", repo, "--out", str(tmp_path / "B"),
+                        env={**_online(tmp_path), "HF_ENDPOINT": url})
+    assert proc.returncode == 2 and phrase in one_error_line(proc)
+    assert not (tmp_path / "B").exists()
+
+
+def test_no_network_is_one_line(tmp_path):
+    from tests.support.fake_hub import closed_port_url
+
+    proc = run_edge("export", "--reasoner", "org/tiny", "--out", str(tmp_path / "B"),
+                    env={**_online(tmp_path), "HF_ENDPOINT": closed_port_url()})
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and "cannot reach the hub for org/tiny@main" in line and "not in the cache" in line
+
+
+def _online(tmp_path) -> dict[str, str]:
+    """Online settings against a loopback endpoint, with an empty cache and no token."""
+    return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "", "HF_HUB_ETAG_TIMEOUT": "5",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
