@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.checkpoint import checkpoint_sha256
 from export.convert_llava_ov import convert_llava_ov, is_paper_checkpoint
-from export.hub import HubSnapshot, parse_hub_id, resolve_hub
+from export.hub import HubError, HubSnapshot, parse_hub_id, resolve_hub
 from runtime.bundle import sha256_file
 from runtime.errors import ConfigError
 from runtime.progress import Progress
@@ -48,7 +48,10 @@ def _given_folder(spec: str | Path, role: str, progress: Progress) -> tuple[Path
         raise ConfigError(f"--{role} {spec}: is not a folder")
     if parse_hub_id(str(spec)) is None:
         raise ConfigError(f"--{role} {spec}: no such folder, and not a hub id (org/name[@revision])")
-    snap = resolve_hub(str(spec), progress=lambda stage, frac: progress(f"download {role}", frac))
+    try:
+        snap = resolve_hub(str(spec), progress=lambda stage, frac: progress(f"download {role}", frac))
+    except HubError as exc:  # a mistyped local folder looks like a hub id too
+        raise HubError(f"--{role} {spec}: no such folder, and as a hub id: {exc}") from None
     return snap.path, snap
 
 
