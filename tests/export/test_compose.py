@@ -92,6 +92,10 @@ def test_stock_chatml_reasoner_from_the_default_bundle(tmp_path, smol_gguf):
     assert res["thinking_enabled"] is False and res["thinking"] is None and res["answer_text"]
     assert set(res["backend"].values()) == {"llamacpp gguf/q8_0"}, res["backend"]
     assert "no <think>/</think>" in proc.stderr and "thinking is off" in proc.stderr
+    proc = run_edge("pack", str(tmp_path / "B"), "--profile", "laptop", "--out", str(tmp_path / "b.tar"), "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_edge("unpack", str(tmp_path / "b.tar"), "--to", str(tmp_path / "U"), "-q")
+    assert proc.returncode == 0 and (tmp_path / "U" / "reasoner.gguf").is_file(), proc.stderr
 
 
 def test_run_with_perception_gguf_and_mmproj(tmp_path, gguf_f32_dir):
