@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -123,11 +124,12 @@ def test_a_missing_hub_id_is_one_line_and_fails(tmp_path, hub_home):
 @pytest.mark.parametrize("repo, phrase", [
     ("org/gated", "org/gated is gated: accept its terms on the hub and log in"),
     ("org/missing", "org/missing: no such repository on the hub (or it is private"),
+    ("org/served@nope", "org/served has no revision 'nope'"),
 ])
 def test_hub_refusals_are_one_line(tmp_path, repo, phrase):
-    from tests.support.fake_hub import refusing_hub
+    from tests.support.fake_hub import fake_hub
 
-    with refusing_hub() as url:
+    with fake_hub() as url:
         proc = run_edge("export", "--reasoner", repo, "--out", str(tmp_path / "B"),
                         env={**_online(tmp_path), "HF_ENDPOINT": url})
     assert proc.returncode == 2 and phrase in one_error_line(proc)
@@ -148,3 +150,37 @@ def _online(tmp_path) -> dict[str, str]:
     return {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_HUB_OFFLINE": "0",
             "TRANSFORMERS_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": "", "HF_HUB_ETAG_TIMEOUT": "5",
             "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+
+
+DOWNLOAD = """
+import json, sys
+from export.hub import resolve_hub
+seen = []
+snap = resolve_hub("org/served", progress=lambda stage, frac: seen.append((stage, frac)))
+print(json.dumps({"commit": snap.commit, "files": sorted(p.name for p in snap.path.iterdir()), "progress": seen}))
+"""
+
+
+def test_a_download_reports_progress_and_fills_the_cache(tmp_path, tiny_reasoner_dir):
+    """A real download through huggingface_hub from the loopback hub: the progress callback
+    reaches 1.0, pickled weights are never fetched, and the cache then serves offline."""
+    import subprocess
+    import sys
+
+    from tests.edge.helpers import REPO
+    from tests.support.fake_hub import fake_hub
+
+    files = {**folder_files(tiny_reasoner_dir), "pytorch_model.bin": b"a pickle, never fetched"}
+    env = {**os.environ, **_online(tmp_path), "PYTHONPATH": str(REPO)}
+    with fake_hub(files, commit=COMMIT_R) as url:
+        proc = subprocess.run([sys.executable, "-c", DOWNLOAD], env={**env, "HF_ENDPOINT": url},
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["commit"] == COMMIT_R and "pytorch_model.bin" not in got["files"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(got["files"])
+    fracs = [f for stage, f in got["progress"] if stage == "download"]
+    assert fracs and fracs[-1] == 1.0 and fracs == sorted(fracs)
+    offline = subprocess.run([sys.executable, "-c", DOWNLOAD], env={**env, "HF_HUB_OFFLINE": "1"},
+                             capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert offline.returncode == 0 and json.loads(offline.stdout)["commit"] == COMMIT_R, offline.stderr
