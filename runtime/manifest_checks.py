@@ -60,11 +60,23 @@ def check_manifest(m: Manifest, where: str = "manifest") -> None:
                 raise BundleError(f"{where}: examples[{i}].image names an unsafe path: {ascii(image)}") from None
 
 
+PROJECT_ARCHITECTURES = ("llava-qwen3", "qwen3")
+GGUF_ARCHITECTURE = re.compile(r"gguf:[a-z0-9][a-z0-9_.-]{0,63}")
+
+
 def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:
     if entry.role != role:
         raise BundleError(f"{where} says its role is {entry.role!r}")
     if entry.tokenizer not in m.files:
         raise BundleError(f"{where}.tokenizer {ascii(entry.tokenizer)} is not in files")
+    if entry.architecture not in PROJECT_ARCHITECTURES and not GGUF_ARCHITECTURE.fullmatch(entry.architecture):
+        raise BundleError(f"{where}.architecture {ascii(entry.architecture)} is not one of "
+                          f"{', '.join(PROJECT_ARCHITECTURES)} or gguf:<name>")
+    if entry.architecture.startswith("gguf:") and any(a.format != "gguf" for a in entry.artifacts):
+        raise BundleError(f"{where}: a composed GGUF model ({entry.architecture}) has only gguf artifacts")
+    if entry.tokenizer.endswith(".gguf") and not entry.architecture.startswith("gguf:"):
+        raise BundleError(f"{where}.tokenizer: only composed GGUF models (gguf:<name>) read their vocabulary "
+                          "from a GGUF file")
     if not entry.artifacts:
         raise BundleError(f"{where} has no artifacts")
     for i, art in enumerate(entry.artifacts):

@@ -164,6 +164,15 @@ def default_context(role: str, entry: ModelEntry, budgets: Budgets) -> int:
     return min(max(4096, _round_up(need, 1024)), entry.text.context_length)
 
 
+def bundle_tokenizer(bundle: Bundle, entry: ModelEntry) -> TokenizerLike:
+    """The entry's tokenizer: a tokenizer.json, or (composed bundles) the vocabulary of the
+    GGUF model it names, read by llama.cpp."""
+    path = bundle.path(entry.tokenizer)
+    if entry.tokenizer.endswith(".gguf"):
+        return backend_module("llamacpp").GGUFTokenizer(path)
+    return BundleTokenizer(path)
+
+
 def bundle_slot(bundle: Bundle, role: str, backend: str, quant: str | None, options: BackendOptions,
                 context_length: int | None, kv_cache_type: str, nowait_keywords: Sequence[str],
                 tokenizers: dict[str, Any]) -> tuple[ModelSlot, ModelNeed, list[ModelNeed]]:
@@ -175,7 +184,7 @@ def bundle_slot(bundle: Bundle, role: str, backend: str, quant: str | None, opti
     ctx = min(context_length or default_context(role, entry, bundle.manifest.budgets), entry.text.context_length)
     opts = replace(options, context_length=ctx)
     if entry.tokenizer not in tokenizers:
-        tokenizers[entry.tokenizer] = BundleTokenizer(bundle.path(entry.tokenizer))
+        tokenizers[entry.tokenizer] = bundle_tokenizer(bundle, entry)
     sizes = {rel: fe.size for rel, fe in bundle.manifest.files.items()}
     kv_bytes = 4 if kv_cache_type == "f32" else 2
 
