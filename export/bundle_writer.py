@@ -19,7 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import checkpoint_sha256, image_preprocess, load_for_export, system_prompt
+from export.checkpoint import (
+    checkpoint_sha256,
+    image_layout,
+    image_preprocess,
+    load_for_export,
+    system_prompt,
+)
 from export.gguf import export_gguf
 from export.onnx import export_onnx
 from export.verify import failure_summary, verify_bundle
@@ -28,6 +34,7 @@ from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
+from runtime.image_layout import image_tokens_to_pool
 from runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -101,6 +108,8 @@ class ExportRequest:
     example_files: tuple[Path, ...] = ()  # copied into the bundle's examples/ folder
     overwrite: bool = False
     verify: bool = True  # run the parity checks before publishing the bundle
+    input_mode: str = "single"  # the perception model's default image input (runtime.image_layout)
+    image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
@@ -203,7 +212,7 @@ def _existing_parent(p: Path) -> Path:
 
 
 def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]], progress: Progress,
-                 step: tuple[int, int], tokenizer_name: str) -> ModelEntry:
+                 step: tuple[int, int], tokenizer_name: str, req: ExportRequest) -> ModelEntry:
     """Load one checkpoint, write its artifacts into `tmp` and describe them."""
     done, steps = step
     progress(f"load {role}", done / steps)
@@ -212,6 +221,14 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
     _check_vocab(role, model, tok_src)
     vcfg = model.config.vision_config if role == "perception" else None
     image = image_preprocess(folder, vcfg.image_size) if vcfg is not None else None  # checked before the work
+    layout = None
+    if vcfg is not None:
+        grid = vcfg.image_size // vcfg.patch_size
+        pool = 1 if req.image_tokens is None else image_tokens_to_pool(grid, req.image_tokens)
+        layout, newline_src = image_layout(folder, tile=vcfg.image_size, hidden=model.config.text_config.hidden_size,
+                                           input_mode=req.input_mode, pool=pool)
+        if newline_src is not None:
+            shutil.copyfile(newline_src, tmp / layout.newline)
     artifacts = []
     for fmt, quants in plan.items():
         for quant in quants:
@@ -236,6 +253,7 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
         system_prompt=system_prompt(folder),
         source=str(folder),
         source_sha256=checkpoint_sha256(folder),
+        image_layout=layout,
     )
 
 
@@ -253,7 +271,7 @@ def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progres
             shutil.copyfile(tok_src, tmp / name)
             tokenizer_files[digest] = name
         models[role] = _export_role(role, folder, tmp, plan, progress, (i * per_role, per_role * len(sources)),
-                                    tokenizer_files.get(digest, "tokenizer.json"))
+                                    tokenizer_files.get(digest, "tokenizer.json"), req)
     for src in req.example_files:
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)

@@ -13,7 +13,8 @@ from typing import Literal
 from runtime.errors import BundleError
 
 FORMAT_NAME = "extract-think-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added ModelEntry.image_layout
+READABLE_VERSIONS = (1, 2)  # version 1 bundles have no image_layout (single view, no pooling)
 
 BackendFormat = Literal["gguf", "onnx"]
 Role = Literal["perception", "reasoner"]
@@ -89,6 +90,26 @@ class ImagePreprocess:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """How an image becomes image tokens (LLaVA-OneVision), after the vision encoder.
+
+    `input_mode`: "single" (one view, `vision.tokens_per_image` tokens before pooling) or
+    "anyres" (a base view + tiles from `pinpoints`, unpadded, shrunk past `max_tiles`
+    tiles, `newline` after every row: see `runtime.anyres`). `pool`: bilinear pooling
+    stride of each view's grid after the projector (1 none, 2: 27x27 -> 14x14, 3: -> 9x9).
+    `pinpoints` ((width, height) px, checkpoint order), `max_tiles` and `newline` (a
+    bundle-relative raw float32 file of `text.hidden_size` values) come from a converted
+    paper checkpoint; a bundle that has them can run either mode.
+    """
+
+    input_mode: Literal["single", "anyres"] = "single"
+    pool: int = 1
+    pinpoints: tuple[tuple[int, int], ...] = ()
+    max_tiles: int | None = None
+    newline: str | None = None
+
+
+@dataclass(frozen=True)
 class SpecialTokens:
     """Ids of the tokens the runtime steers by (see runtime.chat_format.SPECIAL_ROLES)."""
 
@@ -127,6 +148,7 @@ class ModelEntry:
     system_prompt: str | None = None
     source: str | None = None  # checkpoint folder or hub id it was exported from
     source_sha256: str | None = None  # hash of the source weights (parity checks)
+    image_layout: ImageLayout | None = None  # None: single view, no pooling (version 1)
 
 
 @dataclass(frozen=True)
