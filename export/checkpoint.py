@@ -155,11 +155,12 @@ def image_layout(folder: Path, *, tile: int, hidden: int, input_mode: str = "sin
         raise ConfigError(f"pooling stride {pool} is not one of {', '.join(map(str, POOL_STRIDES))}")
     if input_mode not in ("single", "anyres"):
         raise ConfigError(f"input mode must be single or anyres, not {input_mode!r}")
-    lay = _conversion_note(folder).get("image_layout")
+    note = _conversion_note(folder)
+    lay = note.get("image_layout")
     if not lay:
         if input_mode == "anyres":
-            raise ConfigError(f"{folder}: no any-resolution layout (only converted paper checkpoints whose config "
-                              "says anyres have one; see conversion.json)")
+            why = note.get("image_layout_why") or "not a converted paper checkpoint"
+            raise ConfigError(f"{folder}: no any-resolution layout to export ({why})")
         return ImageLayout(input_mode="single", pool=pool), None
     src = Path(folder) / str(lay.get("newline", NEWLINE_FILE))
     if not src.is_file() or src.stat().st_size != hidden * 4:

@@ -139,20 +139,24 @@ def _paper_config(src: Path) -> dict[str, Any]:
 
 
 def anyres_layout(cfg: dict[str, Any], tile: int) -> tuple[dict[str, Any] | None, str]:
-    """The checkpoint's any-resolution layout for `conversion.json` (or None) and why."""
+    """The checkpoint's any-resolution layout for `conversion.json` (or None) and why.
+
+    A layout the runtime cannot reproduce (no pinpoints, a merge other than spatial_unpad)
+    is not an error: the model still converts for single-view use, and the note says why
+    `edge export --input-mode anyres` will refuse it."""
     aspect = str(cfg.get("image_aspect_ratio") or "")
     if "anyres" not in aspect:
         return None, f"image_aspect_ratio {aspect or 'unset'!r} is not an any-resolution mode"
     merge = str(cfg.get("mm_patch_merge_type") or "flat")
     if "unpad" not in merge:
-        raise ConfigError(f"mm_patch_merge_type {merge!r} is not supported for {aspect} (spatial_unpad only)")
+        return None, f"mm_patch_merge_type {merge!r} is not supported for {aspect} (spatial_unpad only)"
     if cfg.get("image_grid_pinpoints") in (None, "", []):
-        raise ConfigError(f"image_aspect_ratio {aspect!r} but the config has no image_grid_pinpoints")
+        return None, f"image_aspect_ratio {aspect!r} but the config has no image_grid_pinpoints"
     try:
         max_tiles = parse_max_tiles(aspect)
         pinpoints = parse_pinpoints(cfg["image_grid_pinpoints"], tile)
     except (ValueError, SyntaxError) as exc:
-        raise ConfigError(f"config.json: {exc}") from None
+        return None, f"config.json: {exc}"
     layout = {"image_aspect_ratio": aspect, "mm_patch_merge_type": merge, "tile": tile,
               "pinpoints": [list(p) for p in pinpoints], "max_tiles": max_tiles, "newline": NEWLINE_FILE}
     return layout, f"{aspect} with {merge}"

@@ -15,8 +15,15 @@ import pytest
 
 from runtime import anyres
 from runtime.errors import InputError
-from runtime.image_layout import ImagePlan, LayoutSpec, encode_image, image_tokens_to_pool, plan_image
+from runtime.image_layout import (
+    ImagePlan,
+    LayoutSpec,
+    encode_image,
+    image_tokens_to_pool,
+    plan_image,
+)
 from runtime.image_pool import pool_tokens
+from tests.support.anyres_reference import torch_merge
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -56,48 +63,6 @@ def test_image_tokens_choose_the_stride():
 
 
 # ---- any resolution ------------------------------------------------------------------------------
-
-
-def torch_grid_shape(size, pinpoints, tile):
-    w, h = size
-    best, best_eff, best_waste = None, 0, float("inf")
-    for pw, ph in pinpoints:
-        s = min(pw / w, ph / h)
-        eff = min(int(w * s) * int(h * s), w * h)
-        waste = pw * ph - eff
-        if eff > best_eff or (eff == best_eff and waste < best_waste):
-            best, best_eff, best_waste = (pw, ph), eff, waste
-    return best[0] // tile, best[1] // tile
-
-
-def torch_unpad(t, size):
-    w, h = size
-    cur_h, cur_w = t.shape[1:]
-    if w / h > cur_w / cur_h:
-        new_h = int(h * (cur_w / w))
-        pad = (cur_h - new_h) // 2
-        return t[:, pad:cur_h - pad, :]
-    new_w = int(w * (cur_h / h))
-    pad = (cur_w - new_w) // 2
-    return t[:, :, pad:cur_w - pad]
-
-
-def torch_merge(views, size, pinpoints, tile, newline, max_tiles=9):
-    """views [1 + n, side*side, D] (base first) -> [tokens, D], as the fork's merge."""
-    base, tiles = views[0], views[1:]
-    side = math.isqrt(base.shape[0])
-    cols, rows = torch_grid_shape(size, pinpoints, tile)
-    x = tiles.view(rows, cols, side, side, -1)
-    x = x.permute(4, 0, 2, 1, 3).contiguous().flatten(1, 2).flatten(2, 3)  # [D, rows*side, cols*side]
-    x = torch_unpad(x, size)
-    _, h, w = x.shape
-    if max_tiles is not None:
-        times = math.sqrt(h * w / (max_tiles * side ** 2))
-        if times > 1.1:
-            x = F.interpolate(x[None], [int(h // times), int(w // times)], mode="bilinear")[0]
-    x = torch.cat((x, newline[:, None, None].expand(*x.shape[:-1], 1)), dim=-1)
-    x = x.flatten(1, 2).transpose(0, 1)
-    return torch.cat((base, x), dim=0)
 
 
 @pytest.mark.parametrize(("size", "tokens"), [((384, 384), 1485), ((640, 480), 2929), ((480, 640), 2943),
