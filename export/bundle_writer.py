@@ -224,7 +224,9 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
     layout = None
     if vcfg is not None:
         grid = vcfg.image_size // vcfg.patch_size
-        pool = 1 if req.image_tokens is None else image_tokens_to_pool(grid, req.image_tokens)
+        # the option, else what training recorded (training.models.pooling), else none
+        pool = (int(getattr(model.config, "image_pool", 1) or 1) if req.image_tokens is None
+                else image_tokens_to_pool(grid, req.image_tokens))
         layout, newline_src = image_layout(folder, tile=vcfg.image_size, hidden=model.config.text_config.hidden_size,
                                            input_mode=req.input_mode, pool=pool)
         if newline_src is not None:
