@@ -97,3 +97,24 @@ def test_deadline_plan_counts_views():
     one = planner.plan([StageSpec("x", "perception", 100, 100, vision=True)])["x"]
     five = planner.plan([StageSpec("x", "perception", 100, 100, vision=True, views=5)])["x"]
     assert one == 70 and five == 30  # (9 s - 1 s prefill - 1 or 5 s vision) at 10 tok/s
+
+
+def test_perception_context_is_sized_for_the_layouts_tokens(rt_bundle):
+    """The memory planner's KV comes from the context: anyres at paper scale needs up to
+    8,830 image tokens (`LayoutSpec.max_tokens`), pooled single views 196."""
+    from dataclasses import replace
+
+    from runtime import anyres
+    from runtime.image_layout import LayoutSpec
+    from runtime.manifest import Budgets
+    from runtime.model_slot import default_context
+
+    entry = rt_bundle.manifest.model("perception")
+    entry = replace(entry, text=replace(entry.text, context_length=40_960))
+    pins = anyres.parse_pinpoints("(1x1),...,(6x6)", 384)
+    paper = LayoutSpec("anyres", 1, 384, 27, 1024, pins, 9)
+    assert paper.max_tokens() == 8830
+    assert default_context("perception", entry, Budgets(), paper.max_tokens()) == 10240
+    assert LayoutSpec("anyres", 1, 384, 27, 1024, pins, 9, max_image_tokens=3000).max_tokens() == 3000
+    pooled = LayoutSpec("single", 2, 384, 27, 1024)
+    assert pooled.max_tokens() == 196 and default_context("perception", entry, Budgets(), 196) == 4096
