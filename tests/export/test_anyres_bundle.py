@@ -156,3 +156,26 @@ def test_export_records_pooling_and_refuses_anyres_without_a_layout(tmp_path, ti
     lay = open_bundle(out).manifest.model("perception").image_layout
     assert (lay.input_mode, lay.pool, lay.pinpoints, lay.newline) == ("single", 2, (), None)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_gguf_and_onnx_assemble_the_same_sequence(paper):
+    """One wide image through both backends: same token count, same newline rows, and the
+    embeddings within llama.cpp's image tolerance of each other."""
+    b = paper["bundle"]
+    entry = b.manifest.model("perception")
+    spec = resolve_layout(b, entry)
+    views, plan, _ = load_views(_image((53, 40), 3), spec, entry.image)
+    out = {}
+    for backend in ("llamacpp", "onnx"):
+        _, art = choose_artifact(b, "perception", backend, None)
+        lm, vision = load_model(b, "perception", backend, art, BackendOptions(threads=1))
+        try:
+            out[backend] = encode_image(vision, views, plan, spec)
+        finally:
+            lm.close()
+            vision.close()
+    a, o = out["llamacpp"], out["onnx"]
+    assert a.shape == o.shape == (plan.tokens, 64) and plan.views == 5
+    nl = [16 + r * (plan.anyres.out_cols + 1) + plan.anyres.out_cols for r in range(plan.anyres.out_rows)]
+    assert np.array_equal(a[nl], o[nl])
+    assert np.abs(a - o).max() / np.abs(o).max() < 1e-2
