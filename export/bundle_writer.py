@@ -20,7 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import image_preprocess, load_for_export, system_prompt
+from export.checkpoint import (
+    image_layout,
+    image_preprocess,
+    load_for_export,
+    system_prompt,
+)
 from export.gguf import export_gguf
 from export.onnx import export_onnx
 from export.sources import Source, open_source
@@ -30,6 +35,7 @@ from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
+from runtime.image_layout import image_tokens_to_pool
 from runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -105,6 +111,8 @@ class ExportRequest:
     verify: bool = True  # run the parity checks before publishing the bundle
     tokenizer: Path | None = None  # for a paper checkpoint that ships no tokenizer.json
     vision_heads: int | None = None  # attention heads of a paper checkpoint's unknown vision tower
+    input_mode: str = "single"  # the perception model's default image input (runtime.image_layout)
+    image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
@@ -221,7 +229,7 @@ def _existing_parent(p: Path) -> Path:
 
 
 def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], progress: Progress,
-                 step: tuple[int, int], tokenizer_name: str) -> ModelEntry:
+                 step: tuple[int, int], tokenizer_name: str, req: ExportRequest) -> ModelEntry:
     """Load one checkpoint, write its artifacts into `tmp` and describe them."""
     done, steps = step
     folder = src.folder
@@ -231,6 +239,16 @@ def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], 
     _check_vocab(role, model, tok_src)
     vcfg = model.config.vision_config if role == "perception" else None
     image = image_preprocess(folder, vcfg.image_size) if vcfg is not None else None  # checked before the work
+    layout = None
+    if vcfg is not None:
+        grid = vcfg.image_size // vcfg.patch_size
+        # the option, else what training recorded (training.models.pooling), else none
+        pool = (int(getattr(model.config, "image_pool", 1) or 1) if req.image_tokens is None
+                else image_tokens_to_pool(grid, req.image_tokens))
+        layout, newline_src = image_layout(folder, tile=vcfg.image_size, hidden=model.config.text_config.hidden_size,
+                                           input_mode=req.input_mode, pool=pool)
+        if newline_src is not None:
+            shutil.copyfile(newline_src, tmp / layout.newline)
     artifacts = []
     for fmt, quants in plan.items():
         for quant in quants:
@@ -258,6 +276,7 @@ def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], 
         source_revision=src.revision,
         source_files=dict(src.files),
         source_layout=src.layout,
+        image_layout=layout,
     )
 
 
@@ -275,7 +294,7 @@ def _assemble(req: ExportRequest, sources: dict[str, Source], tmp: Path, plan: d
             shutil.copyfile(tok_src, tmp / name)
             tokenizer_files[digest] = name
         models[role] = _export_role(role, src, tmp, plan, progress, (i * per_role, per_role * len(sources)),
-                                    tokenizer_files.get(digest, "tokenizer.json"))
+                                    tokenizer_files.get(digest, "tokenizer.json"), req)
     for src in req.example_files:
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)

@@ -14,8 +14,9 @@ from runtime.errors import BundleError
 
 FORMAT_NAME = "extract-think-bundle"
 FORMAT_VERSION = 2
-# Version 2 added the optional ModelEntry fields chat_format, source_revision, source_files
-# and source_layout; a version-1 manifest is a version-2 one without them.
+# Version 2 added the optional ModelEntry fields chat_format, source_revision, source_files,
+# source_layout and image_layout; a version-1 manifest is a version-2 one without them
+# (single view, no pooling).
 READABLE_FORMAT_VERSIONS = (1, 2)
 
 BackendFormat = Literal["gguf", "onnx"]
@@ -95,6 +96,26 @@ class ImagePreprocess:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """How an image becomes image tokens (LLaVA-OneVision), after the vision encoder.
+
+    `input_mode`: "single" (one view, `vision.tokens_per_image` tokens before pooling) or
+    "anyres" (a base view + tiles from `pinpoints`, unpadded, shrunk past `max_tiles`
+    tiles, `newline` after every row: see `runtime.anyres`). `pool`: bilinear pooling
+    stride of each view's grid after the projector (1 none, 2: 27x27 -> 14x14, 3: -> 9x9).
+    `pinpoints` ((width, height) px, checkpoint order), `max_tiles` and `newline` (a
+    bundle-relative raw float32 file of `text.hidden_size` values) come from a converted
+    paper checkpoint; a bundle that has them can run either mode.
+    """
+
+    input_mode: Literal["single", "anyres"] = "single"
+    pool: int = 1
+    pinpoints: tuple[tuple[int, int], ...] = ()
+    max_tiles: int | None = None
+    newline: str | None = None
+
+
+@dataclass(frozen=True)
 class SpecialTokens:
     """Ids of the tokens the runtime steers by (see runtime.chat_format.SPECIAL_ROLES)."""
 
@@ -143,6 +164,7 @@ class ModelEntry:
 
     def prompt_format(self, default: str) -> str:
         return self.chat_format or default
+    image_layout: ImageLayout | None = None  # None: single view, no pooling (version 1)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from runtime.chat_format import Segment
 from runtime.deadline import DeadlinePlanner, StageSpec
 from runtime.errors import BundleError
 from runtime.generation import Generation, generate
+from runtime.image_layout import LayoutSpec, encode_image
 from runtime.memory import current_rss_mb, peak_rss_mb
 from runtime.model_slot import ModelSlot, ModelSlots
 from runtime.request import Request, clean_focus
@@ -60,6 +61,16 @@ class RequestRun:
     thinking: bool  # the reasoner thinks (asked for, and its vocabulary can)
     t0: float
     cancel: Cancellation
+    layout: LayoutSpec | None = None  # the perception model's image tokens (None: one view, unpooled)
+
+    def image_tokens(self) -> int:
+        """Image tokens this request's image takes (known before encoding)."""
+        if self.req.image_plan is not None:
+            return self.req.image_plan.tokens
+        return self.slots["perception"].entry.vision.tokens_per_image
+
+    def image_views(self) -> int:
+        return self.req.image_plan.views if self.req.image_plan is not None else 1
 
 
 def run_request(run: RequestRun) -> Events:
@@ -118,9 +129,12 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
         stats.load_s = run.slots.acquire(slot)
         run.cancel.check()
         t1 = time.perf_counter()
-        embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
+        if run.layout is not None and run.req.image_plan is not None:
+            embeds = encode_image(slot.vision, run.req.views, run.req.image_plan, run.layout)
+        else:
+            embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
         dt = time.perf_counter() - t1
-        want = (slot.entry.vision.tokens_per_image, slot.entry.text.hidden_size)
+        want = (run.image_tokens(), slot.entry.text.hidden_size)
         if embeds.shape != want:
             raise BundleError(f"the vision encoder returned embeddings of shape {embeds.shape}, "
                               f"the manifest says {want} (mismatched shapes)")
@@ -129,8 +143,8 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
                               "embeddings: its weights are damaged; re-export the bundle")
         run.embeddings.put_embeddings(key, slot.art_id, embeds)
         if run.planner is not None:
-            run.planner.observe("perception", vision_s=dt)
-        run.speeds.remember("perception", vision_s=dt)
+            run.planner.observe("perception", vision_s=dt / run.image_views())  # per view
+        run.speeds.remember("perception", vision_s=dt / run.image_views())
     else:
         stats.cached = True
     run.result.cache_hits["embedding"] = stats.cached
@@ -183,7 +197,8 @@ def end_to_end_stage(run: RequestRun) -> Generator[Event, None, ParsedAnswer]:
     perception = run.slots["perception"]
     budget = req.budgets.non_thinking_answer
     if run.planner is not None:
-        spec = StageSpec("answer", "perception", e2e_prompt_len(run), budget, min(budget, 4), vision=True)
+        spec = StageSpec("answer", "perception", e2e_prompt_len(run), budget, min(budget, 4), vision=True,
+                         views=run.image_views())
         plan = run.planner.plan([spec])
         budget = plan["answer"]
         yield from plan_event(run, "answer", plan)
@@ -303,9 +318,10 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
     if "extraction" in stages and req.mode in ("extract-think", "caption-think"):
         perception = run.slots["perception"]
         cached = run.embeddings.get_embeddings(req.image_hash, perception.art_id) is not None
-        n = perception.entry.vision.tokens_per_image + len(
+        n = run.image_tokens() + len(
             encode_segments(perception.tok, prompts.extraction_prompt(None), image_tokens=1))
-        out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached))
+        out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached,
+                             views=run.image_views()))
     desc = b.extraction if req.mode != "blind" else 0
     n = len(encode_segments(reasoner.tok, prompts.reasoning_prompt(
         "", req.question, req.options, thinking=run.thinking, think_tags=tags))) + desc
@@ -320,4 +336,4 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
 def e2e_prompt_len(run: RequestRun) -> int:
     perception = run.slots["perception"]
     segs = prompts.end_to_end_prompt(run.req.question, run.req.options)
-    return perception.entry.vision.tokens_per_image + len(encode_segments(perception.tok, segs, image_tokens=1))
+    return run.image_tokens() + len(encode_segments(perception.tok, segs, image_tokens=1))

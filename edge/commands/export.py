@@ -52,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--no-verify", action="store_true", help="skip the parity check before publishing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--image-tokens", type=int, metavar="N",
+                   help="perception image tokens per view after LLaVA-OneVision pooling (729, 196 or 81 for "
+                        "27x27; default: unpooled); runs can override it")
+    p.add_argument("--input-mode", choices=("single", "anyres"), default="single",
+                   help="the perception model's default image input: one view, or the paper's any-resolution "
+                        "tiles (converted paper checkpoints only); runs can override it")
     p.set_defaults(func=_json_errors(main_export))
 
     sub2 = p.add_subparsers(dest="export_command", metavar="{verify,convert,compose}")
@@ -124,7 +130,8 @@ def main_export(args: argparse.Namespace) -> int:
             ExportRequest(out=args.out, perception=args.perception, reasoner=args.reasoner,
                           formats=formats, quants=tuple(quants), name=args.name,
                           overwrite=args.force, verify=not args.no_verify, tokenizer=args.tokenizer,
-                          vision_heads=args.vision_heads),
+                          vision_heads=args.vision_heads, input_mode=args.input_mode,
+                          image_tokens=args.image_tokens),
             progress=progress,
         )
         progress.done(f"wrote {out}")
