@@ -28,7 +28,8 @@ def _rate(fn, n: int) -> float:
 
 def measure(size: int, images: int, repeats: int, questions: int = 3) -> dict:
     from training.data.render import render_png
-    from training.data.scene import SceneConfig, sample_scene
+    from training.data.sampling import sample_scene
+    from training.data.scene import SceneConfig
     from training.data.synth import SynthConfig, make_example
 
     scene_cfg = SceneConfig(image_size=size, min_objects=4, max_objects=8)
