@@ -7,8 +7,7 @@ import json
 import pytest
 
 from edge.recipes.default_bundle.bundles import export_system
-from edge.recipes.default_bundle.evaluate import run_system
-from edge.recipes.default_bundle.evaluate import heldout_scores
+from edge.recipes.default_bundle.evaluate import heldout_scores, run_system
 from edge.recipes.default_bundle.heldout_report import heldout_markdown
 from edge.recipes.default_bundle.report import plot_scores, table_markdown
 from edge.recipes.default_bundle.scoring import (
