@@ -31,13 +31,13 @@ from benchmarks.raw_onnx import RawOnnx
 from benchmarks.stage_runner import RuntimeStage, ban_ids, expected_new_tokens, timing
 from benchmarks.stats import ratio, summarize_reps
 from runtime.backends import load_model
-from runtime.backends.base import BackendOptions
+from runtime.backends.base import BackendOptions, TokenizerLike
 from runtime.bundle import Bundle
 from runtime.errors import EdgeError
 from runtime.image import load_image, preprocess
 from runtime.manifest import ModelEntry
+from runtime.model_slot import bundle_tokenizer
 from runtime.progress import Progress, report
-from runtime.tokenizer import BundleTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class _RoleInputs:
     """What every artifact of one role runs: the same prompts, images, context and bans."""
 
     entry: ModelEntry
-    tok: BundleTokenizer
+    tok: TokenizerLike
     tokens_per_image: int
     prompts: dict[str, list]
     context: int
@@ -105,7 +105,7 @@ class _RoleInputs:
 def _role_inputs(bundle: Bundle, role: str, cfg: BenchConfig) -> _RoleInputs:
     counts = cfg.counts
     entry = bundle.model(role)
-    tok = BundleTokenizer(bundle.path(entry.tokenizer))
+    tok = bundle_tokenizer(bundle, entry)  # a tokenizer.json, or a composed model's GGUF vocabulary
     tpi = entry.vision.tokens_per_image if entry.vision else 0
     prompts = stage_prompts(tok if role == "reasoner" else None, tok if role == "perception" else None,
                             tpi, counts)

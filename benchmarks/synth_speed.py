@@ -20,7 +20,8 @@ from pathlib import Path
 
 from runtime.atomic import atomic_write_text
 from training.data.render import render_png
-from training.data.scene import SceneConfig, sample_scene
+from training.data.sampling import sample_scene
+from training.data.scene import SceneConfig
 from training.data.synth import SynthConfig, make_example
 
 

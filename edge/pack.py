@@ -41,7 +41,7 @@ from runtime.bundle import (
 )
 from runtime.config_io import to_dict
 from runtime.errors import BundleError, ConfigError
-from runtime.manifest import FileEntry, Manifest
+from runtime.manifest import FORMAT_VERSION, FileEntry, Manifest
 from runtime.progress import Progress, report
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,7 @@ def _archive_contents(manifest: Manifest, prof: DeviceProfile, selection: Select
             f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     packed = dataclasses.replace(
         manifest,
+        format_version=FORMAT_VERSION,  # written with this runtime's schema (every field)
         models=models,
         files=dict(sorted(files.items())),
         provenance=dataclasses.replace(

@@ -8,6 +8,7 @@ or failed export leaves no directory that looks like a bundle.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -19,16 +20,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import checkpoint_sha256, image_preprocess, load_for_export, system_prompt
+from export.checkpoint import (
+    image_layout,
+    image_preprocess,
+    load_for_export,
+    system_prompt,
+)
 from export.gguf import export_gguf
 from export.gguf.mmproj import MMPROJ_QUANTS
 from export.onnx import export_onnx
+from export.sources import Source, open_source
 from export.verify import failure_summary, verify_bundle
 from runtime.atomic import check_replaceable, is_empty_dir, staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle, sha256_file
 from runtime.chat_format import SPECIAL_ROLES
 from runtime.config_io import save_json
 from runtime.errors import ConfigError, EdgeError
+from runtime.image_layout import image_tokens_to_pool
 from runtime.manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -92,8 +100,8 @@ def assign_quants(formats: Sequence[str], quants: Sequence[str]) -> dict[str, li
 @dataclass(frozen=True)
 class ExportRequest:
     out: Path
-    perception: Path | None = None
-    reasoner: Path | None = None
+    perception: str | Path | None = None  # checkpoint folder or hub id (org/name[@revision])
+    reasoner: str | Path | None = None
     formats: tuple[str, ...] = ("gguf",)
     quants: tuple[str, ...] = ("q8_0",)
     name: str | None = None
@@ -102,6 +110,10 @@ class ExportRequest:
     example_files: tuple[Path, ...] = ()  # copied into the bundle's examples/ folder
     overwrite: bool = False
     verify: bool = True  # run the parity checks before publishing the bundle
+    tokenizer: Path | None = None  # for a paper checkpoint that ships no tokenizer.json
+    vision_heads: int | None = None  # attention heads of a paper checkpoint's unknown vision tower
+    input_mode: str = "single"  # the perception model's default image input (runtime.image_layout)
+    image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
     # the perception mmproj's type: f32, f16 or q8_0 (None: f32 beside f32 files, else f16)
     mmproj_quant: str | None = None
 
@@ -191,18 +203,32 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None,
         raise ConfigError(f"the mmproj can be {', '.join(MMPROJ_QUANTS)}, not {req.mmproj_quant!r}")
 
     t0 = time.perf_counter()
-    with staged_dir(out, marker=MANIFEST_NAME) as tmp:
-        manifest = _assemble(req, tmp, plan, progress, report)
+    with contextlib.ExitStack() as stack, staged_dir(out, marker=MANIFEST_NAME) as tmp:
+        sources = _open_sources(req, stack, progress)
+        manifest = _assemble(req, sources, tmp, plan, progress, report)
         save_json(manifest, tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")  # the runtime's own checks, before publishing
         if req.verify:
             progress("verify", 0.0)
-            failed = failure_summary(verify_bundle(tmp))
+            failed = failure_summary(verify_bundle(tmp, folders={r: s.folder for r, s in sources.items()}))
             if failed:
                 raise EdgeError(f"exported files fail parity with the source checkpoint: {failed}")
             progress("verify", 1.0)
     log.info("bundle written to %s in %.1f s", out, time.perf_counter() - t0)
     return out
+
+
+def _open_sources(req: ExportRequest, stack: contextlib.ExitStack, progress: Progress) -> dict[str, Source]:
+    """Resolve hub ids and convert paper checkpoints; the reasoner first, so that its Qwen3
+    tokenizer can stand in for a paper checkpoint that ships none."""
+    sources: dict[str, Source] = {}
+    if req.reasoner is not None:
+        sources["reasoner"] = stack.enter_context(open_source(req.reasoner, "reasoner", progress=progress))
+    if req.perception is not None:
+        tok = req.tokenizer or (sources["reasoner"].folder if "reasoner" in sources else None)
+        sources["perception"] = stack.enter_context(open_source(
+            req.perception, "perception", progress=progress, tokenizer=tok, vision_heads=req.vision_heads))
+    return {r: sources[r] for r in ROLES if r in sources}
 
 
 def _existing_parent(p: Path) -> Path:
@@ -211,17 +237,28 @@ def _existing_parent(p: Path) -> Path:
     return p
 
 
-def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]], progress: Progress,
-                 step: tuple[int, int], tokenizer_name: str, mmproj_quant: str | None = None,
+def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], progress: Progress,
+                 step: tuple[int, int], tokenizer_name: str, req: ExportRequest,
                  report: dict[str, Any] | None = None) -> ModelEntry:
     """Load one checkpoint, write its artifacts into `tmp` and describe them."""
     done, steps = step
+    folder = src.folder
     progress(f"load {role}", done / steps)
     model = load_for_export(role, folder)
     tok_src = folder / "tokenizer.json"
     _check_vocab(role, model, tok_src)
     vcfg = model.config.vision_config if role == "perception" else None
     image = image_preprocess(folder, vcfg.image_size) if vcfg is not None else None  # checked before the work
+    layout = None
+    if vcfg is not None:
+        grid = vcfg.image_size // vcfg.patch_size
+        # the option, else what training recorded (training.models.pooling), else none
+        pool = (int(getattr(model.config, "image_pool", 1) or 1) if req.image_tokens is None
+                else image_tokens_to_pool(grid, req.image_tokens))
+        layout, newline_src = image_layout(folder, tile=vcfg.image_size, hidden=model.config.text_config.hidden_size,
+                                           input_mode=req.input_mode, pool=pool)
+        if newline_src is not None:
+            shutil.copyfile(newline_src, tmp / layout.newline)
     artifacts = []
     for fmt, quants in plan.items():
         for quant in quants:
@@ -233,7 +270,7 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
             progress(stage, done / steps)
             extra: dict[str, Any] = {}
             if fmt == "gguf" and role == "perception":
-                extra = {"mmproj_quant": mmproj_quant, "report": report.setdefault("mmproj_parity", {})
+                extra = {"mmproj_quant": req.mmproj_quant, "report": report.setdefault("mmproj_parity", {})
                          if report is not None else None}
             parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub, **extra)
             artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
@@ -248,27 +285,30 @@ def _export_role(role: str, folder: Path, tmp: Path, plan: dict[str, list[str]],
         vision=vision_shape(vcfg) if vcfg is not None else None,
         image=image,
         system_prompt=system_prompt(folder),
-        source=str(folder),
-        source_sha256=checkpoint_sha256(folder),
+        source=src.source,
+        source_sha256=src.source_sha256,
+        source_revision=src.revision,
+        source_files=dict(src.files),
+        source_layout=src.layout,
+        image_layout=layout,
     )
 
 
-def _assemble(req: ExportRequest, tmp: Path, plan: dict[str, list[str]], progress: Progress,
-              report: dict[str, Any] | None = None) -> Manifest:
-    sources = {r: p for r, p in (("perception", req.perception), ("reasoner", req.reasoner)) if p is not None}
+def _assemble(req: ExportRequest, sources: dict[str, Source], tmp: Path, plan: dict[str, list[str]],
+              progress: Progress, report: dict[str, Any] | None = None) -> Manifest:
     tokenizer_files: dict[str, str] = {}  # sha256 -> bundle-relative name (shared when identical)
     models: dict[str, ModelEntry] = {}
     per_role = sum(len(qs) for qs in plan.values())
-    for i, (role, folder) in enumerate(sources.items()):
-        folder = Path(folder).resolve()
+    for i, (role, src) in enumerate(sources.items()):
+        folder = src.folder
         tok_src = folder / "tokenizer.json"
         digest = sha256_file(tok_src) if tok_src.is_file() else None
         if digest is not None and digest not in tokenizer_files:
             name = "tokenizer.json" if not tokenizer_files else f"{role}-tokenizer.json"
             shutil.copyfile(tok_src, tmp / name)
             tokenizer_files[digest] = name
-        models[role] = _export_role(role, folder, tmp, plan, progress, (i * per_role, per_role * len(sources)),
-                                    tokenizer_files.get(digest, "tokenizer.json"), req.mmproj_quant, report)
+        models[role] = _export_role(role, src, tmp, plan, progress, (i * per_role, per_role * len(sources)),
+                                    tokenizer_files.get(digest, "tokenizer.json"), req, report)
     for src in req.example_files:
         dst = tmp / "examples" / Path(src).name
         dst.parent.mkdir(exist_ok=True)

@@ -17,13 +17,16 @@ from typing import Any
 from runtime.bundle import sha256_file
 from runtime.errors import ConfigError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
-from runtime.manifest import ImagePreprocess
+from runtime.image_pool import POOL_STRIDES
+from runtime.manifest import ImageLayout, ImagePreprocess
 from training.models.loading import load_perception, load_reasoner
 
 log = logging.getLogger(__name__)
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 CONVERSION_NOTE = "conversion.json"  # written by export.convert_llava_ov
+NEWLINE_FILE = "image_newline.f32"  # the paper's image_newline, raw float32 (export.convert_llava_ov)
+BUNDLE_NEWLINE = "perception-image-newline-f32.bin"
 # PIL resample ids in HF image processors -> the manifest's names
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}
 
@@ -32,7 +35,8 @@ def checkpoint_sha256(folder: Path) -> str:
     """One hash over the config and every safetensors file of a checkpoint folder."""
     folder = Path(folder)
     h = hashlib.sha256()
-    for p in sorted([folder / "config.json", *folder.glob("*.safetensors")]):
+    extra = [folder / NEWLINE_FILE] if (folder / NEWLINE_FILE).is_file() else []
+    for p in sorted([folder / "config.json", *folder.glob("*.safetensors"), *extra]):
         h.update(p.name.encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
@@ -123,3 +127,50 @@ def system_prompt(folder: Path) -> str | None:
     if prompt is not None and not isinstance(prompt, str):
         raise ConfigError(f"{note}: system_prompt must be a string")
     return prompt
+
+
+def _conversion_note(folder: Path) -> dict[str, Any]:
+    note = Path(folder) / CONVERSION_NOTE
+    if not note.is_file():
+        return {}
+    try:
+        data = json.loads(note.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{note}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{note}: expected a JSON object")
+    return data
+
+
+def image_layout(folder: Path, *, tile: int, hidden: int, input_mode: str = "single",
+                 pool: int = 1) -> tuple[ImageLayout, Path | None]:
+    """The perception model's image layout for the manifest, and the newline file to ship.
+
+    A converted paper checkpoint records its any-resolution layout (pinpoints, max tiles)
+    and keeps its `image_newline`: both go into every bundle made from it, so the runtime
+    can run either mode; `input_mode` is the bundle's default. `pool` is the LLaVA-OV
+    pooling stride (1, 2, 3).
+    """
+    if pool not in POOL_STRIDES:
+        raise ConfigError(f"pooling stride {pool} is not one of {', '.join(map(str, POOL_STRIDES))}")
+    if input_mode not in ("single", "anyres"):
+        raise ConfigError(f"input mode must be single or anyres, not {input_mode!r}")
+    note = _conversion_note(folder)
+    lay = note.get("image_layout")
+    if not lay:
+        if input_mode == "anyres":
+            why = note.get("image_layout_why") or "not a converted paper checkpoint"
+            raise ConfigError(f"{folder}: no any-resolution layout to export ({why})")
+        return ImageLayout(input_mode="single", pool=pool), None
+    src = Path(folder) / str(lay.get("newline", NEWLINE_FILE))
+    if not src.is_file() or src.stat().st_size != hidden * 4:
+        raise ConfigError(f"{src}: missing or not {hidden} float32 values (re-run edge export convert)")
+    try:
+        pinpoints = tuple((int(w), int(h)) for w, h in lay["pinpoints"])
+        max_tiles = None if lay.get("max_tiles") is None else int(lay["max_tiles"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{folder / CONVERSION_NOTE}: image_layout is malformed") from None
+    if int(lay.get("tile", tile)) != tile:
+        raise ConfigError(f"{folder / CONVERSION_NOTE}: image_layout tile {lay.get('tile')} is not the tower's {tile}")
+    return ImageLayout(input_mode=input_mode, pool=pool, pinpoints=pinpoints, max_tiles=max_tiles,
+                       newline=BUNDLE_NEWLINE), src

@@ -5,10 +5,12 @@
 `model.vision_tower.vision_tower.vision_model.*` (SigLIP with its last layer already
 removed, no pooling head), `model.mm_projector.{0,2}.*` (2-layer GELU MLP),
 `model.layers.*`, `model.embed_tokens.*`, `model.norm.*`, `model.image_newline` and
-`lm_head.*`. They become a transformers `LlavaForConditionalGeneration` run
-single-view: one 384 px view, 729 image tokens. The learned `image_newline` only
-separates rows of any-resolution tiles, which a single view never has, so it is dropped
-(and recorded in `conversion.json`).
+`lm_head.*`. They become a transformers `LlavaForConditionalGeneration` (one 384 px
+view, 729 image tokens). The any-resolution layout they were trained with
+(`image_aspect_ratio` anyres / anyres_max_N with `spatial_unpad`) is the runtime's job
+(`runtime.anyres`): its pinpoints and max tiles are recorded in `conversion.json` and the
+learned `image_newline` vector, which ends every row of tiles, is kept beside the weights
+as raw float32 (`image_newline.f32`), so `edge export --input-mode anyres` can ship it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import CONVERSION_NOTE
-from runtime.atomic import atomic_write_text, staged_dir
+from export.checkpoint import CONVERSION_NOTE, NEWLINE_FILE
+from runtime.anyres import parse_max_tiles, parse_pinpoints
+from runtime.atomic import atomic_write_bytes, atomic_write_text, staged_dir
 from runtime.errors import ConfigError
 from runtime.tokenizer import BundleTokenizer
 from training.models.builders import perception_config
@@ -44,7 +47,8 @@ KEY_MAP = (
     ("model.norm.", "model.language_model.norm."),
     ("lm_head.", "lm_head."),
 )
-DROPPED = ("model.image_newline",)
+NEWLINE_KEY = "model.image_newline"  # kept apart: the runtime appends it (anyres), not the model
+DROPPED = (NEWLINE_KEY,)
 PAPER_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
@@ -134,6 +138,30 @@ def _paper_config(src: Path) -> dict[str, Any]:
     return cfg
 
 
+def anyres_layout(cfg: dict[str, Any], tile: int) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint's any-resolution layout for `conversion.json` (or None) and why.
+
+    A layout the runtime cannot reproduce (no pinpoints, a merge other than spatial_unpad)
+    is not an error: the model still converts for single-view use, and the note says why
+    `edge export --input-mode anyres` will refuse it."""
+    aspect = str(cfg.get("image_aspect_ratio") or "")
+    if "anyres" not in aspect:
+        return None, f"image_aspect_ratio {aspect or 'unset'!r} is not an any-resolution mode"
+    merge = str(cfg.get("mm_patch_merge_type") or "flat")
+    if "unpad" not in merge:
+        return None, f"mm_patch_merge_type {merge!r} is not supported for {aspect} (spatial_unpad only)"
+    if cfg.get("image_grid_pinpoints") in (None, "", []):
+        return None, f"image_aspect_ratio {aspect!r} but the config has no image_grid_pinpoints"
+    try:
+        max_tiles = parse_max_tiles(aspect)
+        pinpoints = parse_pinpoints(cfg["image_grid_pinpoints"], tile)
+    except (ValueError, SyntaxError) as exc:
+        return None, f"config.json: {exc}"
+    layout = {"image_aspect_ratio": aspect, "mm_patch_merge_type": merge, "tile": tile,
+              "pinpoints": [list(p) for p in pinpoints], "max_tiles": max_tiles, "newline": NEWLINE_FILE}
+    return layout, f"{aspect} with {merge}"
+
+
 def _tokenizer(src: Path, tokenizer: str | Path | None) -> tuple[Path, BundleTokenizer]:
     tok_dir = Path(tokenizer) if tokenizer else src
     tok_json = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
@@ -204,6 +232,13 @@ def convert_llava_ov(
             dropped.append(key)
         else:
             mapped[new] = value
+    layout, why = anyres_layout(cfg, vision.image_size)
+    newline = state.get(NEWLINE_KEY)
+    if layout is not None:
+        if newline is None or tuple(newline.shape) != (text.hidden_size,):
+            got = None if newline is None else tuple(newline.shape)
+            raise ConfigError(f"{NEWLINE_KEY}: shape {got}, expected ({text.hidden_size},) for {why}")
+        newline_bytes = newline.float().contiguous().numpy().astype("<f4").tobytes()
     progress("build model", 0.4)
     model = _build_model(config, mapped, text.tie_word_embeddings)
 
@@ -213,14 +248,18 @@ def convert_llava_ov(
         shutil.copyfile(tok_json, tmp / "tokenizer.json")
         if (tok_json.parent / "tokenizer_config.json").is_file():
             shutil.copyfile(tok_json.parent / "tokenizer_config.json", tmp / "tokenizer_config.json")
+        if layout is not None:
+            atomic_write_bytes(tmp / NEWLINE_FILE, newline_bytes)
         note = {
             "converted_from": str(src),
             "source_model_type": cfg.get("model_type"),
-            "mode": "single-view",
+            "mode": "anyres" if layout is not None else "single-view",
             "tokens_per_image": vision.tokens_per_image,
             "vision_layers": vision.num_hidden_layers,
-            "dropped_weights": dropped,
-            "why_dropped": "image_newline separates any-resolution tile rows; single-view inference has none",
+            "dropped_weights": [k for k in dropped if not (layout is not None and k == NEWLINE_KEY)],
+            "why_dropped": "not part of the single-view model",
+            "image_layout": layout,
+            "image_layout_why": why,
             # LLaVA-OneVision's qwen_1_5 conversation template, which the paper's models saw.
             "system_prompt": PAPER_SYSTEM_PROMPT,
         }

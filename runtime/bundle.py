@@ -21,7 +21,14 @@ from typing import Literal
 
 from runtime.config_io import from_dict, read_json
 from runtime.errors import BundleError, ConfigError
-from runtime.manifest import FORMAT_NAME, FORMAT_VERSION, Artifact, Manifest, ModelEntry
+from runtime.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    READABLE_FORMAT_VERSIONS,
+    Artifact,
+    Manifest,
+    ModelEntry,
+)
 from runtime.manifest_checks import check_manifest, safe_relpath
 
 __all__ = ["MANIFEST_NAME", "Bundle", "contained_path", "open_bundle", "read_manifest", "safe_relpath",
@@ -108,10 +115,11 @@ def read_manifest(root: str | os.PathLike[str]) -> Manifest:
         raise BundleError(str(exc)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise BundleError(f"{mpath}: not an {FORMAT_NAME} manifest")
-    if data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version")
+    if isinstance(version, bool) or version not in READABLE_FORMAT_VERSIONS:
         raise BundleError(
-            f"{mpath}: format_version {_short(data.get('format_version'))} is not supported "
-            f"(this runtime reads version {FORMAT_VERSION})"
+            f"{mpath}: format_version {_short(version)} is not supported "
+            f"(this runtime reads versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}; it writes {FORMAT_VERSION})"
         )
     try:
         manifest = from_dict(Manifest, data, where="manifest")

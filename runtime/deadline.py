@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class Throughput:
     prefill_tps: float  # prompt positions (tokens or image embeddings) per second
     decode_tps: float  # generated tokens per second
-    vision_s: float = 0.0  # seconds to encode one image (perception only)
+    vision_s: float = 0.0  # seconds to encode one image view (perception only)
 
     def __post_init__(self) -> None:
         if not (self.prefill_tps > 0 and self.decode_tps > 0 and self.vision_s >= 0):
@@ -50,6 +50,7 @@ class StageSpec:
     cap: int  # the budget without a deadline
     floor: int = 0  # never plan below this (an answer needs a few tokens)
     vision: bool = False  # encodes an image first
+    views: int = 1  # encoder runs for that image (anyres: base view + tiles)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class DeadlinePlanner:
         fixed = 0.0
         for s in stages:
             sp = self.speed(s.role)
-            fixed += s.prompt_tokens / sp.prefill_tps + (sp.vision_s if s.vision else 0.0)
+            fixed += s.prompt_tokens / sp.prefill_tps + (sp.vision_s * s.views if s.vision else 0.0)
         floors = {s.name: min(s.floor, s.cap) for s in stages}
         cost = {s.name: 1.0 / self.speed(s.role).decode_tps for s in stages}
         at_caps = sum(s.cap * cost[s.name] for s in stages)

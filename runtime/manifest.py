@@ -13,10 +13,17 @@ from typing import Literal
 from runtime.errors import BundleError
 
 FORMAT_NAME = "extract-think-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2 added the optional ModelEntry fields chat_format, source_revision, source_files,
+# source_layout and image_layout; a version-1 manifest is a version-2 one without them
+# (single view, no pooling).
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 BackendFormat = Literal["gguf", "onnx"]
 Role = Literal["perception", "reasoner"]
+# Prompt families the runtime builds (runtime.chat_format): Qwen3's ChatML with think tags,
+# and plain ChatML (SmolLM2, Qwen2.5...: the same turns, no think block).
+ChatFormatName = Literal["qwen3-chatml", "chatml"]
 
 # Quantization names, owned here: the exporters make exactly these (a test exports every
 # one), `edge export --quant`, profiles and manifests use them. Full precision is "f32" in
@@ -89,6 +96,26 @@ class ImagePreprocess:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """How an image becomes image tokens (LLaVA-OneVision), after the vision encoder.
+
+    `input_mode`: "single" (one view, `vision.tokens_per_image` tokens before pooling) or
+    "anyres" (a base view + tiles from `pinpoints`, unpadded, shrunk past `max_tiles`
+    tiles, `newline` after every row: see `runtime.anyres`). `pool`: bilinear pooling
+    stride of each view's grid after the projector (1 none, 2: 27x27 -> 14x14, 3: -> 9x9).
+    `pinpoints` ((width, height) px, checkpoint order), `max_tiles` and `newline` (a
+    bundle-relative raw float32 file of `text.hidden_size` values) come from a converted
+    paper checkpoint; a bundle that has them can run either mode.
+    """
+
+    input_mode: Literal["single", "anyres"] = "single"
+    pool: int = 1
+    pinpoints: tuple[tuple[int, int], ...] = ()
+    max_tiles: int | None = None
+    newline: str | None = None
+
+
+@dataclass(frozen=True)
 class SpecialTokens:
     """Ids of the tokens the runtime steers by (see runtime.chat_format.SPECIAL_ROLES)."""
 
@@ -117,9 +144,11 @@ class Artifact:
 @dataclass(frozen=True)
 class ModelEntry:
     role: Role
-    architecture: Literal["llava-qwen3", "qwen3"]
+    # "llava-qwen3"/"qwen3": exported by this project; "gguf:<arch>": a GGUF file composed
+    # as it is (`edge export compose`), <arch> its general.architecture.
+    architecture: str
     text: TextShape
-    tokenizer: str  # bundle-relative path of a tokenizer.json
+    tokenizer: str  # bundle-relative path of a tokenizer.json, or of the GGUF model whose vocabulary is used
     special_tokens: SpecialTokens
     artifacts: tuple[Artifact, ...]
     vision: VisionShape | None = None
@@ -127,6 +156,15 @@ class ModelEntry:
     system_prompt: str | None = None
     source: str | None = None  # checkpoint folder or hub id it was exported from
     source_sha256: str | None = None  # hash of the source weights (parity checks)
+    chat_format: ChatFormatName | None = None  # None: the manifest's chat_format
+    source_revision: str | None = None  # hub sources: the resolved 40-hex commit
+    source_files: dict[str, str] = field(default_factory=dict)  # source file -> sha256 (hub, compose)
+    # "llava-onevision": the paper's released layout, converted on the fly before export
+    source_layout: Literal["project", "llava-onevision", "gguf"] = "project"
+
+    def prompt_format(self, default: str) -> str:
+        return self.chat_format or default
+    image_layout: ImageLayout | None = None  # None: single view, no pooling (version 1)
 
 
 @dataclass(frozen=True)
@@ -157,7 +195,7 @@ class Manifest:
     files: dict[str, FileEntry]  # every file the bundle holds, bundle-relative
     provenance: Provenance
     budgets: Budgets = field(default_factory=Budgets)
-    chat_format: Literal["qwen3-chatml"] = "qwen3-chatml"
+    chat_format: ChatFormatName = "qwen3-chatml"
     examples: tuple[dict[str, str], ...] = ()  # {"image", "question", "answer"} demos
 
     def model(self, role: str) -> ModelEntry:

@@ -18,12 +18,23 @@ from dataclasses import fields
 from pathlib import PurePosixPath
 
 from runtime.errors import BundleError
-from runtime.manifest import Budgets, ImagePreprocess, Manifest, ModelEntry, TextShape, VisionShape
+from runtime.manifest import (
+    Budgets,
+    ImageLayout,
+    ImagePreprocess,
+    Manifest,
+    ModelEntry,
+    TextShape,
+    VisionShape,
+)
 
 MAX_IMAGE_SIZE = 2048  # SigLIP-so400m takes 384; a 2048^2 RGB frame is 12 MB as uint8
 MIN_STD, MAX_STD = 1e-3, 1e3  # real encoders use 0.2-0.5; std -> 0 makes pixels explode
 MAX_FILE_BYTES = 1 << 44  # 16 TiB: a size beyond this is corruption, not a model
 MAX_BUDGET = 1 << 20
+MAX_POOL = 3  # LLaVA-OneVision's strides: 1 (none), 2 (27 -> 14), 3 (27 -> 9)
+MAX_PINPOINTS = 1024  # the paper's anyres_max_9 has 36 (1x1 .. 6x6 tiles)
+MAX_TILES_PER_SIDE = 64
 _TEXT_BOUNDS = {  # upper bounds far above any real decoder (Qwen3-235B: 94 layers, 151,936 vocab)
     "hidden_size": 1 << 16, "num_layers": 1024, "num_heads": 1024, "num_kv_heads": 1024,
     "head_dim": 4096, "intermediate_size": 1 << 20, "vocab_size": 1 << 24, "context_length": 1 << 24,
@@ -60,11 +71,23 @@ def check_manifest(m: Manifest, where: str = "manifest") -> None:
                 raise BundleError(f"{where}: examples[{i}].image names an unsafe path: {ascii(image)}") from None
 
 
+PROJECT_ARCHITECTURES = ("llava-qwen3", "qwen3")
+GGUF_ARCHITECTURE = re.compile(r"gguf:[a-z0-9][a-z0-9_.-]{0,63}")
+
+
 def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:
     if entry.role != role:
         raise BundleError(f"{where} says its role is {entry.role!r}")
     if entry.tokenizer not in m.files:
         raise BundleError(f"{where}.tokenizer {ascii(entry.tokenizer)} is not in files")
+    if entry.architecture not in PROJECT_ARCHITECTURES and not GGUF_ARCHITECTURE.fullmatch(entry.architecture):
+        raise BundleError(f"{where}.architecture {ascii(entry.architecture)} is not one of "
+                          f"{', '.join(PROJECT_ARCHITECTURES)} or gguf:<name>")
+    if entry.architecture.startswith("gguf:") and any(a.format != "gguf" for a in entry.artifacts):
+        raise BundleError(f"{where}: a composed GGUF model ({entry.architecture}) has only gguf artifacts")
+    if entry.tokenizer.endswith(".gguf") and not entry.architecture.startswith("gguf:"):
+        raise BundleError(f"{where}.tokenizer: only composed GGUF models (gguf:<name>) read their vocabulary "
+                          "from a GGUF file")
     if not entry.artifacts:
         raise BundleError(f"{where} has no artifacts")
     for i, art in enumerate(entry.artifacts):
@@ -83,6 +106,12 @@ def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:
     if entry.vision is not None and entry.image is not None:
         _check_vision(entry.vision, f"{where}.vision")
         _check_image(entry.image, entry.vision, f"{where}.image")
+    if entry.image_layout is not None:
+        if m.format_version < 2:
+            raise BundleError(f"{where}.image_layout needs format_version 2 (the manifest says {m.format_version})")
+        if entry.vision is None:
+            raise BundleError(f"{where}.image_layout is set but the model has no vision encoder")
+        _check_layout(m, entry.image_layout, entry, f"{where}.image_layout")
 
 
 def _in_range(value: int | float, lo: int | float, hi: int | float, what: str) -> None:
@@ -122,6 +151,29 @@ def _check_image(img: ImagePreprocess, vision: VisionShape, where: str) -> None:
         if not MIN_STD <= std <= MAX_STD:
             raise BundleError(f"{where}.std[{i}] {std} is outside {MIN_STD}..{MAX_STD:g} "
                               "(pixels are divided by it)")
+
+
+def _check_layout(m: Manifest, lay: ImageLayout, entry: ModelEntry, where: str) -> None:
+    _in_range(lay.pool, 1, MAX_POOL, f"{where}.pool")
+    tile = entry.vision.image_size
+    if len(lay.pinpoints) > MAX_PINPOINTS:
+        raise BundleError(f"{where}.pinpoints has {len(lay.pinpoints)} entries, over {MAX_PINPOINTS}")
+    for i, (w, h) in enumerate(lay.pinpoints):
+        if not (0 < w <= tile * MAX_TILES_PER_SIDE and 0 < h <= tile * MAX_TILES_PER_SIDE) or w % tile or h % tile:
+            raise BundleError(f"{where}.pinpoints[{i}] {w}x{h} is not a multiple of the {tile} px view "
+                              f"(1..{MAX_TILES_PER_SIDE} views a side)")
+    if lay.max_tiles is not None:
+        _in_range(lay.max_tiles, 1, MAX_TILES_PER_SIDE ** 2, f"{where}.max_tiles")
+    if lay.newline is not None:
+        safe_relpath(lay.newline)
+        if lay.newline not in m.files:
+            raise BundleError(f"{where}.newline {ascii(lay.newline)} is not in files")
+        want = entry.text.hidden_size * 4
+        if m.files[lay.newline].size != want:
+            raise BundleError(f"{where}.newline is {m.files[lay.newline].size} bytes, expected {want} "
+                              f"(float32 x text.hidden_size {entry.text.hidden_size})")
+    if lay.input_mode == "anyres" and (not lay.pinpoints or lay.newline is None):
+        raise BundleError(f"{where}: input_mode anyres needs pinpoints and a newline file")
 
 
 def _check_budgets(b: Budgets, where: str) -> None:

@@ -3,10 +3,9 @@
 A model's need is estimated from the bundle, before anything is loaded, for the full
 context it will be given (a request that fills it touches all of it):
 
-    weights  = file sizes x a factor: GGUF files are mmapped (x1.05), but llama.cpp also
-               repacks 4-bit tensors into a CPU-friendly layout it keeps beside the mapped
-               ones (q4 text models x1.65); ONNX Runtime holds initializers plus its
-               optimisation copies (x1.3)
+    weights  = file sizes x a factor: GGUF x1.05 (read into memory on CPU; 4-bit text
+               models x1.1, llama.cpp's repacked layout); ONNX Runtime holds initializers
+               plus its optimisation copies (x1.3)
     kv cache = 2 (K and V) x layers x kv heads x head_dim x context x bytes per value
     compute  = one 512-position batch of activations: llama.cpp reserves the output
                projection for the whole batch (512 x vocab x 4 bytes) plus the MLP; ONNX
@@ -27,6 +26,8 @@ smaller quantization from the same bundle, or a shorter context.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import sys
@@ -53,10 +54,12 @@ GiB = 1 << 30
 BASE_PROCESS_BYTES = 64 * MiB
 MODEL_OVERHEAD_BYTES = 32 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
-# llama.cpp's CPU_REPACK buffer for 4-bit tensors: +55% (Qwen3-0.6B q4_k_m) and +62%
-# (Qwen3-1.7B q4_k_m) of the mapped file measured on x86-64 with AVX-512.
+# 4-bit tensors go to llama.cpp's CPU_REPACK buffer. Mapped, the file stayed resident
+# beside that copy (x1.65-1.76 measured); read into memory (the runtime's CPU load mode,
+# runtime.backends.llamacpp.native_model) Qwen3-1.7B q4_k_m holds x1.06 of its file,
+# context and compute buffers apart (1,234 MiB with a 1,024-token context for 1,057 MiB).
 GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
-GGUF_REPACK_FACTOR = 1.65
+GGUF_REPACK_FACTOR = 1.1
 COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
 COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
 ONNX_ATTENTION_COPIES = 3  # buffers of [heads, chunk, context] (scores, probabilities...): fitted
@@ -301,6 +304,30 @@ def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
 
 def current_rss_mb() -> float:
     return current_rss_bytes() / MiB
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the OS (glibc `malloc_trim`); True if it ran.
+
+    Unloading a model frees its buffers, but glibc keeps much of what small allocations
+    used (the tokenizer, llama.cpp's bookkeeping) for reuse: ~160 MiB after a Qwen3-sized
+    load. Under sequential residency the next model is loaded on top of it, so the process
+    peak is lower when it is returned first. A no-op where there is no glibc."""
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+_LIBC: ctypes.CDLL | bool | None = None
 
 
 def _proc_status_kib(field: str) -> int | None:

@@ -24,7 +24,7 @@ from runtime.control_tokens import ControlTokens, control_tokens
 from runtime.errors import BundleError
 from runtime.generation import Session
 from runtime.manifest import Artifact, Budgets, ModelEntry
-from runtime.memory import ModelNeed, model_need
+from runtime.memory import ModelNeed, model_need, release_free_heap
 from runtime.nowait import nowait_token_ids
 from runtime.tokenizer import BundleTokenizer
 
@@ -85,6 +85,7 @@ class ModelSlot:
         else:
             self.lm, self.vision = load_model(self.bundle, self.role, self.backend, self.artifact, self.options)
         self.session = Session(self.lm)
+        release_free_heap()  # what loading used on the way (read buffers, parsed metadata)
         dt = time.perf_counter() - t0
         log.info("loaded the %s model (%s) in %.2f s", self.role, self.label, dt)
         return dt
@@ -95,6 +96,7 @@ class ModelSlot:
         if self.lm is not None:
             self.lm.close()
         self.lm = self.vision = self.session = None
+        release_free_heap()
 
     def close(self) -> None:
         """Unload, and free the tokenizer when it holds native memory (a GGUF vocabulary)."""
@@ -152,28 +154,41 @@ def _round_up(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-def default_context(role: str, entry: ModelEntry, budgets: Budgets) -> int:
-    """Enough context for the default budgets (at least 4096), within the model's."""
+def default_context(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
+    """Enough context for the default budgets (at least 4096), within the model's.
+    `image_tokens`: the most image tokens a request can take (the image layout's)."""
     if role == "perception":
         tpi = entry.vision.tokens_per_image if entry.vision is not None else 0
+        tpi = tpi if image_tokens is None else image_tokens
         need = tpi + 256 + max(budgets.extraction, budgets.non_thinking_answer) + 64
     else:
         need = 768 + budgets.extraction + budgets.thinking + budgets.answer + 64
     return min(max(4096, _round_up(need, 1024)), entry.text.context_length)
 
 
+def bundle_tokenizer(bundle: Bundle, entry: ModelEntry) -> TokenizerLike:
+    """The entry's tokenizer: a tokenizer.json, or (composed bundles) the vocabulary of the
+    GGUF model it names, read by llama.cpp."""
+    path = bundle.path(entry.tokenizer)
+    if entry.tokenizer.endswith(".gguf"):
+        return backend_module("llamacpp").GGUFTokenizer(path)
+    return BundleTokenizer(path)
+
+
 def bundle_slot(bundle: Bundle, role: str, backend: str, quant: str | None, options: BackendOptions,
                 context_length: int | None, kv_cache_type: str, nowait_keywords: Sequence[str],
-                tokenizers: dict[str, Any]) -> tuple[ModelSlot, ModelNeed, list[ModelNeed]]:
+                tokenizers: dict[str, Any], image_tokens: int | None = None,
+                ) -> tuple[ModelSlot, ModelNeed, list[ModelNeed]]:
     """`role`'s slot from the bundle, its memory need, and the needs of the same-format
     alternatives (other quantizations the planner may suggest). `tokenizers` is shared
     between roles that use the same tokenizer file."""
     entry = bundle.model(role)
     name, art = choose_artifact(bundle, role, backend, quant)
-    ctx = min(context_length or default_context(role, entry, bundle.manifest.budgets), entry.text.context_length)
+    ctx = min(context_length or default_context(role, entry, bundle.manifest.budgets, image_tokens),
+              entry.text.context_length)
     opts = replace(options, context_length=ctx)
     if entry.tokenizer not in tokenizers:
-        tokenizers[entry.tokenizer] = BundleTokenizer(bundle.path(entry.tokenizer))
+        tokenizers[entry.tokenizer] = bundle_tokenizer(bundle, entry)
     sizes = {rel: fe.size for rel, fe in bundle.manifest.files.items()}
     kv_bytes = 4 if kv_cache_type == "f32" else 2
 
@@ -203,10 +218,11 @@ def stock_reasoner_slot(path: Path, options: BackendOptions, context_length: int
 
 def build_slots(bundle: Bundle, *, backend: str, quant: str | Mapping[str, str] | None, options: BackendOptions,
                 context_length: int | None, kv_cache_type: str, nowait_keywords: Sequence[str],
-                reasoner_gguf: Path | None = None,
+                reasoner_gguf: Path | None = None, image_tokens: int | None = None,
                 ) -> tuple[dict[str, ModelSlot], dict[str, ModelNeed], dict[str, list[ModelNeed]]]:
     """The bundle's models as slots (a stock GGUF as the reasoner when given), with the
-    memory each needs and the alternatives the planner may suggest."""
+    memory each needs and the alternatives the planner may suggest. `image_tokens`: the
+    most image tokens a perception request can take (sizes its context and KV memory)."""
     roles = [r for r in ("perception", "reasoner") if r in bundle.manifest.models]
     if reasoner_gguf is not None and "reasoner" not in roles:
         roles.append("reasoner")
@@ -222,5 +238,6 @@ def build_slots(bundle: Bundle, *, backend: str, quant: str | Mapping[str, str] 
             continue
         role_quant = quant.get(role) if isinstance(quant, Mapping) else quant
         slots[role], needs[role], alternatives[role] = bundle_slot(
-            bundle, role, backend, role_quant, options, context_length, kv_cache_type, nowait_keywords, tokenizers)
+            bundle, role, backend, role_quant, options, context_length, kv_cache_type, nowait_keywords, tokenizers,
+            image_tokens=image_tokens if role == "perception" else None)
     return slots, needs, alternatives

@@ -41,6 +41,7 @@ from runtime.control_tokens import ControlTokens
 from runtime.deadline import DeadlinePlanner, Throughput
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
+from runtime.image_layout import LayoutSpec, resolve_layout
 from runtime.manifest import Budgets
 from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, plan_memory
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
@@ -83,8 +84,10 @@ class ExtractThink:
 
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
                  *, cache_bytes: int, prior: Mapping[str, Throughput] | None,
-                 speed_store: SpeedStore | None = None, prefix_cache_bytes: int = 0) -> None:
+                 speed_store: SpeedStore | None = None, image_layout: LayoutSpec | None = None,
+                 prefix_cache_bytes: int = 0) -> None:
         self.bundle = bundle
+        self.image_layout = image_layout  # how the perception model's image tokens are laid out
         self._slots = ModelSlots(slots, plan.residency)
         self.memory_plan = plan
         self.embedding_cache = EmbeddingCache(cache_bytes // 2)
@@ -123,6 +126,9 @@ class ExtractThink:
         prior: Mapping[str, Throughput] | None = None,
         nowait_keywords: Sequence[str] = NOWAIT_KEYWORDS,
         speed_cache: bool | str | os.PathLike[str] = True,
+        image_tokens: int | None = None,
+        input_mode: str | None = None,
+        max_image_tokens: int | None = None,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident.
 
@@ -130,6 +136,11 @@ class ExtractThink:
         memory for the perception model's KV state after each image (`runtime.prefix_cache`:
         a second question on the same image skips the vision encoder and the image prefill;
         0 turns it off).
+
+        Image tokens (`runtime.image_layout`), overriding the manifest's `image_layout`:
+        `image_tokens` per view (729, 196 or 81 at 27x27: LLaVA-OneVision pooling),
+        `input_mode` ("single" or "anyres"), `max_image_tokens` (anyres: fewer tiles).
+
         `speed_cache`: remember measured speeds per machine and model for later processes'
         deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
         """
@@ -141,10 +152,17 @@ class ExtractThink:
             log.info("threads: %d (physical cores less those other processes keep busy)", threads)
         opts = BackendOptions(threads=threads, gpu_layers=gpu_layers, providers=tuple(providers),
                               kv_cache_type=kv_cache_type)
+        layout = None
+        if "perception" in b.manifest.models:
+            layout = resolve_layout(b, b.manifest.models["perception"], image_tokens=image_tokens,
+                                    input_mode=input_mode, max_image_tokens=max_image_tokens)
+        elif (image_tokens, input_mode, max_image_tokens) != (None, None, None):
+            raise InputError("image token options need a bundle with a perception model")
         slots, needs, alternatives = build_slots(
             b, backend=backend, quant=quant, options=opts, context_length=context_length,
             kv_cache_type=kv_cache_type, nowait_keywords=nowait_keywords,
-            reasoner_gguf=Path(reasoner_gguf) if reasoner_gguf is not None else None)
+            reasoner_gguf=Path(reasoner_gguf) if reasoner_gguf is not None else None,
+            image_tokens=layout.max_tokens() if layout is not None else None)
         # after the tokenizers are loaded (a Qwen3 one holds ~290 MiB): a cap is a whole-process figure
         available, source = available_for_models(max_memory, threads=threads, process_bytes=current_rss_bytes())
         plan = plan_memory(needs, available, source=source, residency=residency, alternatives=alternatives)
@@ -152,7 +170,7 @@ class ExtractThink:
         store = None
         if speed_cache is not False:
             store = SpeedStore(None if speed_cache is True else Path(speed_cache))
-        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store,
+        et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store, image_layout=layout,
                  prefix_cache_bytes=prefix_cache_mb << 20)
         try:
             et._slots.load_initial()
@@ -251,7 +269,7 @@ class ExtractThink:
             image_prep=perception.entry.image if perception is not None else None,
             mode=mode, thinking=thinking, hint=hint, focus=focus, hint_budget=hint_budget,
             extraction_budget=extraction_budget, thinking_budget=thinking_budget, answer_budget=answer_budget,
-            deadline_s=deadline_s, sampling=sampling, seed=seed, nowait=nowait,
+            deadline_s=deadline_s, sampling=sampling, seed=seed, nowait=nowait, layout=self.image_layout,
         )
         return self._run(req, cancellation)
 
@@ -328,4 +346,4 @@ class ExtractThink:
         return RequestRun(req=req, result=result, slots=self._slots, embeddings=self.embedding_cache,
                           extractions=self.extraction_cache, prefixes=self.prefix_cache,
                           speeds=self._speeds, planner=planner,
-                          thinking=thinking, t0=time.perf_counter(), cancel=cancel)
+                          thinking=thinking, t0=time.perf_counter(), cancel=cancel, layout=self.image_layout)

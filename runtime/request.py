@@ -17,6 +17,7 @@ import numpy as np
 from runtime import prompts
 from runtime.errors import BundleError, InputError
 from runtime.image import load_and_preprocess
+from runtime.image_layout import ImagePlan, LayoutSpec, load_views
 from runtime.manifest import Budgets, ImagePreprocess
 from runtime.sampling import GREEDY, NON_THINKING, THINKING, SamplingConfig
 
@@ -69,6 +70,9 @@ class Request:
     nowait: bool
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
     image_hash: str | None = None
+    # The image's views [n, size, size, 3] uint8 (pixels = views[0]) and their token count.
+    views: np.ndarray | None = field(default=None, repr=False, compare=False)
+    image_plan: ImagePlan | None = None
 
     @property
     def needs_image(self) -> bool:
@@ -169,11 +173,12 @@ def make_request(
     sampling: str | SamplingConfig = "paper",
     seed: int = 0,
     nowait: bool = True,
+    layout: LayoutSpec | None = None,
 ) -> Request:
     """Check every argument (see `ExtractThink.stream`), decode the image, freeze them.
 
     `roles` are the models the pipeline has; `image_prep` is how the perception model
-    takes its pixels.
+    takes its pixels; `layout` how its views become image tokens (None: one view).
     """
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
@@ -193,16 +198,21 @@ def make_request(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"the seed must be an integer >= 0, got {seed!r}")
     plan = sampling_plan(sampling)
-    pixels = image_hash = None
+    pixels = image_hash = views = image_plan = None
     if needs_image:
         if image_prep is None:
             raise BundleError("the perception model has no image preprocessing settings")
         # Decode and preprocess now, so a bad image fails before any model runs (and decode
         # no more pixels than the model's input size needs).
-        pixels, image_hash = load_and_preprocess(image, image_prep)
+        if layout is None:
+            pixels, image_hash = load_and_preprocess(image, image_prep)
+            views = pixels[None]
+        else:
+            views, image_plan, image_hash = load_views(image, layout, image_prep)
+            pixels = views[0]
     return Request(
         question=question, options=options, mode=mode, focus=focus, budgets=budgets,
         deadline_s=float(deadline_s) if deadline_s is not None else None, sampling=plan, seed=seed,
         thinking=bool(thinking), hint=bool(hint), nowait=bool(nowait), pixels=pixels,
-        image_hash=image_hash,
+        image_hash=image_hash, views=views, image_plan=image_plan,
     )

@@ -25,6 +25,7 @@ from runtime.chat_format import Segment
 from runtime.deadline import DeadlinePlanner, StageSpec
 from runtime.errors import BundleError, EdgeError
 from runtime.generation import Generation, PrefixSave, generate, image_prefix_length
+from runtime.image_layout import LayoutSpec, encode_image
 from runtime.memory import current_rss_mb, peak_rss_mb
 from runtime.model_slot import ModelSlot, ModelSlots
 from runtime.prefix_cache import PrefixCache, PrefixKey
@@ -65,6 +66,16 @@ class RequestRun:
     thinking: bool  # the reasoner thinks (asked for, and its vocabulary can)
     t0: float
     cancel: Cancellation
+    layout: LayoutSpec | None = None  # the perception model's image tokens (None: one view, unpooled)
+
+    def image_tokens(self) -> int:
+        """Image tokens this request's image takes (known before encoding)."""
+        if self.req.image_plan is not None:
+            return self.req.image_plan.tokens
+        return self.slots["perception"].entry.vision.tokens_per_image
+
+    def image_views(self) -> int:
+        return self.req.image_plan.views if self.req.image_plan is not None else 1
 
 
 def run_request(run: RequestRun) -> Events:
@@ -123,9 +134,12 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
         stats.load_s = run.slots.acquire(slot)
         run.cancel.check()
         t1 = time.perf_counter()
-        embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
+        if run.layout is not None and run.req.image_plan is not None:
+            embeds = encode_image(slot.vision, run.req.views, run.req.image_plan, run.layout)
+        else:
+            embeds = np.asarray(slot.vision.encode(run.req.pixels), dtype=np.float32)
         dt = time.perf_counter() - t1
-        want = (slot.entry.vision.tokens_per_image, slot.entry.text.hidden_size)
+        want = (run.image_tokens(), slot.entry.text.hidden_size)
         if embeds.shape != want:
             raise BundleError(f"the vision encoder returned embeddings of shape {embeds.shape}, "
                               f"the manifest says {want} (mismatched shapes)")
@@ -134,8 +148,8 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
                               "embeddings: its weights are damaged; re-export the bundle")
         run.embeddings.put_embeddings(key, slot.art_id, embeds)
         if run.planner is not None:
-            run.planner.observe("perception", vision_s=dt)
-        run.speeds.remember("perception", vision_s=dt)
+            run.planner.observe("perception", vision_s=dt / run.image_views())  # per view
+        run.speeds.remember("perception", vision_s=dt / run.image_views())
     else:
         stats.cached = True
     run.result.cache_hits["embedding"] = stats.cached
@@ -147,13 +161,10 @@ def vision_stage(run: RequestRun) -> Generator[Event, None, tuple[np.ndarray, st
     return embeds, key
 
 
-def image_tokens(slot: ModelSlot) -> int:
-    """Image positions in the perception prompt."""
-    return slot.entry.vision.tokens_per_image
-
-
 def prefix_key(run: RequestRun, slot: ModelSlot, prefix: Sequence[int | None]) -> PrefixKey:
-    return PrefixKey(run.req.image_hash, slot.art_id, slot.options.kv_cache_type, tuple(prefix))
+    # the layout (views, pooling) decides what the image rows are
+    return PrefixKey(run.req.image_hash, slot.art_id, slot.options.kv_cache_type, tuple(prefix),
+                     variant=repr(run.layout))
 
 
 def image_generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
@@ -164,7 +175,7 @@ def image_generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segmen
     With the prefix cache on, the KV state after the image prefix (system turn, user header,
     image rows) is restored when this image was seen before (the vision stage then only
     restores it: no encoder, no image prefill), or saved during this prefill."""
-    ids = encode_segments(slot.tok, segs, image_tokens=image_tokens(slot))
+    ids = encode_segments(slot.tok, segs, image_tokens=run.image_tokens())
     length = image_prefix_length(ids)
     key = run.req.image_hash
     save = None
@@ -200,7 +211,7 @@ def restore_stage(run: RequestRun, slot: ModelSlot, ids: list[int | None], lengt
             run.prefixes.drop(pkey)
             slot.session.reset()
             return False
-    stats = StageStats("vision", "perception", tokens=image_tokens(slot), cached=True, load_s=load_s)
+    stats = StageStats("vision", "perception", tokens=run.image_tokens(), cached=True, load_s=load_s)
     yield StageStarted("vision", "perception")
     stats.seconds = time.perf_counter() - t0
     stats.rss_mb = current_rss_mb()
@@ -248,7 +259,8 @@ def end_to_end_stage(run: RequestRun) -> Generator[Event, None, ParsedAnswer]:
     perception = run.slots["perception"]
     budget = req.budgets.non_thinking_answer
     if run.planner is not None:
-        spec = StageSpec("answer", "perception", e2e_prompt_len(run), budget, min(budget, 4), vision=True)
+        spec = StageSpec("answer", "perception", e2e_prompt_len(run), budget, min(budget, 4), vision=True,
+                         views=run.image_views())
         plan = run.planner.plan([spec])
         budget = plan["answer"]
         yield from plan_event(run, "answer", plan)
@@ -370,12 +382,13 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
         perception = run.slots["perception"]
         cached = run.embeddings.get_embeddings(req.image_hash, perception.art_id) is not None
         ids = encode_segments(perception.tok, prompts.extraction_prompt(None, system=perception.entry.system_prompt),
-                              image_tokens=image_tokens(perception))
+                              image_tokens=run.image_tokens())
         n = len(ids)
         length = image_prefix_length(ids)
         if run.prefixes.enabled and prefix_key(run, perception, ids[:length]) in run.prefixes:
             cached, n = True, n - length  # a saved image prefix: no vision, no image prefill
-        out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached))
+        out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached,
+                             views=run.image_views()))
     desc = b.extraction if req.mode != "blind" else 0
     n = len(encode_segments(reasoner.tok, prompts.reasoning_prompt(
         "", req.question, req.options, thinking=run.thinking, think_tags=tags))) + desc
@@ -390,4 +403,4 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
 def e2e_prompt_len(run: RequestRun) -> int:
     perception = run.slots["perception"]
     segs = prompts.end_to_end_prompt(run.req.question, run.req.options)
-    return perception.entry.vision.tokens_per_image + len(encode_segments(perception.tok, segs, image_tokens=1))
+    return run.image_tokens() + len(encode_segments(perception.tok, segs, image_tokens=1))

@@ -70,7 +70,7 @@ def scene_labels(scene: Any) -> list[int]:
                                              v["size"].index(s.size), none["text"]]
     for t in scene.texts:
         cells[t.row * scene.grid + t.col] = [2, v["color"].index(t.color), none["shape"], none["size"],
-                                             v["text"].index(t.text) if t.text in v["text"] else none["text"]]
+                                             v["text"].index(t.word) if t.word in v["text"] else none["text"]]
     bars = [[none["color"], none["value"]] for _ in range(MAX_BARS)]
     for i, b in enumerate(scene.bars[:MAX_BARS]):
         bars[i] = [v["color"].index(b.color), v["value"].index(str(b.value))]

@@ -45,6 +45,10 @@ class PerceptionSpec:
     text: str = "qwen3-edge-s"
     vision_init: str | None = None
     text_init: str | None = None
+    # LLaVA-OneVision pooling stride of the image features after the projector: 1 none
+    # (27x27 = 729 tokens), 2 (14x14 = 196), 3 (9x9 = 81). Recorded in the checkpoint;
+    # `edge export` writes it into the bundle's image_layout.
+    image_pool: int = 1
 
 
 @dataclass(frozen=True)

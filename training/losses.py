@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from training.cells import BAR_HEADS, CELL_HEADS, GLOBAL_HEADS, MAX_BARS, head_sizes
 from training.examples import IGNORE
+from training.models.pooling import image_inputs
 
 
 class TargetLoss(torch.nn.Module):
@@ -33,14 +34,15 @@ class TargetLoss(torch.nn.Module):
     dominate memory at the paper's sizes.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, image_pool: int = 1) -> None:
         super().__init__()
         self.model = model
+        self.image_pool = image_pool  # LLaVA-OV pooling of the image features (training.models.pooling)
 
     def forward(self, input_ids, attention_mask, labels, pixel_values=None):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
         if pixel_values is not None:
-            kwargs["pixel_values"] = pixel_values
+            kwargs.update(image_inputs(self.model, pixel_values, self.image_pool))
         hidden = self.model.model(**kwargs).last_hidden_state
         shift = labels[:, 1:]
         mask = shift != IGNORE

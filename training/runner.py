@@ -50,6 +50,9 @@ from training.model_init import (
     set_trainable,
     special_ids,
 )
+from training.models.pooling import CONFIG_KEY as POOL_KEY
+from training.models.pooling import check_pool
+from training.models.pooling import image_tokens as pooled_image_tokens
 from training.schedule import batch_geometry, lr_at, total_steps
 from training.stage_result import SUMMARY, StageResult, finished_result, stage_summary
 from training.stages import module_of, trainable_parts
@@ -235,6 +238,8 @@ class StageRunner:
                 model = initial_model(self.recipe, self.name, self.tokenizer_dir, self.seed)
             self.start = 0
         model.config.use_cache = False
+        if self.module == "perception":  # saved with the checkpoint: export and evaluation read it
+            setattr(model.config, POOL_KEY, check_pool(self.recipe.perception.image_pool))
         if hasattr(model, "set_attn_implementation"):
             try:
                 model.set_attn_implementation("sdpa")
@@ -268,12 +273,12 @@ class StageRunner:
             self.collator = Collator(
                 BundleTokenizer(self.tokenizer_dir / "tokenizer.json"), pad_id=ids["pad"],
                 max_length=self.stage.max_length,
-                image_tokens=(vision.image_size // vision.patch_size) ** 2 if perception else 0,
+                image_tokens=pooled_image_tokens(vision, self.recipe.perception.image_pool) if perception else 0,
                 image_token_id=ids["image"] if perception else None,
                 image=_image_prep(model) if perception else None,
                 pad_to_multiple=8 if torch.cuda.is_available() else 1,
             )
-            wrapper = TargetLoss(model)
+            wrapper = TargetLoss(model, image_pool=self.recipe.perception.image_pool if perception else 1)
         opt = self.stage.optim
         optimizer = torch.optim.AdamW(_param_groups(parts, opt), lr=opt.lr, betas=(opt.beta1, opt.beta2),
                                       eps=opt.eps, weight_decay=opt.weight_decay)

@@ -4,6 +4,7 @@
     edge run --image photo.jpg --question "How many cups?" --options 1 2 3 4
     edge run ... --thinking-budget 128 --deadline 20 --stream
     edge run ... --json                        # one JSON object (see docs/runtime.md)
+    edge run --perception-gguf vlm.gguf --mmproj mmproj.gguf --reasoner-gguf chat.gguf ...
 
 With `--stream --json` every event is printed as one JSON line as it happens, the last
 one being {"type": "done", "result": {...}}.
@@ -12,14 +13,20 @@ one being {"type": "done", "result": {...}}.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from edge.arguments import add_gpu_layers, add_options, add_verify, check_gpu_layers
 from edge.extras import require
 from edge.plan import make_plan, resolve_profile, stream_kwargs
 from edge.profiles import PROFILE_FILE
+from export.compose import ComposeRequest, compose_bundle
 from runtime.bundle import Bundle, open_bundle
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
@@ -41,6 +48,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--backend", choices=("auto", "llamacpp", "onnx"), default="auto")
     p.add_argument("--quant", metavar="Q", help="quantization to run (e.g. q8_0, q4_k_m, int8)")
     p.add_argument("--reasoner-gguf", metavar="FILE", help="a stock GGUF chat model to use as the reasoner")
+    p.add_argument("--perception-gguf", metavar="FILE", help="a VLM's text model GGUF to use as the perception "
+                   "model (with --mmproj; checked as `edge export compose` does)")
+    p.add_argument("--mmproj", metavar="FILE", help="the vision projector GGUF of --perception-gguf")
     p.add_argument("--mode", choices=MODES, default="extract-think")
     p.add_argument("--thinking-budget", type=int, metavar="N", help="thinking tokens (default: the bundle's)")
     p.add_argument("--answer-budget", type=int, metavar="N", help="answer tokens after thinking")
@@ -55,6 +65,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--residency", choices=("auto", "resident", "sequential"), default="auto",
                    help="keep both models loaded, or load them one after the other")
     p.add_argument("--context", type=int, metavar="N", help="context length per model")
+    p.add_argument("--image-tokens", type=int, metavar="N",
+                   help="image tokens per view: 729, 196 or 81 for a 27x27 model (LLaVA-OneVision pooling; "
+                        "default: the bundle's)")
+    p.add_argument("--input-mode", choices=("single", "anyres"),
+                   help="one view, or the paper's any-resolution tiles (default: the bundle's)")
+    p.add_argument("--max-image-tokens", type=int, metavar="N",
+                   help="anyres: use fewer tiles so the image takes at most N tokens")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     add_gpu_layers(p)
     add_verify(p)
@@ -89,7 +106,27 @@ def main(args: argparse.Namespace) -> int:
         require(args.backend, f"--backend {args.backend}")
     if args.reasoner_gguf is not None:
         require("llamacpp", "--reasoner-gguf")
-    bundle = open_bundle(args.bundle if args.bundle else default_bundle_path(), verify=args.verify)
+    with contextlib.ExitStack() as stack:
+        bundle_dir = args.bundle if args.bundle else default_bundle_path()
+        if args.perception_gguf is not None or args.mmproj is not None:
+            require("llamacpp", "--perception-gguf")
+            bundle_dir = stack.enter_context(_composed(args, Path(bundle_dir)))
+        return _run(args, open_bundle(bundle_dir, verify=args.verify), image, question, options)
+
+
+@contextlib.contextmanager
+def _composed(args: argparse.Namespace, base: Path) -> Iterator[Path]:
+    """A temporary bundle: --perception-gguf/--mmproj composed with the base bundle's
+    other model (hard-linked next to the GGUF when that folder is writable, else copied)."""
+    gguf = Path(args.perception_gguf) if args.perception_gguf is not None else None
+    parent = gguf.parent if gguf is not None and os.access(gguf.parent, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix=".edge-run-", dir=parent) as tmp:
+        yield compose_bundle(ComposeRequest(out=Path(tmp) / "bundle", perception_gguf=gguf, mmproj=args.mmproj,
+                                            from_bundle=base, check_load=False))
+
+
+def _run(args: argparse.Namespace, bundle: Bundle, image: str | None, question: str | None,
+         options: list[str] | None) -> int:
     if image is None and question is None:
         image, question, ex_options = _example(bundle)
         options = options or ex_options
@@ -124,7 +161,8 @@ def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, d
     """
     load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
             "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
-            "gpu_layers": args.gpu_layers or 0}
+            "gpu_layers": args.gpu_layers or 0, "image_tokens": args.image_tokens, "input_mode": args.input_mode,
+            "max_image_tokens": args.max_image_tokens}
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
                "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
                "answer_budget": args.answer_budget, "deadline_s": args.deadline}

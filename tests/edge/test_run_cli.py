@@ -313,3 +313,15 @@ def test_a_forced_answer_is_marked(capsys, bundle, photo):
     rc, out, _ = run(capsys, *common, "--answer-budget", "0")
     answer_line = next(ln for ln in out.splitlines() if ln.startswith("Answer:"))
     assert answer_line.endswith(f"(forced: {forced[0]['detail']})")
+
+
+def test_image_tokens_option_pools_the_image(capsys, bundle, photo):
+    """`--image-tokens 4` on the tiny 4 x 4-grid model: LLaVA-OneVision pooling to 2 x 2."""
+    rc, out, err = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
+                       "--options", "one", "two", "--json", "--image-tokens", "4", *SMALL)
+    assert rc == 0, err
+    assert json.loads(out)["stages"]["vision"]["tokens"] == 4
+    expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q", "--image-tokens", "9"],
+                 2, "image tokens must be one of 16, 4")
+    expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q", "--input-mode", "anyres"],
+                 2, "no any-resolution layout")

@@ -85,7 +85,7 @@ def test_bad_inputs_leave_nothing(capsys, tmp_path, tiny_reasoner_dir, tiny_perc
     rc, _, err = run(capsys, "--out", tmp_path / "b")
     one_line_error(err, "nothing to export")
     rc, _, err = run(capsys, "--reasoner", tmp_path / "missing", "--out", tmp_path / "b")
-    one_line_error(err, "is not a folder")
+    one_line_error(err, "no such folder, and not a hub id")
     rc, _, err = run(capsys, "--reasoner", tiny_perception_dir, "--out", tmp_path / "b")
     one_line_error(err, "is not qwen3")
     rc, _, err = run(capsys, "--perception", tiny_reasoner_dir, "--out", tmp_path / "b")
@@ -157,9 +157,9 @@ def test_force_replaces_a_bundle_never_a_folder_of_user_files(capsys, tmp_path, 
 def test_json_errors_are_json(capsys, tmp_path, tiny_reasoner_dir):
     rc, stdout, err = run(capsys, "--reasoner", tmp_path / "missing", "--out", tmp_path / "b", "--json")
     assert rc == 2
-    one_line_error(err, "is not a folder")
+    one_line_error(err, "no such folder")
     doc = json.loads(stdout)
-    assert doc["type"] == "ConfigError" and doc["exit_code"] == 2 and "is not a folder" in doc["error"]
+    assert doc["type"] == "ConfigError" and doc["exit_code"] == 2 and "no such folder" in doc["error"]
     rc, stdout, _ = main_verify_json(capsys, tmp_path / "missing")
     assert rc != 0 and "error" in json.loads(stdout)
 

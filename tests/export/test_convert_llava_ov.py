@@ -75,6 +75,8 @@ def test_converted_logits_equal_original_layout(tmp_path, tiny_tokenizer_dir):
     out = convert_llava_ov(src, tmp_path / "converted", vision_heads=2)
     note = json.loads((out / "conversion.json").read_text())
     assert note["dropped_weights"] == ["model.image_newline"] and note["vision_layers"] == 2
+    # anyres_max_9 without pinpoints: converted single-view, the note says why
+    assert note["image_layout"] is None and "no image_grid_pinpoints" in note["image_layout_why"]
     model = load_perception(out)
     assert model.config.vision_config.num_hidden_layers == 2
     n = VISION.tokens_per_image

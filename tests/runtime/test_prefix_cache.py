@@ -143,3 +143,18 @@ def test_warm_second_question_equals_a_cold_run(rt_bundle, backend, residency):
     assert warm.stages["extraction"].reused_prompt_tokens >= 16 + 3
     assert cold.stages["extraction"].reused_prompt_tokens == 0
     assert warm.stages["extraction"].prompt_tokens == cold.stages["extraction"].prompt_tokens
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pooled_layout_prefix_restores_the_pooled_rows(rt_bundle, backend):
+    """With LLaVA-OV pooling (4 image tokens per view) the saved prefix holds the pooled rows."""
+    a, b = _image(21), _image(22)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, image_tokens=4, prefix_cache_mb=0) as cold_et:
+        cold_ids, cold = _extraction_ids(cold_et, a, "the colours", HOT)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, image_tokens=4) as et:
+        _extraction_ids(et, a, "the shapes", HOT)
+        _extraction_ids(et, b, "the shapes", HOT)
+        warm_ids, warm = _extraction_ids(et, a, "the colours", HOT)
+    assert warm.cache_hits["prefix"] is True and warm.stages["vision"].tokens == 4
+    assert warm_ids == cold_ids
+    assert warm.stages["extraction"].prompt_tokens == cold.stages["extraction"].prompt_tokens

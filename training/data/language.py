@@ -105,8 +105,9 @@ def named(item: Shape | TextMark, scene: Scene) -> str:
 
 
 def text_ref_name(text: str) -> str:
-    """A written mark by what it says: "the number 42", "the word CAT"."""
-    return f"the number {text}" if text.isdigit() else f"the word {text}"
+    """A written mark by what it says: "the number 42", "the word cat" (words in lower case,
+    however the picture writes them: the answer to "what is written" is the word)."""
+    return f"the number {text}" if text.isdigit() else f"the word {text.lower()}"
 
 
 def text_ref_phrase(tref: dict) -> str:

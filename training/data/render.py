@@ -1,8 +1,10 @@
 """The synthetic world's renderer: a scene graph -> an RGB image, deterministically.
 
-The renderer draws only from the scene graph (clutter has its own seed inside the graph),
-so the same scene gives the same bytes. Shapes are drawn at `supersample` times the size
-and box-downsampled: anti-aliasing at low cost.
+The renderer draws only from the scene graph (background texture, clutter and pixel noise
+have their seed inside the graph), so the same scene gives the same bytes. Shapes are
+drawn at `supersample` times the size and box-downsampled (anti-aliasing at low cost), or
+at 1x when the scene asks for hard edges. A scene may carry its own picture size and a
+JPEG quality (`render_bytes` then writes a JPEG, artefacts included).
 """
 
 from __future__ import annotations
@@ -12,21 +14,26 @@ import math
 import random
 from functools import lru_cache
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from runtime.errors import ConfigError
-from training.data.scene import Scene, Shape, TextMark
-from training.data.vocabulary import BACKGROUNDS, COLORS
+from training.data.scene import SIZE_SCALE, Scene, Shape, TextMark, background_rgbs, shape_rgb
+from training.data.vocabulary import BACKGROUNDS, COLORS, FONT_FILES
 
-# Radius as a fraction of half a cell: small and large differ by 2x.
-SIZE_SCALE = {"small": 0.45, "medium": 0.66, "large": 0.9}
 CLUTTER_RGB = (150, 150, 150)
 
 
+def picture_size(scene: Scene, image_size: int) -> int:
+    return scene.size or image_size
+
+
 def render(scene: Scene, image_size: int = 128, supersample: int = 2) -> Image.Image:
-    """Draw the scene as an RGB image of `image_size` x `image_size` pixels."""
-    size = image_size * supersample
-    img = Image.new("RGB", (size, size), BACKGROUNDS[scene.background])
+    """Draw the scene as an RGB image (its own size if it has one, else `image_size`)."""
+    side = picture_size(scene, image_size)
+    ss = scene.aa or supersample
+    size = side * ss
+    img = _background(scene, size)
     draw = ImageDraw.Draw(img)
     _draw_pattern(draw, scene, size)
     if scene.clutter:
@@ -34,15 +41,20 @@ def render(scene: Scene, image_size: int = 128, supersample: int = 2) -> Image.I
     if scene.kind == "chart":
         _draw_chart(draw, scene, size)
     else:
-        cell = size / scene.grid
         for s in scene.shapes:
-            _draw_shape(draw, s, cell)
+            _draw_shape(draw, s, scene, size)
         for t in scene.texts:
-            _draw_text(draw, t, cell)
-    return img.reduce(supersample) if supersample > 1 else img
+            _draw_text(draw, t, scene, size)
+    img = img.reduce(ss) if ss > 1 else img
+    if scene.noise:
+        rng = np.random.default_rng(scene.clutter_seed + 1)
+        arr = np.asarray(img, dtype=np.float32) + rng.normal(0.0, scene.noise, (side, side, 1)).astype(np.float32)
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+    return img
 
 
 def render_png(scene: Scene, image_size: int = 128, supersample: int = 2) -> bytes:
+    """The picture as PNG bytes (no JPEG artefacts, whatever the scene asks)."""
     buf = io.BytesIO()
     # compress_level 1: ~3x faster than the default and still lossless; bytes stay
     # deterministic for a given zlib.
@@ -50,12 +62,54 @@ def render_png(scene: Scene, image_size: int = 128, supersample: int = 2) -> byt
     return buf.getvalue()
 
 
-def shape_center(s: Shape, image_size: int, grid: int = 3) -> tuple[float, float]:
-    """Pixel centre of a shape in the final image (tests sample colours here)."""
+def render_bytes(scene: Scene, image_size: int = 128, supersample: int = 2) -> tuple[bytes, str]:
+    """(file bytes, extension): a JPEG at the scene's quality when it asks for one, else PNG."""
+    if not scene.jpeg:
+        return render_png(scene, image_size, supersample), "png"
+    buf = io.BytesIO()
+    render(scene, image_size, supersample).save(buf, format="JPEG", quality=scene.jpeg)
+    return buf.getvalue(), "jpg"
+
+
+def shape_geometry(s: Shape, image_size: int, grid: int = 3) -> tuple[float, float, float]:
+    """(centre x, centre y, radius) of a shape in pixels of an `image_size` picture."""
+    if s.r > 0:
+        return s.x * image_size, s.y * image_size, s.r * image_size
     cell = image_size / grid
     r = cell / 2 * SIZE_SCALE[s.size]
     room = max(0.0, cell / 2 - r - cell * 0.04)
-    return ((s.col + 0.5) * cell + s.dx * room, (s.row + 0.5) * cell + s.dy * room)
+    return (s.col + 0.5) * cell + s.dx * room, (s.row + 0.5) * cell + s.dy * room, r
+
+
+def shape_center(s: Shape, image_size: int, grid: int = 3) -> tuple[float, float]:
+    """Pixel centre of a shape in the final image (tests sample colours here)."""
+    x, y, _ = shape_geometry(s, image_size, grid)
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------
+# Background
+
+
+def _background(scene: Scene, size: int) -> Image.Image:
+    tints = background_rgbs(scene)
+    if scene.pattern == "gradient" and len(tints) == 2:
+        rng = random.Random(scene.clutter_seed)
+        a = rng.uniform(0, 2 * math.pi)
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / max(1, size - 1)
+        t = (xs - 0.5) * math.cos(a) + (ys - 0.5) * math.sin(a)
+        t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+        c0, c1 = (np.asarray(c, dtype=np.float32) for c in tints)
+        arr = c0 + t[..., None] * (c1 - c0)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+    if scene.pattern == "mottled":
+        rng = np.random.default_rng(scene.clutter_seed)
+        k = int(rng.integers(3, 8))
+        blot = Image.fromarray(((rng.random((k, k, 3)) - 0.5) * 40 + 128).astype(np.uint8), "RGB")
+        blot = np.asarray(blot.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) - 128
+        arr = np.asarray(tints[0], dtype=np.float32) + blot
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+    return Image.new("RGB", (size, size), tints[0])
 
 
 def _shade(rgb: tuple[int, int, int], delta: int) -> tuple[int, int, int]:
@@ -63,9 +117,10 @@ def _shade(rgb: tuple[int, int, int], delta: int) -> tuple[int, int, int]:
 
 
 def _draw_pattern(draw: ImageDraw.ImageDraw, scene: Scene, size: int) -> None:
-    if scene.pattern == "plain":
+    if scene.pattern not in ("striped", "dotted"):
         return
-    ink = _shade(BACKGROUNDS[scene.background], -22)
+    base = background_rgbs(scene)[0]
+    ink = _shade(base, -22 if sum(base) > 300 else 28)
     step = max(4, size // 12)
     if scene.pattern == "striped":
         width = max(1, step // 4)
@@ -91,65 +146,109 @@ def _draw_clutter(draw: ImageDraw.ImageDraw, scene: Scene, size: int) -> None:
             draw.line((x, y, x + length * math.cos(a), y + length * math.sin(a)), fill=CLUTTER_RGB, width=r)
 
 
-def _polygon(cx: float, cy: float, r: float, n: int, start: float) -> list[tuple[float, float]]:
-    return [(cx + r * math.cos(start + 2 * math.pi * i / n), cy + r * math.sin(start + 2 * math.pi * i / n))
-            for i in range(n)]
+# ---------------------------------------------------------------------------------------
+# Shapes: every outline is a polygon around (0, 0) with radius ~1, then scaled, rotated
+# and moved; each fits inside its circle of radius r.
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, s: Shape, cell: float) -> None:
-    fill = COLORS[s.color]
-    r = cell / 2 * SIZE_SCALE[s.size]
-    room = max(0.0, cell / 2 - r - cell * 0.04)
-    cx, cy = (s.col + 0.5) * cell + s.dx * room, (s.row + 0.5) * cell + s.dy * room
-    if s.shape == "circle":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    elif s.shape == "square":
-        h = r * 0.85
-        draw.rectangle((cx - h, cy - h, cx + h, cy + h), fill=fill)
-    elif s.shape == "triangle":
-        # Shifted down a little so its centroid sits at the cell centre.
-        draw.polygon(_polygon(cx, cy + r * 0.15, r, 3, -math.pi / 2), fill=fill)
-    elif s.shape == "diamond":
-        draw.polygon([(cx, cy - r), (cx + r * 0.75, cy), (cx, cy + r), (cx - r * 0.75, cy)], fill=fill)
-    elif s.shape == "hexagon":
-        draw.polygon(_polygon(cx, cy, r, 6, 0.0), fill=fill)
-    elif s.shape == "star":
+def _regular(n: int, start: float) -> list[tuple[float, float]]:
+    return [(math.cos(start + 2 * math.pi * i / n), math.sin(start + 2 * math.pi * i / n)) for i in range(n)]
+
+
+def _outline(shape: str, aspect: float) -> list[tuple[float, float]]:  # noqa: C901 - one branch per shape
+    if shape == "circle":
+        return _regular(48, 0.0)
+    if shape == "ellipse":
+        return [(x, y * (aspect or 0.58)) for x, y in _regular(48, 0.0)]
+    if shape == "square":
+        h = 0.72
+        return [(-h, -h), (h, -h), (h, h), (-h, h)]
+    if shape == "rectangle":
+        w = 0.92
+        h = w * (aspect or 0.5)
+        return [(-w, -h), (w, -h), (w, h), (-w, h)]
+    if shape == "triangle":  # shifted down so its centroid sits at the centre
+        return [(x, y + 0.15) for x, y in _regular(3, -math.pi / 2)]
+    if shape == "diamond":
+        return [(0.0, -1.0), (0.7, 0.0), (0.0, 1.0), (-0.7, 0.0)]
+    if shape == "pentagon":
+        return [(x, y + 0.05) for x, y in _regular(5, -math.pi / 2)]
+    if shape == "hexagon":
+        return _regular(6, 0.0)
+    if shape == "star":
+        return [((1.0 if i % 2 == 0 else 0.45) * math.cos(-math.pi / 2 + math.pi * i / 5),
+                 (1.0 if i % 2 == 0 else 0.45) * math.sin(-math.pi / 2 + math.pi * i / 5)) for i in range(10)]
+    if shape == "cross":
+        w = 0.34
+        return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w),
+                (-1, -w), (-w, -w)]
+    if shape == "heart":
         pts = []
-        for i in range(10):
-            rad = r if i % 2 == 0 else r * 0.45
-            a = -math.pi / 2 + math.pi * i / 5
-            pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a)))
-        draw.polygon(pts, fill=fill)
-    elif s.shape == "cross":
-        w = r * 0.36
-        draw.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fill)
-        draw.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fill)
-    else:  # validate_scene rejects unknown shapes; this guards hand-built graphs
-        raise ConfigError(f"unknown shape {s.shape!r}")
+        for i in range(60):
+            t = 2 * math.pi * i / 60
+            x = 16 * math.sin(t) ** 3
+            y = -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t))
+            pts.append((x / 17.0, (y + 2.5) / 17.0))
+        return pts
+    if shape == "arrow":  # pointing right; the angle turns it
+        s, hd = 0.2, 0.55
+        return [(-1.0, -s), (0.15, -s), (0.15, -hd), (1.0, 0.0), (0.15, hd), (0.15, s), (-1.0, s)]
+    raise ConfigError(f"unknown shape {shape!r}")  # validate_scene rejects these; hand-built graphs
 
 
-@lru_cache(maxsize=64)
-def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _draw_shape(draw: ImageDraw.ImageDraw, s: Shape, scene: Scene, size: int) -> None:
+    cx, cy, r = shape_geometry(s, size, scene.grid)
+    a = math.radians(-s.angle)  # counter-clockwise on screen (y grows downwards)
+    ca, sa = math.cos(a), math.sin(a)
+    pts = [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in _outline(s.shape, s.aspect)]
+    draw.polygon(pts, fill=shape_rgb(s))
+
+
+# ---------------------------------------------------------------------------------------
+# Text
+
+
+@lru_cache(maxsize=256)
+def _font(px: int, index: int = 0) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    path = FONT_FILES[index]
+    if path:
+        try:
+            return ImageFont.truetype(path, px)
+        except OSError:  # the font is not installed here: Pillow's own keeps the data usable
+            pass
     return ImageFont.load_default(size=px)
 
 
-@lru_cache(maxsize=4096)
-def _fitted_font(text: str, box: int) -> tuple[int, tuple[int, int, int, int]]:
-    """The largest font size (<= 60% of the box) whose text fits 90% of the box width."""
-    px = max(6, int(box * 0.6))
+@lru_cache(maxsize=8192)
+def _fitted_font(text: str, height: int, width: int, index: int) -> tuple[int, tuple[int, int, int, int]]:
+    """The largest font size (<= `height`) whose text fits `width`."""
+    px = max(6, height)
     while True:
-        bbox = _font(px).getbbox(text)
-        if bbox[2] - bbox[0] <= box * 0.9 or px <= 6:
+        bbox = _font(px, index).getbbox(text)
+        if bbox[2] - bbox[0] <= width or px <= 6:
             return px, bbox
-        px -= 1
+        px = max(6, int(px * 0.92))
 
 
-def _draw_text(draw: ImageDraw.ImageDraw, t: TextMark, cell: float) -> None:
-    px, bbox = _fitted_font(t.text, int(cell))
-    cx, cy = (t.col + 0.5) * cell, (t.row + 0.5) * cell
+def _draw_text(draw: ImageDraw.ImageDraw, t: TextMark, scene: Scene, size: int) -> None:
+    if t.h > 0:
+        cx, cy = t.x * size, t.y * size
+        px, bbox = _fitted_font(t.text, int(t.h * size * 1.35), int(size * (0.72 if t.sign else 0.86)), t.font)
+    else:
+        cell = size / scene.grid
+        cx, cy = (t.col + 0.5) * cell, (t.row + 0.5) * cell
+        px, bbox = _fitted_font(t.text, int(cell * 0.6), int(cell * 0.9), t.font)
     x = cx - (bbox[0] + bbox[2]) / 2
     y = cy - (bbox[1] + bbox[3]) / 2
-    draw.text((x, y), t.text, fill=COLORS[t.color], font=_font(px))
+    if t.sign:
+        pad_x, pad_y = (bbox[3] - bbox[1]) * 0.45, (bbox[3] - bbox[1]) * 0.35
+        box = (x + bbox[0] - pad_x, y + bbox[1] - pad_y, x + bbox[2] + pad_x, y + bbox[3] + pad_y)
+        draw.rounded_rectangle(box, radius=int(pad_y), fill=BACKGROUNDS[t.sign])
+    draw.text((x, y), t.text, fill=COLORS[t.color], font=_font(px, t.font))
+
+
+# ---------------------------------------------------------------------------------------
+# Charts
 
 
 def chart_geometry(n_bars: int, size: int) -> tuple[float, float, float, float]:
@@ -182,4 +281,3 @@ def _draw_chart(draw: ImageDraw.ImageDraw, scene: Scene, size: int) -> None:
         tx = (x0 + x1) / 2 - (bbox[0] + bbox[2]) / 2
         ty = y0 - (bbox[3] - bbox[1]) - size * 0.02 - bbox[1]
         draw.text((tx, ty), text, fill=axis, font=font)
-

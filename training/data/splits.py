@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 
 from runtime.errors import ConfigError
-from training.data.scene import PairRules
+from training.data.sampling import PairRules
 from training.data.vocabulary import COLORS, SHAPES
 
 # One held-out shape per colour and one colour per shape: every colour and every shape

@@ -5,7 +5,7 @@ Layout (documented in docs/data.md):
     DIR/dataset.json                  config, counts, held-out pairs, format version
     DIR/scenes.jsonl                  one line per image: scene_id, split, image, seed, sha256, scene
     DIR/{train,val,test,...}.jsonl    one line per question (all targets in each record)
-    DIR/images/<split>/<index>.png
+    DIR/images/<split>/<index>.png    (or .jpg for pictures saved with JPEG artefacts)
 
 The folder is built under a temporary name beside DIR and renamed into place at the end,
 so an interrupted run never leaves a folder that looks finished.
@@ -27,9 +27,10 @@ from runtime.atomic import atomic_write_text, staged_dir
 from runtime.config_io import from_dict, to_dict
 from runtime.errors import ConfigError
 from training.data import targets
-from training.data.questions.registry import generate_questions
-from training.data.render import render_png
-from training.data.scene import Scene, SceneConfig, sample_scene
+from training.data.questions.registry import EVERYDAY_TYPES, generate_questions
+from training.data.render import render_bytes
+from training.data.sampling import sample_scene
+from training.data.scene import Scene, SceneConfig
 from training.data.splits import DEFAULT_HELD_OUT, SPLITS, check_held_out, derive_seed, rules_for
 
 log = logging.getLogger(__name__)
@@ -72,17 +73,22 @@ class ImageExample:
     split: str
     index: int
     seed: int
-    png: bytes
+    data: bytes  # the image file (PNG, or JPEG when the scene asks for artefacts)
     scene: Scene
     records: list[dict]
+    ext: str = "png"
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.png).hexdigest()
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def path(self) -> str:
+        return image_path(self.split, self.index, self.ext)
 
 
-def image_path(split: str, index: int) -> str:
-    return f"images/{split}/{index:06d}.png"
+def image_path(split: str, index: int, ext: str = "png") -> str:
+    return f"images/{split}/{index:06d}.{ext}"
 
 
 def make_example(config: SynthConfig, split: str, index: int, attempt: int = 0) -> ImageExample:
@@ -90,10 +96,12 @@ def make_example(config: SynthConfig, split: str, index: int, attempt: int = 0) 
     rules = rules_for(split, config.held_out)
     seed = derive_seed(config.seed, split, index, "scene", attempt)
     scene = sample_scene(seed, config.scene, rules.scene)
-    png = render_png(scene, config.scene.image_size, config.scene.supersample)
+    data, ext = render_bytes(scene, config.scene.image_size, config.scene.supersample)
     qrng = random.Random(derive_seed(config.seed, split, index, "questions", attempt))
     questions = generate_questions(scene, qrng, config.questions_per_image, mc_prob=config.mc_prob,
-                                   forbidden=rules.forbidden, prefer=rules.prefer)
+                                   forbidden=rules.forbidden, prefer=rules.prefer,
+                                   qtypes=None if scene.layout == "grid" else EVERYDAY_TYPES,
+                                   by_type=scene.layout != "grid")
     scene_id = f"{split}-{index:06d}"
     cap = targets.caption(scene)
     held = frozenset(config.held_out)
@@ -103,7 +111,7 @@ def make_example(config: SynthConfig, split: str, index: int, attempt: int = 0) 
         touched = [o for o in targets.relevant(scene, q.query) if hasattr(o, "shape")]
         records.append({
             "id": f"{scene_id}-{k}",
-            "image": image_path(split, index),
+            "image": image_path(split, index, ext),
             "scene_id": scene_id,
             "split": split,
             "category": q.category,
@@ -123,7 +131,7 @@ def make_example(config: SynthConfig, split: str, index: int, attempt: int = 0) 
             "thinking": thinking,
             "answer_line": answer_line,
         })
-    return ImageExample(scene_id, split, index, seed, png, scene, records)
+    return ImageExample(scene_id, split, index, seed, data, scene, records, ext)
 
 
 @dataclass(frozen=True)
@@ -163,8 +171,8 @@ def write_dataset(
                 with open(tmp / f"{split}.jsonl", "w", encoding="utf-8") as fh:
                     for i in range(n):
                         ex = _unique_example(config, split, i, seen)
-                        (tmp / image_path(split, i)).write_bytes(ex.png)
-                        scenes_fh.write(_dump({"scene_id": ex.scene_id, "split": split, "image": image_path(split, i),
+                        (tmp / ex.path).write_bytes(ex.data)
+                        scenes_fh.write(_dump({"scene_id": ex.scene_id, "split": split, "image": ex.path,
                                                "seed": ex.seed, "sha256": ex.sha256, "scene": ex.scene.to_dict()}) + "\n")
                         for rec in ex.records:
                             fh.write(_dump(rec) + "\n")

@@ -41,7 +41,8 @@ from training.data.vocabulary import PATTERN_PHRASE
 def item_sentence(scene: Scene, item: Shape | TextMark) -> str:
     if isinstance(item, Shape):
         return f"There is {article(shape_name(item))} in the {where(item, scene)}."
-    return f"{cap(text_name(item))} is written in {item.color} in the {where(item, scene)}."
+    board = f" on {article(item.sign)} sign" if item.sign else ""
+    return f"{cap(text_name(item))} is written in {item.color}{board} in the {where(item, scene)}."
 
 
 def intro(scene: Scene) -> str:
@@ -52,7 +53,8 @@ def intro(scene: Scene) -> str:
     what = f"{n} shape{'s' if n != 1 else ''}"
     if scene.texts:
         k = len(scene.texts)
-        what += f" and {k} piece{'s' if k != 1 else ''} of text"
+        text = f"{k} piece{'s' if k != 1 else ''} of text"
+        what = f"{what} and {text}" if n else text
     return f"The image shows {what} on {article(bg)}."
 
 

@@ -9,10 +9,10 @@ from runtime.manifest import Budgets
 from training.config import RECIPES
 
 RECIPE = RECIPES / "default-bundle.yaml"
-REASONER_STAGE = "reasoner-value"  # the reasoner every exported system ships
-BUNDLE_STAGES = ("vision", "align", "instruct", "extract", "reasoner", REASONER_STAGE)
+REASONER_STAGE = "reasoner"  # the reasoner every exported system ships
+BUNDLE_STAGES = ("vision", "align", "instruct", "extract", REASONER_STAGE)
 BASELINE_STAGES = ("caption", "e2e")
-TOKENIZER_VOCAB = 2000  # BPE entries; + 26 Qwen3 specials = 2026 ids (embedding rows: 2048)
+TOKENIZER_VOCAB = 3000  # BPE entries; + 26 Qwen3 specials = 3026 ids (embedding rows: 3072)
 DEFAULT_RUN = Path("runs/default-bundle")
 
 # Budgets sized for the default bundle's outputs (extractions <= ~160 tokens, traces
@@ -25,22 +25,39 @@ SYSTEMS = {
     "caption-think": ("Caption+Think", "caption", True),
     "end-to-end": ("end-to-end", "e2e", False),
 }
-SPLITS = ("test", "test_iid")
-SPLIT_TITLES = {"test": "held-out compositions (test)", "test_iid": "in-distribution (test_iid)"}
+SPLITS = ("test", "test_iid")  # the training world's test splits
+SPLIT_TITLES = {"test": "held-out compositions (test)", "test_iid": "in-distribution (test_iid)",
+                "heldout-open": "held-out world, open answers", "heldout-mc": "held-out world, multiple choice"}
+HELDOUT_FORMS = ("heldout-open", "heldout-mc")
 RESULT_FILES = ("default-bundle-accuracy.md", "default-bundle-accuracy.json", "default-bundle-accuracy.png")
 
 
 @dataclass(frozen=True)
 class DataPlan:
-    """The default bundle's synthetic data (sizes chosen for a ~1-2 h CPU regeneration)."""
+    """The default bundle's synthetic data: the widened training world (everyday layouts,
+    pictures drawn at 32-512 px that the model's preprocessing resizes to 96)."""
 
     seed: int = 0
     image_size: int = 96  # = siglip-edge-s: one 32 px patch per grid cell
-    train: int = 8000
-    val: int = 100
+    min_size: int = 32  # each picture's own size, log-uniform in this range
+    max_size: int = 512
+    chart_prob: float = 0.1
+    free_prob: float = 0.5  # share of the other pictures with an everyday layout
+    train: int = 12000
+    val: int = 200
     test: int = 300
     test_iid: int = 100
     questions_per_image: int = 3
+
+
+@dataclass(frozen=True)
+class HeldoutPlan:
+    """The held-out world's test splits (docs/heldout.md): one question per picture, the
+    same items asked open and as multiple choice. Seed 1 and n = 600 are the split the
+    previous bundle's "before" numbers were measured on."""
+
+    n: int = 600
+    seed: int = 1
 
 
 @dataclass(frozen=True)
@@ -57,8 +74,10 @@ class DefaultBundleRun:
     overrides: tuple[str, ...] = ()
     fresh: bool = False
     data: DataPlan = field(default_factory=DataPlan)
+    heldout: HeldoutPlan | None = field(default_factory=HeldoutPlan)  # None: no held-out world evaluation
     recipe: Path = RECIPE
     tokenizer_vocab: int = TOKENIZER_VOCAB
+    workers: int = 2  # stages (and evaluations) run at a time, each its own one-thread process
 
     # The run folder's layout.
     @property
@@ -68,6 +87,14 @@ class DefaultBundleRun:
     @property
     def tokenizer_dir(self) -> Path:
         return Path(self.out) / "tokenizer"
+
+    @property
+    def heldout_dir(self) -> Path:
+        return Path(self.out) / "heldout"
+
+    @property
+    def logs_dir(self) -> Path:
+        return Path(self.out) / "logs"
 
     @property
     def bundles_dir(self) -> Path:

@@ -1,89 +1,201 @@
 """Measure the exported systems with the runtime's own pipeline.
 
-Three systems are compared on the synthetic world's test splits, each exported to a
-bundle and run by `runtime.pipeline.ExtractThink` (llama.cpp backend, greedy decoding,
-the bundle's budgets, NoWait on) exactly as `edge run` runs them:
+Three systems are compared, each exported to a bundle and run by
+`runtime.pipeline.ExtractThink` (llama.cpp backend, greedy decoding, the bundle's budgets,
+NoWait on) exactly as `edge run` runs them:
 
     Extract+Think   extraction-tuned perception + reasoner   mode "extract-think" (focus hint on)
     Caption+Think   caption-tuned perception + same reasoner mode "caption-think"
     end-to-end      instruction-tuned perception, answering  mode "end-to-end"
 
-plus chance (`scoring.chance_of`). Raw rows (every answer with its stage texts) are kept
-in RUN/eval/SPLIT-MODE.jsonl; a finished file is reused on the next run.
+on the training world's test splits (held-out compositions, in-distribution) and on the
+held-out world (docs/heldout.md: another renderer and wording, never trained on), open
+and multiple choice. Raw rows (every answer with its stage texts) go to
+RUN/eval/SPLIT-MODE.jsonl, appended as they come: an interrupted evaluation continues
+after the last complete row, and a finished file is reused. Jobs run `run.workers` at a
+time, each in its own one-thread process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from pathlib import Path
 
+from benchmarks.open_answer import score_records
 from edge.recipes.default_bundle.bundles import export_baseline
 from edge.recipes.default_bundle.config import SPLITS, SYSTEMS, DefaultBundleRun
-from edge.recipes.default_bundle.scoring import chance_of, is_correct, majority_answers, summarize
-from runtime.atomic import atomic_write_text
+from edge.recipes.default_bundle.scoring import (
+    chance_of,
+    is_correct,
+    majority_answers,
+    paired_difference,
+    right_form,
+    summarize,
+)
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress
 from training.config import Recipe
+from training.data.heldout import read_split
 from training.data.synth import SynthDataset
 
 log = logging.getLogger(__name__)
 
 
+def _row(rec: dict, res) -> dict:
+    return {"id": rec["id"], "category": rec["category"], "qtype": rec.get("qtype", rec["category"]),
+            "answer": res.answer, "correct": is_correct(rec, res.answer), "form_ok": right_form(rec, res.answer),
+            "hint": res.hint, "extraction": res.extraction, "thinking": res.thinking,
+            "answer_text": res.answer_text, "tokens": {k: s.tokens for k, s in res.stages.items()}}
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """The complete rows of a (possibly interrupted) evaluation file."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line: answered again
+            break
+    return rows
+
+
 def run_system(bundle: Path, mode: str, records: list[dict], data_dir: Path, *, hint: bool = True,
-               sampling: str = "greedy", threads: int = 1, progress: Progress | None = None) -> list[dict]:
-    """Answer `records` with one bundle; one row per record (answer, correct, stage texts)."""
+               sampling: str = "greedy", threads: int = 1, progress: Progress | None = None,
+               out: Path | None = None) -> list[dict]:
+    """Answer `records` with one bundle; one row per record (answer, correct, right form,
+    stage texts). With `out`, rows already there are kept and new ones appended."""
     progress = progress or (lambda m, f: None)
-    out = []
-    with ExtractThink.load(bundle, backend="llamacpp", threads=threads, verify="size") as et:
-        for i, rec in enumerate(records):
-            res = et.answer(str(data_dir / rec["image"]), rec["question"], rec.get("options"), mode=mode,
-                            hint=hint, sampling=sampling)
-            out.append({"id": rec["id"], "category": rec["category"], "qtype": rec["qtype"],
-                        "answer": res.answer, "correct": is_correct(rec, res.answer),
-                        "hint": res.hint, "extraction": res.extraction, "thinking": res.thinking,
-                        "answer_text": res.answer_text,
-                        "tokens": {k: s.tokens for k, s in res.stages.items()}})
-            if i % 10 == 0 or i + 1 == len(records):
-                progress(f"{mode}: {i + 1}/{len(records)}", (i + 1) / len(records))
+    rows = _read_rows(out) if out is not None else []
+    done = {r["id"] for r in rows}
+    if out is not None:  # rewrite without a torn tail before appending
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    todo = [r for r in records if r["id"] not in done]
+    if todo:
+        with ExitStack() as stack:
+            et = stack.enter_context(ExtractThink.load(bundle, backend="llamacpp", threads=threads, verify="size"))
+            fh = stack.enter_context(open(out, "a", encoding="utf-8")) if out is not None else None
+            for i, rec in enumerate(todo):
+                res = et.answer(str(data_dir / rec["image"]), rec["question"], rec.get("options"), mode=mode,
+                                hint=hint, sampling=sampling)
+                row = _row(rec, res)
+                rows.append(row)
+                if fh is not None:
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+                if i % 10 == 0 or i + 1 == len(todo):
+                    progress(f"{mode}: {len(rows)}/{len(records)}", len(rows) / len(records))
+    order = {r["id"]: k for k, r in enumerate(records)}
+    return sorted((r for r in rows if r["id"] in order), key=lambda r: order[r["id"]])
+
+
+def _job(bundle: str, mode: str, records: list[dict], data_dir: str, out: str) -> str:
+    """One evaluation (a process of its own): rows into `out`.partial, renamed when complete."""
+    partial = Path(out + ".partial")
+    rows = run_system(Path(bundle), mode, records, Path(data_dir), out=partial)
+    if len(rows) == len(records):
+        partial.replace(out)
     return out
 
 
-def _read_rows(raw: Path, expected: int) -> list[dict] | None:
-    """The rows of a finished evaluation file, None when it is missing or incomplete."""
-    if not raw.is_file():
-        return None
-    lines = raw.read_text().splitlines()
-    return [json.loads(x) for x in lines] if len(lines) == expected else None
+def _finished(path: Path, n: int) -> list[dict] | None:
+    rows = _read_rows(path)
+    return rows if len(rows) == n and path.is_file() else None
 
 
-def evaluate_all(recipe: Recipe, run: DefaultBundleRun, bundle: Path, *,
-                 modes: tuple[str, ...] = tuple(SYSTEMS),
-                 progress: Progress | None = None) -> tuple[dict, bool]:
-    """Accuracy per split, system and category (+ chance); (scores, every row was reused)."""
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _heldout_items(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(items, reference draw) of a held-out world split folder."""
+    _, items_path, ref_path = read_split(folder)
+    return _jsonl(items_path), _jsonl(ref_path)
+
+
+def evaluate_all(recipe: Recipe, run: DefaultBundleRun, bundle: Path, heldout: dict[str, Path] | None = None, *,
+                 modes: tuple[str, ...] = tuple(SYSTEMS), progress: Progress | None = None) -> tuple[dict, bool]:
+    """Accuracy per split, system and category (+ chance), and the held-out world's scores;
+    (scores, every row was reused)."""
     progress = progress or (lambda m, f: None)
     ds = SynthDataset(run.data_dir)
-    majority = majority_answers(ds.records("train"))
     bundles = {"extract-think": bundle}
     for mode in modes:
         if mode != "extract-think":
             bundles[mode] = export_baseline(recipe, run.bundles_dir, mode)
-    scores: dict = {"splits": {}, "systems": {m: SYSTEMS[m][0] for m in modes}, "n_multiple_choice": {}}
-    jobs = [(s, m) for s in SPLITS if s in ds.splits for m in modes]
-    reused = True
-    for j, (split, mode) in enumerate(jobs):
-        records = list(ds.records(split))[: run.eval_limit or None]
-        raw = run.eval_dir / f"{split}-{mode}.jsonl"
-        rows = _read_rows(raw, len(records))
-        if rows is None:
-            reused = False
-            rows = run_system(bundles[mode], mode, records, run.data_dir,
-                              progress=lambda m, f, _j=j, _s=split: progress(f"{_s} {m}", (_j + f) / len(jobs)))
-            atomic_write_text(raw, "".join(json.dumps(r) + "\n" for r in rows))
-        split_scores = scores["splits"].setdefault(split, {})
-        split_scores[mode] = summarize(rows, "correct")
-        if "chance" not in split_scores:
-            chance_rows = [{"category": r["category"], "chance": chance_of(r, majority)} for r in records]
-            split_scores["chance"] = summarize(chance_rows, "chance")
-            scores["n_multiple_choice"][split] = sum(1 for r in records if r.get("options"))
+    splits: dict[str, tuple[list[dict], Path]] = {}
+    for split in SPLITS:
+        if split in ds.splits:
+            splits[split] = (list(ds.records(split))[: run.eval_limit or None], run.data_dir)
+    references = {}
+    for form, folder in (heldout or {}).items():
+        items, references[form] = _heldout_items(folder)
+        splits[form] = (items[: run.eval_limit or None], folder)
+    jobs = [(s, m) for s in splits for m in modes]
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for s, m in jobs:
+        found = _finished(run.eval_dir / f"{s}-{m}.jsonl", len(splits[s][0]))
+        if found is not None:
+            rows[(s, m)] = found
+    reused = len(rows) == len(jobs)
+    todo = [j for j in jobs if j not in rows]
+    if todo:
+        _run_jobs(todo, splits, bundles, run, progress, len(jobs))
+        for s, m in todo:
+            rows[(s, m)] = _read_rows(run.eval_dir / f"{s}-{m}.jsonl")
+    scores: dict = {"splits": {}, "systems": {m: SYSTEMS[m][0] for m in modes}, "n_multiple_choice": {},
+                    "heldout": {}}
+    majority = majority_answers(ds.records("train"))
+    for split in (s for s in SPLITS if s in splits):
+        records = splits[split][0]
+        sc = scores["splits"][split] = {m: summarize(rows[(split, m)], "correct") for m in modes}
+        sc["chance"] = summarize([{"category": r["category"], "chance": chance_of(r, majority)} for r in records],
+                                 "chance")
+        scores["n_multiple_choice"][split] = sum(1 for r in records if r.get("options"))
+    for form in references:
+        scores["heldout"][form] = heldout_scores(splits[form][0], {m: rows[(form, m)] for m in modes},
+                                                 references[form])
     return scores, reused
+
+
+def _run_jobs(todo: list[tuple[str, str]], splits: dict, bundles: dict, run: DefaultBundleRun,
+              progress: Progress, n_jobs: int) -> None:
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    # spawn: a fresh interpreter per worker (llama.cpp and torch state are not fork-safe)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, run.workers), mp_context=ctx) as pool:
+        futures = {pool.submit(_job, str(bundles[m]), m, splits[s][0], str(splits[s][1]),
+                               str(run.eval_dir / f"{s}-{m}.jsonl")): (s, m) for s, m in todo}
+        done_n = n_jobs - len(todo)
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                f.result()  # an evaluation that failed stops the run with its error
+                done_n += 1
+                progress(f"evaluated {futures[f][0]} {futures[f][1]}", done_n / n_jobs)
+
+
+def heldout_scores(items: list[dict], rows: dict[str, list[dict]], reference: list[dict]) -> dict:
+    """Per system: accuracy and right-form rate per question type (Wilson 95%), the yes/no
+    right-form rate; the majority baseline; Extract+Think minus each other system, paired."""
+    out: dict = {"systems": {}, "yesno_form": {}, "paired": {}}
+    for mode, mrows in rows.items():
+        preds = [{"id": r["id"], "prediction": r["answer"]} for r in mrows]
+        summary = score_records(items, preds, reference=reference)
+        out["baseline"] = summary.pop("baseline")
+        out["systems"][mode] = summary
+        yn = [r["form_ok"] for r in mrows if r["category"] in ("exists", "negation", "verify")]
+        out["yesno_form"][mode] = {"n": len(yn), "rate": 100.0 * sum(yn) / len(yn) if yn else 0.0}
+    if "extract-think" in rows:
+        et = [r["correct"] for r in rows["extract-think"]]
+        for mode, mrows in rows.items():
+            if mode != "extract-think":
+                out["paired"][mode] = paired_difference(et, [r["correct"] for r in mrows])
+    return out

@@ -1,9 +1,11 @@
 """The shippable bundle (with examples) in the run folder, and installing it on request.
 
-Examples are test questions the bundle answers right on every backend and sampling setting
-`edge run` may use, so `edge run` with no arguments shows a right answer. They are chosen
-*because* the bundle answers them: they demonstrate, they do not measure (the accuracy
-table and tests/edge/test_default_bundle.py measure).
+Examples are plainly worded test questions about one everyday picture (one shape, a few
+shapes or a sign, from the held-out-composition split) that the bundle answered right on
+every backend and sampling setting `edge run` may use, so a newcomer running `edge run`
+with no arguments sees something sensible. They are chosen *because* the bundle answers
+them: they demonstrate, they do not measure (the accuracy tables and
+tests/edge/test_default_bundle.py measure, and no test assumes an example is answered right).
 """
 
 from __future__ import annotations
@@ -46,20 +48,23 @@ def _answers_everywhere(bundle: Path, data_dir: Path, recs: list[dict]) -> bool:
 
 def pick_examples(run: DefaultBundleRun, bundle: Path, k: int = 3, tries: int = 20) -> list[dict]:
     """Test questions of one image that Extract+Think answers correctly on every backend
-    and sampling setting `edge run` may use: multiple choice first, varied categories."""
+    and sampling setting `edge run` may use: an everyday picture first, open questions
+    first, varied question types."""
     raw = run.eval_dir / "test-extract-think.jsonl"
     rows = {json.loads(x)["id"]: json.loads(x) for x in raw.read_text().splitlines()} if raw.is_file() else {}
+    ds = SynthDataset(run.data_dir)
+    everyday = {row["image"] for row in ds.scene_rows() if row["scene"].get("layout", "grid") != "grid"}
     by_image: dict[str, list[dict]] = defaultdict(list)
-    for rec in SynthDataset(run.data_dir).records("test"):
+    for rec in ds.records("test"):
         by_image[rec["image"]].append(rec)
     candidates = []
     for image, recs in by_image.items():
         if len(recs) >= 2 and all(rows.get(r["id"], {}).get("correct") for r in recs):
-            score = (sum(1 for r in recs if r.get("options")), len({r["category"] for r in recs}))
+            score = (image in everyday, sum(1 for r in recs if not r.get("options")), len({r["qtype"] for r in recs}))
             candidates.append((score, image, recs))
     candidates.sort(key=lambda c: c[0], reverse=True)
     for _, image, recs in candidates[:tries]:
-        recs = sorted(recs, key=lambda r: r.get("options") is None)[:k]
+        recs = sorted(recs, key=lambda r: r.get("options") is not None)[:k]
         if _answers_everywhere(bundle, run.data_dir, recs):
             return [{"image": f"examples/{Path(image).name}", "question": r["question"],
                      "options": "\n".join(r["options"] or []), "answer": r["answer"],

@@ -1,4 +1,6 @@
-"""The accuracy table (markdown), its JSON and a bar chart per split."""
+"""The accuracy tables (markdown), their JSON and a bar chart per split: the training
+world's test splits per category, then the held-out world per question type
+(`heldout_report`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 from pathlib import Path
 
 from edge.recipes.default_bundle.config import RESULT_FILES, SPLIT_TITLES
+from edge.recipes.default_bundle.heldout_report import heldout_markdown, plot_heldout
 from runtime.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,12 @@ def plot_scores(scores: dict, out: Path) -> Path | None:
         log.info("matplotlib is not installed: no accuracy chart")
         return None
     splits = list(scores["splits"])
-    fig, axes = plt.subplots(len(splits), 1, figsize=(9, 3.2 * len(splits)), dpi=100, squeeze=False)
-    for ax, split in zip(axes[:, 0], splits, strict=True):
+    forms = list(scores.get("heldout", {}))
+    rows = len(forms) + len(splits)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 3.2 * rows), dpi=100, squeeze=False)
+    for ax, form in zip(axes[: len(forms), 0], forms, strict=True):
+        plot_heldout(ax, scores["heldout"][form], SPLIT_TITLES.get(form, form), COLORS)
+    for ax, split in zip(axes[len(forms):, 0], splits, strict=True):
         sc = scores["splits"][split]
         cats = [c for c in CATEGORY_ORDER if c in sc["chance"]]
         width = 0.8 / len(COLUMNS)
@@ -67,7 +74,7 @@ def plot_scores(scores: dict, out: Path) -> Path | None:
         ax.set_ylim(0, 100)
         ax.set_title(SPLIT_TITLES.get(split, split), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(ncol=4, fontsize=8, loc="upper right")
+        ax.legend(ncol=4, fontsize=7, loc="upper right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.png")
@@ -80,7 +87,7 @@ def plot_scores(scores: dict, out: Path) -> Path | None:
 def write_results(scores: dict, stages: dict, results_dir: Path) -> str:
     """RESULT_FILES into `results_dir` (the table, scores + stage summaries, the chart)."""
     table_md, scores_json, chart_png = (results_dir / name for name in RESULT_FILES)
-    table = table_markdown(scores)
+    table = heldout_markdown(scores) + table_markdown(scores)
     atomic_write_text(scores_json, json.dumps({"scores": scores, "stages": stages}, indent=1))
     atomic_write_text(table_md, table)
     plot_scores(scores, chart_png)

@@ -14,20 +14,22 @@ from edge.recipes.default_bundle.bundles import export_default
 from edge.recipes.default_bundle.config import (
     BASELINE_STAGES,
     BUNDLE_STAGES,
+    HELDOUT_FORMS,
     DataPlan,
     DefaultBundleRun,
 )
 from edge.recipes.default_bundle.evaluate import evaluate_all
 from edge.recipes.default_bundle.install import install, install_targets, make_bundle
 from edge.recipes.default_bundle.report import write_results
+from edge.recipes.default_bundle.stages import train_stages
 from runtime.atomic import atomic_write_text, ensure_writable_dir
 from runtime.errors import ConfigError
 from runtime.progress import Progress
 from training.config import Recipe, apply_overrides, read_recipe_data, recipe_from_data
 from training.corpus import tokenizer_corpus
+from training.data.heldout import HeldoutConfig, write_split
 from training.data.scene import SceneConfig
 from training.data.synth import SynthConfig, SynthDataset, write_dataset
-from training.loop import train_stage
 from training.tokenizer_build import save_tokenizer, train_bpe_tokenizer
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,10 @@ T = TypeVar("T")
 
 def make_data(out: Path, plan: DataPlan) -> tuple[Path, bool]:
     """The synthetic dataset in `out`; (path, skipped). Other settings already there: an error."""
-    config = SynthConfig(seed=plan.seed, scene=SceneConfig(image_size=plan.image_size), train=plan.train,
-                         val=plan.val, test=plan.test, test_iid=plan.test_iid,
-                         questions_per_image=plan.questions_per_image)
+    scene = SceneConfig(image_size=plan.image_size, min_size=plan.min_size, max_size=plan.max_size,
+                        chart_prob=plan.chart_prob, free_prob=plan.free_prob)
+    config = SynthConfig(seed=plan.seed, scene=scene, train=plan.train, val=plan.val, test=plan.test,
+                         test_iid=plan.test_iid, questions_per_image=plan.questions_per_image)
     if (out / "dataset.json").is_file():
         if SynthDataset(out).config == config:
             return out, True
@@ -82,11 +85,22 @@ class _Steps:
         return out
 
 
-def _train(recipe: Recipe, name: str, progress: Progress) -> tuple[dict, bool]:
-    res = train_stage(recipe, name, progress=progress)
-    summary = {"steps": res.steps, "first_loss": res.first_loss, "last_loss": res.last_loss,
-               "train_seconds": res.seconds, "tokens": res.tokens, "examples": res.examples}
-    return summary, res.skipped
+def make_heldout(run: DefaultBundleRun) -> tuple[dict[str, Path], bool]:
+    """The held-out world's open and multiple-choice splits (same seed: the same items);
+    (form -> folder, skipped). Never trained on: only the evaluation reads them."""
+    plan = run.heldout
+    out: dict[str, Path] = {}
+    skipped = True
+    if plan is None:
+        return out, skipped
+    for form in HELDOUT_FORMS:
+        folder = run.heldout_dir / form
+        if not (folder / "split.json").is_file():
+            skipped = False
+            write_split(folder, HeldoutConfig(n=plan.n, seed=plan.seed, multiple_choice=form.endswith("mc")),
+                        overwrite=True)
+        out[form] = folder
+    return out, skipped
 
 
 def regenerate(run: DefaultBundleRun, progress: Progress | None = None) -> dict:
@@ -102,22 +116,25 @@ def regenerate(run: DefaultBundleRun, progress: Progress | None = None) -> dict:
     t_start = time.perf_counter()
     progress("data", 0.0)
     step("data", make_data, run.data_dir, run.data)
+    heldout = step("heldout data", make_heldout, run)
     progress("tokenizer", 0.02)
     step("tokenizer", make_tokenizer, run.tokenizer_dir, run.data_dir, run.tokenizer_vocab)
     recipe = load_default_recipe(run)
-    stages = [*BUNDLE_STAGES, *(BASELINE_STAGES if run.baselines else ())]
-    results = {}
-    for i, name in enumerate(stages):
-        def sub(msg: str, frac: float, _i: int = i) -> None:
-            progress(msg, 0.03 + 0.77 * (_i + frac) / len(stages))
-
-        results[name] = step(f"stage {name}", _train, recipe, name, sub)
+    names = [*BUNDLE_STAGES, *(BASELINE_STAGES if run.baselines else ())]
+    t0 = time.perf_counter()
+    results = train_stages(recipe, run.recipe, [f"vars.work={run.out}", *run.overrides], names, run.logs_dir,
+                           workers=run.workers, progress=lambda m, f: progress(m, 0.03 + 0.77 * f))
+    step.timings["stages"] = round(time.perf_counter() - t0, 1)
+    for name, res in results.items():
+        step.timings[f"stage {name}"] = res["wall_seconds"]
+        if res["skipped"]:
+            step.skipped.append(f"stage {name}")
     progress("export", 0.8)
     evaluated = step("export", export_default, recipe, run.bundles_dir)
     report: dict = {"run": str(out), "stages": results}
     progress("evaluate", 0.85)
     modes = ("extract-think", "caption-think", "end-to-end") if run.baselines else ("extract-think",)
-    scores = step("evaluate", evaluate_all, recipe, run, evaluated, modes=modes,
+    scores = step("evaluate", evaluate_all, recipe, run, evaluated, heldout, modes=modes,
                   progress=lambda m, f: progress(m, 0.85 + 0.12 * f))
     report["accuracy"] = scores
     if run.baselines:

@@ -14,6 +14,7 @@ from edge.recipes.default_bundle.config import (
     BUNDLE_STAGES,
     DataPlan,
     DefaultBundleRun,
+    HeldoutPlan,
 )
 from edge.recipes.default_bundle.run import regenerate
 
@@ -29,7 +30,7 @@ def test_regenerate_at_toy_scale(tmp_path):
     shipped, docs = tmp_path / "shipped", tmp_path / "docs-results"
     run = DefaultBundleRun(out=tmp_path / "run", install_bundle_to=shipped, install_results_to=docs,
                            overrides=tuple(TINY), data=DataPlan(train=12, val=0, test=4, test_iid=2),
-                           tokenizer_vocab=400)
+                           heldout=HeldoutPlan(n=8, seed=5), tokenizer_vocab=400)
     report = regenerate(run)
     manifest = json.loads((run.bundle_dir / "manifest.json").read_text())
     assert set(manifest["models"]) == {"perception", "reasoner"}
@@ -41,6 +42,10 @@ def test_regenerate_at_toy_scale(tmp_path):
     scores = report["accuracy"]["splits"]
     assert set(scores) == {"test", "test_iid"}
     assert set(scores["test"]) == {"chance", "extract-think", "caption-think", "end-to-end"}
+    held = report["accuracy"]["heldout"]
+    assert set(held) == {"heldout-open", "heldout-mc"}
+    assert held["heldout-open"]["systems"]["extract-think"]["overall"]["n"] == 8
+    assert "held-out world, open answers" in table and "majority baseline" in table
     assert set(report["timings_s"]) >= {"data", "tokenizer", "stage vision", "stage reasoner", "export", "evaluate"}
     assert report["skipped"] == []
     # without --install nothing outside the run folder is written
@@ -48,7 +53,7 @@ def test_regenerate_at_toy_scale(tmp_path):
 
     again = regenerate(run)  # everything is done: nothing is retrained, exported or evaluated again
     stages = [f"stage {s}" for s in (*BUNDLE_STAGES, *BASELINE_STAGES)]
-    assert set(again["skipped"]) == {"data", "tokenizer", *stages, "export", "evaluate", "bundle"}
+    assert set(again["skipped"]) == {"data", "heldout data", "tokenizer", *stages, "export", "evaluate", "bundle"}
 
     installed = regenerate(dataclasses.replace(run, install=True))
     assert installed["installed"] == {"bundle": str(shipped), "results": str(docs)}

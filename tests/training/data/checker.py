@@ -3,7 +3,9 @@
 It reads the raw JSON scene graph and the record's `query` and recomputes the answer with
 its own code (its own region names, matching, counting and phrasing), so a bug in the
 generators or in `training.data.language` cannot hide by being shared with the check.
-Only 3x3 grids (the default) are supported here.
+Only 3x3 grids (the default) are supported here. Everyday layouts give shapes an exact
+centre (x, y as fractions of the side); the checker reads positions off those (grid
+shapes: off the cell and the jitter) with its own arithmetic.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ COL = ("left", "center", "right")
 ORDINAL = ("first", "second", "third", "fourth", "fifth", "sixth")
 SIZE_RANK = {"small": 0, "medium": 1, "large": 2}
 STEP = {"left": (0, -1), "right": (0, 1), "above": (-1, 0), "below": (1, 0)}
+
+
+GRID_RADIUS = {"small": 0.45, "medium": 0.66, "large": 0.9}  # of half a cell
+
+
+def centre_of(o: dict) -> tuple[float, float]:
+    if o.get("r", 0) > 0:
+        return o["x"], o["y"]
+    half = 1 / 6
+    room = max(0.0, half - half * GRID_RADIUS[o["size"]] - 0.04 / 3)
+    return (o["col"] + 0.5) / 3 + o.get("dx", 0) * room, (o["row"] + 0.5) / 3 + o.get("dy", 0) * room
 
 
 def region(item: dict) -> str:
@@ -100,7 +113,21 @@ def expected_answer(scene: dict, q: dict) -> str:  # noqa: C901 - one branch per
     if t == "count":
         return str(n_shapes(scene, q["filter"]))
     if t == "read_text":
-        return the_text(scene, q["target"])["text"]
+        return the_text(scene, q["target"])["text"].lower()
+    if t == "absent":
+        return yes(n_shapes(scene, q["filter"]) == 0)
+    if t == "verify":
+        return yes(the_shape(scene, q["target"])[q["attr"]] == q["value"])
+    if t == "side":
+        x, y = centre_of(the_shape(scene, q["target"]))
+        v = x if q["axis"] == "h" else y
+        assert v < 1 / 3 or v >= 2 / 3, "a side question about a shape in the middle third"
+        return ("left" if v < 1 / 3 else "right") if q["axis"] == "h" else ("top" if v < 1 / 3 else "bottom")
+    if t == "relative":
+        (ax, ay), (bx, by) = centre_of(the_shape(scene, q["a"])), centre_of(the_shape(scene, q["b"]))
+        d = ay - by if q["axis"] == "v" else ax - bx
+        assert abs(d) > 0.1, "a relative-position question about shapes that are not apart"
+        return ("above" if d < 0 else "below") if q["axis"] == "v" else ("left" if d < 0 else "right")
     if t == "text_color":
         return the_text(scene, {"text": q["text"]})["color"]
     if t == "chart_value":
@@ -171,8 +198,9 @@ def expected_answer(scene: dict, q: dict) -> str:  # noqa: C901 - one branch per
     raise AssertionError(f"the checker does not know query type {t}")
 
 
-COLOR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "brown", "black"}
-SHAPE_WORDS = {"circle", "square", "triangle", "star", "hexagon", "diamond", "cross"}
+COLOR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "brown", "black", "pink", "white", "grey"}
+SHAPE_WORDS = {"circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "rectangle", "pentagon",
+               "ellipse", "heart", "arrow"}
 
 
 def parse_name(text: str) -> dict:

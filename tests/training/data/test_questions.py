@@ -8,7 +8,8 @@ from collections import Counter, defaultdict
 from tests.training.data.checker import alias_ok, expected_answer, parse_name
 from training.data.questions.registry import CATEGORIES, QTYPES
 
-META_KEYS = {"type", "attr", "rel", "dir", "which", "op", "from", "kind", "k", "position"}
+META_KEYS = {"type", "attr", "rel", "dir", "which", "op", "from", "kind", "k", "position", "axis"}
+SYNONYMS = {"grey": ("gray",), "ellipse": ("oval",), "diamond": ("rhombus",)}
 
 
 def _leaf_strings(query: dict) -> list[str]:
@@ -80,7 +81,8 @@ def test_question_text_names_what_the_query_uses(all_records):
     for rec in all_records:
         text = rec["question"].lower()
         for word in _leaf_strings(rec["query"]):
-            assert word.lower() in text, (rec["id"], word, rec["question"])
+            said = [w for w in (word, *SYNONYMS.get(word, ())) if w.lower() in text]
+            assert said, (rec["id"], word, rec["question"])
 
 
 def test_categories_and_question_types_are_all_used(all_records):
@@ -93,16 +95,20 @@ def test_categories_and_question_types_are_all_used(all_records):
 
 def test_many_phrasings_per_question_type(all_records):
     """Masking the world's words leaves several distinct templates for every type."""
-    vocab = r"\b(small|medium|large|red|orange|yellow|green|blue|purple|brown|black|circles?|squares?|" \
-            r"triangles?|stars?|hexagons?|diamonds?|cross(es)?|shapes?|objects?|colou?r|top|middle|bottom|" \
-            r"left|center|right|first|second|third|fourth|fifth|sixth|larger|bigger|smaller|taller|shorter|" \
-            r"largest|biggest|highest|smallest|lowest|tallest|shortest|above|below|word|number|text|\d+|[A-Z]{3})\b"
+    vocab = r"\b(small|medium|large|red|orange|yellow|green|blue|purple|brown|black|pink|white|gr[ae]y|" \
+            r"circles?|squares?|triangles?|stars?|hexagons?|diamonds?|cross(es)?|rectangles?|pentagons?|" \
+            r"ellipses?|ovals?|rhombus(es)?|hearts?|arrows?|shapes?|objects?|things?|figures?|colou?r|top|middle|" \
+            r"bottom|left|center|right|first|second|third|fourth|fifth|sixth|larger|bigger|smaller|taller|" \
+            r"shorter|largest|biggest|highest|smallest|lowest|tallest|shortest|above|below|word|number|text|" \
+            r"an?|\d+|[A-Z]{3})\b"
     skeletons: dict[str, set[str]] = defaultdict(set)
+    asked = Counter(rec["qtype"] for rec in all_records)
     for rec in all_records:
-        skeletons[rec["qtype"]].add(re.sub(vocab, "_", rec["question"]))
+        # case and the question mark vary on their own (`core.casual`): not a phrasing
+        skeletons[rec["qtype"]].add(re.sub(vocab, "_", rec["question"].lower().rstrip("?. ")))
     for qtype, forms in skeletons.items():
-        assert len(forms) >= 3, (qtype, forms)
-    assert sum(len(f) for f in skeletons.values()) > 150
+        assert len(forms) >= min(3, asked[qtype] // 4), (qtype, forms)
+    assert sum(len(f) for f in skeletons.values()) > 250
 
 
 def test_option_letters_are_balanced(all_records):

@@ -23,7 +23,8 @@ def test_caption_and_extraction_describe_every_object_with_its_place(all_records
             for name, where in _items(scene):
                 assert f"{name} in the {where}" in text, (rec["id"], name)
             for t in scene["texts"]:
-                assert f"{t['text']} is written in {t['color']} in the {region(t)}" in text
+                board = f" on a {t['sign']} sign" if t.get("sign") else ""
+                assert f"{t['text'].lower()} is written in {t['color']}{board} in the {region(t)}" in text
             for b in scene["bars"]:
                 assert f"{b['color']} with the value {b['value']}" in text
         assert scene["background"] in rec["caption"]

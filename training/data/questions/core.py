@@ -89,11 +89,21 @@ class QueryRules:
 
 
 def say(ctx: GenContext, templates: Sequence[str], **kw: str) -> str:
-    """One of `templates`, filled in, with `<colour>` spelled either way, capitalised."""
+    """One of `templates`, filled in, with `<colour>` spelled either way, typed as people
+    type (`casual`)."""
     text = ctx.rng.choice(templates).format(**kw)
     spelling = ctx.rng.choice(COLOUR_SPELLINGS)
-    text = text.replace("<colour>", spelling)
-    return text[0].upper() + text[1:]
+    return casual(ctx.rng, text.replace("<colour>", spelling))
+
+
+def casual(rng: random.Random, text: str) -> str:
+    """Half the questions capitalised with their mark, a quarter in lower case with it, a
+    quarter in lower case without it ("is there a red star")."""
+    u = rng.random()
+    if u < 0.5:
+        return text[0].upper() + text[1:]
+    text = text[0].lower() + text[1:]
+    return text if u < 0.75 else text.rstrip("?.").rstrip()
 
 
 def finish(ctx: GenContext, text: str, query: dict, answer: str, kind: str, distractors: Sequence[str],

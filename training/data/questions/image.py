@@ -34,15 +34,15 @@ def g_background_pattern(ctx: GenContext) -> Question | None:
     if ctx.scene.kind != "shapes":
         return None
     text = say(ctx, (
-        "What pattern does the background have?", "Is the background plain, striped or dotted?",
-        "How is the background decorated?", "Which pattern can be seen on the background?",
-        "What does the background look like: plain, striped or dotted?",
+        "What pattern does the background have?", "How is the background decorated?",
+        "Which pattern can be seen on the background?", "What kind of background does the picture have?",
     ))
     return finish(ctx, text, {"type": "background_pattern"}, ctx.scene.pattern, "pattern", PATTERN_CHOICES)
 
 
 PATTERN_FACT = {"plain": "The background is plain.", "striped": "The background has stripes.",
-                "dotted": "The background has dots."}
+                "dotted": "The background has dots.", "gradient": "The background fades in tone.",
+                "mottled": "The background is mottled."}
 
 QUESTION_TYPES = (
     QuestionType("scene_type", "coarse_perception", g_scene_type),

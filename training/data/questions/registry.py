@@ -19,6 +19,8 @@ what a family defines):
     charts      chart_value, chart_extreme, chart_compare, chart_sum, chart_diff, chart_at,
                 chart_position
     position    relation, neighbor, neighbor_attr, where, which_at
+    everyday    is_there, absent, verify, name_color, name_shape, how_many, what_word, side,
+                relative (plainly worded; the only types asked about the everyday layouts)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 import training.data.questions.attributes as attributes
 import training.data.questions.charts as charts
 import training.data.questions.counting as counting
+import training.data.questions.everyday as everyday
 import training.data.questions.image as image
 import training.data.questions.position as position
 import training.data.questions.text as text
@@ -43,7 +46,7 @@ CATEGORIES = (
     "math",
     "grounding",
 )
-FAMILIES = (image, attributes, counting, text, charts, position)
+FAMILIES = (image, attributes, counting, text, charts, position, everyday)
 
 # The order question types are tried in: the sampler shuffles each category's types from it
 # with the dataset's RNG, so a dataset is a pure function of its seed and this order (this is
@@ -56,7 +59,12 @@ SAMPLING_ORDER = (
     "remove_count", "exists", "more_than", "all_same", "chart_extreme", "chart_compare", "number_extreme",
     "count_diff", "count_sum", "number_sum", "number_arith", "chart_sum", "chart_diff",
     "where", "which_at", "chart_at", "chart_position",
+    "is_there", "absent", "verify", "name_color", "name_shape", "how_many", "what_word", "side", "relative",
 )
+# What is asked about a picture with an everyday layout (one shape, a few placed freely, a
+# sign): grid relations such as "directly above" need the grid, so only these.
+EVERYDAY_TYPES = ("is_there", "absent", "verify", "name_color", "name_shape", "how_many", "what_word", "side",
+                  "relative")
 
 
 def _collect() -> tuple[dict[str, QuestionType], dict[str, QueryRules]]:
@@ -77,14 +85,15 @@ QTYPES, QUERY_RULES = _collect()  # name -> QuestionType; query type -> QueryRul
 def generate_questions(
     scene: Scene, rng: random.Random, n: int, *, mc_prob: float = 0.5,
     forbidden: frozenset[Pair] = frozenset(), prefer: frozenset[Pair] = frozenset(),
-    qtypes: Sequence[str] | None = None,
+    qtypes: Sequence[str] | None = None, by_type: bool = False,
 ) -> list[Question]:
-    """Up to `n` distinct questions about `scene`, spread over the categories."""
+    """Up to `n` distinct questions about `scene`, spread over the categories (`by_type`:
+    over the question types, each its own group)."""
     allowed = list(qtypes) if qtypes is not None else list(QTYPES)
     by_cat: dict[str, list[str]] = {}
     for name in allowed:
-        by_cat.setdefault(QTYPES[name].category, []).append(name)
-    cats = [c for c in CATEGORIES if c in by_cat]
+        by_cat.setdefault(name if by_type else QTYPES[name].category, []).append(name)
+    cats = list(by_cat) if by_type else [c for c in CATEGORIES if c in by_cat]
     rng.shuffle(cats)
     out: list[Question] = []
     seen: set[str] = set()

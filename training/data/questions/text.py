@@ -71,7 +71,7 @@ def g_read_text(ctx: GenContext) -> Question | None:
         distractors = near_numbers(ctx.rng, int(t.text), hi=99) + [str(ctx.rng.randint(0, 99))]
     else:
         distractors = list(WORDS)
-    return finish(ctx, text, {"type": "read_text", "target": tref}, t.text, "text", distractors)
+    return finish(ctx, text, {"type": "read_text", "target": tref}, t.word, "text", distractors)
 
 
 def g_text_color(ctx: GenContext) -> Question | None:
@@ -167,7 +167,7 @@ def _has_text_steps(scene: Scene, question: Question) -> list[str]:
 def _read_text_steps(scene: Scene, question: Question) -> list[str]:
     m = resolve_text(scene, question.query["target"])
     return [f"The description says {text_name(m)} is written in {m.color} in the {where(m, scene)}.",
-            f"So the text reads {m.text}."]
+            f"So the text reads {m.word}."]
 
 
 def _text_color_statements(scene: Scene, q: dict) -> list[str]:
@@ -235,7 +235,7 @@ QUERY_RULES = {
     "read_text": QueryRules(
         focus=lambda q: text_ref_phrase(q["target"]),
         statements=lambda scene, q: [
-            f"{cap(text_ref_phrase(q['target']))} says {resolve_text(scene, q['target']).text}."],
+            f"{cap(text_ref_phrase(q['target']))} says {resolve_text(scene, q['target']).word}."],
         steps=_read_text_steps,
         relevant=_target_mark,
     ),
@@ -249,7 +249,8 @@ QUERY_RULES = {
     "number_sum": NUMBER_LIST,
     "number_arith": QueryRules(
         focus=_arith_focus,
-        statements=lambda scene, q: [f"{cap(_arith_focus(q))} is {resolve_text(scene, q['target']).text}."],
+        # worded as read_text's statement: the same focus can come from either type
+        statements=lambda scene, q: [f"{cap(_arith_focus(q))} says {resolve_text(scene, q['target']).text}."],
         steps=_arith_steps,
         relevant=_target_mark,
     ),

@@ -1,0 +1,442 @@
+"""Everyday questions, worded the way people ask them about a simple picture: is there a
+red shape, is there no circle, is the star blue, what colour is the shape, what shape is
+this, how many hearts, is it on the left or the right, is it above or below the square,
+what word is written. Each answer has the form the question asks for: yes / no, a colour
+word, a shape word, a number, a position word, the word.
+
+Where a question means what an older query type means (is there = `exists`, what colour /
+what shape = `attr`, how many = `count`, what is written = `read_text`) it uses that query
+type and its target rules; the rest (`absent`, `verify`, `side`, `relative`) are here.
+Synonyms people use (gray, oval, rhombus) appear in questions and are accepted answers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from training.data.language import (
+    article,
+    named,
+    plural,
+    ref_phrase,
+    select,
+    shape_name,
+    there_are,
+    where,
+)
+from training.data.questions.core import (
+    GenContext,
+    QueryRules,
+    Question,
+    QuestionType,
+    finish,
+    say,
+    yes_no,
+)
+from training.data.questions.refs import mentions_ok, near_numbers, resolve, unique_refs
+from training.data.scene import Scene, Shape, centre
+from training.data.vocabulary import (
+    ATTR_WORD,
+    COLOR_ALIASES,
+    COLORS,
+    CONFUSABLE_SHAPES,
+    SHAPE_ALIASES,
+    SHAPE_NOUNS,
+    SHAPES,
+    WORDS,
+    YES_NO,
+)
+
+MIN_APART = 0.12  # centres closer than this (fraction of the side) are not "above" / "left of"
+_SYNONYMS = {**COLOR_ALIASES, **SHAPE_ALIASES}
+
+
+def _noun(ctx: GenContext) -> str:
+    return ctx.rng.choice(SHAPE_NOUNS) if ctx.rng.random() < 0.5 else "shape"
+
+
+def _synonyms(ctx: GenContext, text: str) -> str:
+    """Now and then the other word people use: gray for grey, oval for ellipse, rhombus."""
+    for word, others in _SYNONYMS.items():
+        if re.search(rf"\b{word}", text) and ctx.rng.random() < 0.35:
+            text = re.sub(rf"\b{word}", ctx.rng.choice(others), text)
+    return text
+
+
+def _ask(ctx: GenContext, templates: tuple[str, ...], **kw: str) -> str:
+    return _synonyms(ctx, say(ctx, templates, **kw))
+
+
+def _aliases(value: str) -> tuple[str, ...]:
+    return _SYNONYMS.get(value, ())
+
+
+def _target_ref(ctx: GenContext, s: Shape, exclude: tuple[str, ...] = ()) -> dict | None:
+    """How to point at `s`: "the shape" when it is alone, else a ref only it matches."""
+    refs = [r for r in unique_refs(ctx.scene, s, exclude) if mentions_ok(ctx, r)]
+    if len(ctx.scene.shapes) == 1 and (not refs or ctx.rng.random() < 0.6):
+        return {}
+    if not refs:
+        return None
+    return dict(ctx.rng.choice(refs[:3] if ctx.rng.random() < 0.7 else refs))
+
+
+def _pick(ctx: GenContext) -> Shape | None:
+    shapes = ctx.scene.shapes
+    if not shapes:
+        return None
+    preferred = [s for s in shapes if (s.color, s.shape) in ctx.prefer]
+    return ctx.rng.choice(preferred if preferred and ctx.rng.random() < 0.75 else list(shapes))
+
+
+def _confused(scene: Scene, flt: dict) -> bool:
+    """A shape name whose look-alike is in the picture (a strict reader might say yes)."""
+    return "shape" in flt and any((flt["shape"], s.shape) in CONFUSABLE_SHAPES for s in scene.shapes)
+
+
+def _filter(ctx: GenContext, present: bool) -> dict | None:
+    """A colour, shape or colour + shape filter that matches some shape, or none."""
+    kind = ctx.rng.choice(("pair", "pair", "color", "shape"))
+    keys = ("color", "shape") if kind == "pair" else (kind,)
+    for _ in range(12):
+        if present:
+            s = _pick(ctx)
+            if s is None:
+                return None
+            flt = {k: getattr(s, k) for k in keys}
+        else:
+            flt = {"color": ctx.rng.choice(list(COLORS)), "shape": ctx.rng.choice(SHAPES)}
+            flt = {k: flt[k] for k in keys}
+        if (bool(select(ctx.scene, flt)) == present and mentions_ok(ctx, flt)
+                and not (not present and _confused(ctx.scene, flt))):
+            return flt
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+
+
+def g_is_there(ctx: GenContext) -> Question | None:
+    if ctx.scene.kind != "shapes":
+        return None
+    flt = _filter(ctx, present=ctx.rng.random() < 0.5)
+    if flt is None:
+        return None
+    t = ref_phrase(flt, noun=_noun(ctx))
+    text = _ask(ctx, (
+        "Is there {a} {t}?", "Is there {a} {t} in the image?", "Is there {a} {t} in the picture?",
+        "Do you see {a} {t}?", "Can you see {a} {t} here?", "Does the image contain {a} {t}?",
+        "Does the picture show {a} {t}?", "Does this picture have {a} {t} in it?", "Is {a} {t} visible?",
+        "Is there {a} {t} anywhere in the image?", "Is {a} {t} present in the picture?",
+        "Does the image include {a} {t}?", "Are there any {ts}?", "Is {a} {t} shown?",
+    ), a=article(t).split()[0], t=t, ts=plural(t))
+    return finish(ctx, text, {"type": "exists", "filter": flt}, yes_no(bool(select(ctx.scene, flt))), "yesno",
+                  YES_NO)
+
+
+def g_absent(ctx: GenContext) -> Question | None:
+    if ctx.scene.kind != "shapes":
+        return None
+    flt = _filter(ctx, present=ctx.rng.random() < 0.5)
+    if flt is None:
+        return None
+    t = ref_phrase(flt, noun=_noun(ctx))
+    text = _ask(ctx, (
+        "Is it true that there is no {t}?", "Is there no {t} in the image?", "Is there no {t} in this picture?",
+        "Is it true that the picture has no {t}?", "Is it correct that there is no {t} here?",
+        "Is it right that the image contains no {t}?", "Is it true that the image does not show {a} {t}?",
+        "Am I right that there is no {t}?", "Is the picture without {a} {t}?", "Is {a} {t} missing from the image?",
+        "Is it the case that no {t} appears in the picture?", "Does the image have no {t}?",
+    ), a=article(t).split()[0], t=t)
+    return finish(ctx, text, {"type": "absent", "filter": flt}, yes_no(not select(ctx.scene, flt)), "yesno",
+                  YES_NO)
+
+
+VERIFY_TEMPLATES = {
+    "color": ("Is the {r} {v}?", "Is the {r} coloured {v}?", "Is the <colour> of the {r} {v}?",
+              "Is the {r} {v} in <colour>?", "Does the {r} look {v}?", "Would you say the {r} is {v}?",
+              "Is this {r} {v}?", "Is the {r} painted {v}?"),
+    "shape": ("Is the {r} {a} {v}?", "Is the {r} shaped like {a} {v}?", "Is the shape of the {r} {a} {v}?",
+              "Does the {r} look like {a} {v}?", "Would you call the {r} {a} {v}?", "Is the {r} {a} {v} shape?",
+              "Is this {r} {a} {v}?"),
+}
+
+
+def g_verify(ctx: GenContext) -> Question | None:
+    s = _pick(ctx)
+    if s is None:
+        return None
+    attr = ctx.rng.choice(("color", "shape"))
+    ref = _target_ref(ctx, s, exclude=(attr,))
+    if ref is None:
+        return None
+    actual = getattr(s, attr)
+    if ctx.rng.random() < 0.5:
+        value = actual
+    else:
+        pool = [v for v in (COLORS if attr == "color" else SHAPES)
+                if v != actual and (actual, v) not in CONFUSABLE_SHAPES]
+        value = ctx.rng.choice(pool)
+    if not mentions_ok(ctx, {**ref, attr: value}):
+        return None
+    r = ref_phrase(ref, noun=_noun(ctx))
+    text = _ask(ctx, VERIFY_TEMPLATES[attr], r=r, v=value, a=article(value).split()[0])
+    query = {"type": "verify", "attr": attr, "value": value, "target": ref}
+    return finish(ctx, text, query, yes_no(value == actual), "yesno", YES_NO)
+
+
+COLOR_TEMPLATES = (
+    "What <colour> is the {r}?", "What is the <colour> of the {r}?", "Which <colour> is the {r}?",
+    "Name the <colour> of the {r}.", "The {r} is what <colour>?", "What <colour> does the {r} have?",
+    "Tell me the <colour> of the {r}.", "What <colour> is this {r}?", "What's the <colour> of the {r}?",
+    "What <colour> is the {r} in the picture?", "Which <colour> was the {r} painted?",
+)
+SHAPE_TEMPLATES = (
+    "What shape is the {r}?", "What is the {r}?", "Which shape is the {r}?", "What kind of shape is the {r}?",
+    "What is the shape of the {r}?", "The {r} is what shape?", "What shape does the {r} have?",
+    "Name the shape of the {r}.", "What sort of shape is the {r}?",
+)
+ALONE_SHAPE_TEMPLATES = (
+    "What shape is this?", "What shape is shown?", "What shape do you see?", "Name the shape.",
+    "What shape is in the picture?", "What is drawn in the image?", "What kind of shape is shown here?",
+    "Which shape can you see?", "What shape is drawn?", "What is the shape in the image?",
+)
+
+
+def g_name_color(ctx: GenContext) -> Question | None:
+    s = _pick(ctx)
+    if s is None:
+        return None
+    ref = _target_ref(ctx, s, exclude=("color",))
+    if ref is None:
+        return None
+    text = _ask(ctx, COLOR_TEMPLATES, r=ref_phrase(ref, noun=_noun(ctx)))
+    return finish(ctx, text, {"type": "attr", "attr": "color", "target": ref}, s.color, "color", list(COLORS),
+                  aliases=_aliases(s.color))
+
+
+def g_name_shape(ctx: GenContext) -> Question | None:
+    s = _pick(ctx)
+    if s is None:
+        return None
+    ref = _target_ref(ctx, s, exclude=("shape",))
+    if ref is None:
+        return None
+    if not ref and ctx.rng.random() < 0.6:
+        text = _ask(ctx, ALONE_SHAPE_TEMPLATES)
+    else:  # never "what shape is the shape"
+        noun = _noun(ctx) if ref else ctx.rng.choice([n for n in SHAPE_NOUNS if n != "shape"])
+        text = _ask(ctx, SHAPE_TEMPLATES, r=ref_phrase(ref, noun=noun))
+    wrong = [v for v in SHAPES if (s.shape, v) not in CONFUSABLE_SHAPES]
+    return finish(ctx, text, {"type": "attr", "attr": "shape", "target": ref}, s.shape, "shape", wrong,
+                  aliases=_aliases(s.shape))
+
+
+def g_how_many(ctx: GenContext) -> Question | None:
+    if ctx.scene.kind != "shapes" or not ctx.scene.shapes:
+        return None
+    if ctx.rng.random() < 0.2:
+        flt = {}
+    else:
+        flt = _filter(ctx, present=ctx.rng.random() < 0.8)
+        if flt is None:
+            return None
+    ts = ref_phrase(flt, many=True, noun=_noun(ctx))
+    text = _ask(ctx, (
+        "How many {ts} are there?", "How many {ts} are in the picture?", "How many {ts} can you see?",
+        "How many {ts} do you see?", "Count the {ts}.", "What is the number of {ts}?", "How many {ts}?",
+        "How many {ts} does the image show?", "How many {ts} are visible?", "How many {ts} can be seen?",
+        "Count how many {ts} there are.", "How many {ts} are in this image?",
+    ), ts=ts)
+    n = len(select(ctx.scene, flt))
+    return finish(ctx, text, {"type": "count", "filter": flt}, str(n), "number", near_numbers(ctx.rng, n, hi=9))
+
+
+SIDE_TEMPLATES = {
+    "h": ("Is the {r} on the left or the right?", "Is the {r} on the left or on the right side?",
+          "Is the {r} left or right?", "Which side is the {r} on, left or right?",
+          "Is the {r} in the left or the right part of the image?", "Where is the {r}: left or right?",
+          "Is the {r} closer to the left or the right edge?", "On which side of the picture is the {r}?"),
+    "v": ("Is the {r} at the top or the bottom?", "Is the {r} near the top or the bottom?",
+          "Is the {r} at the top or at the bottom of the image?", "Where is the {r}: top or bottom?",
+          "Is the {r} toward the top or the bottom of the picture?", "Is the {r} in the top or the bottom part?"),
+}
+RELATIVE_TEMPLATES = {
+    "v": ("Is the {a} above or below the {b}?", "Is the {a} above the {b} or below it?",
+          "Relative to the {b}, is the {a} above or below?", "Is the {a} placed above or below the {b}?",
+          "Is the {a} located above or below the {b}?"),
+    "h": ("Is the {a} to the left or to the right of the {b}?", "Is the {a} left or right of the {b}?",
+          "Is the {a} on the left or the right of the {b}?", "Which side of the {b} is the {a} on?",
+          "Relative to the {b}, is the {a} on the left or the right?"),
+}
+
+
+def side_of(s: Shape, axis: str) -> str | None:
+    """left / right / top / bottom when the centre is in that outer third, else None."""
+    index = s.col if axis == "h" else s.row
+    names = ("left", None, "right") if axis == "h" else ("top", None, "bottom")
+    return names[index]
+
+
+def relative_of(a: Shape, b: Shape, axis: str) -> str | None:
+    """Where `a` is from `b` (above / below / left / right), None when not clearly apart."""
+    (ax, ay), (bx, by) = centre(a), centre(b)
+    if axis == "v":
+        if a.row == b.row or abs(ay - by) < MIN_APART:
+            return None
+        return "above" if ay < by else "below"
+    if a.col == b.col or abs(ax - bx) < MIN_APART:
+        return None
+    return "left" if ax < bx else "right"
+
+
+def g_side(ctx: GenContext) -> Question | None:
+    s = _pick(ctx)
+    if s is None:
+        return None
+    axis = ctx.rng.choice(("h", "v"))
+    answer = side_of(s, axis)
+    ref = _target_ref(ctx, s)
+    if answer is None or ref is None:
+        return None
+    text = _ask(ctx, SIDE_TEMPLATES[axis], r=ref_phrase(ref, noun=_noun(ctx)))
+    other = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}[answer]
+    return finish(ctx, text, {"type": "side", "axis": axis, "target": ref}, answer, "position", [other])
+
+
+def g_relative(ctx: GenContext) -> Question | None:
+    if len(ctx.scene.shapes) < 2:
+        return None
+    a = _pick(ctx)
+    b = ctx.rng.choice([s for s in ctx.scene.shapes if s is not a])
+    axis = ctx.rng.choice(("h", "v"))
+    answer = relative_of(a, b, axis)
+    ra, rb = _target_ref(ctx, a), _target_ref(ctx, b)
+    if answer is None or not ra or not rb:
+        return None
+    text = _ask(ctx, RELATIVE_TEMPLATES[axis], a=ref_phrase(ra, noun=_noun(ctx)), b=ref_phrase(rb, noun=_noun(ctx)))
+    other = {"left": "right", "right": "left", "above": "below", "below": "above"}[answer]
+    return finish(ctx, text, {"type": "relative", "axis": axis, "a": ra, "b": rb}, answer, "position", [other])
+
+
+def g_what_word(ctx: GenContext) -> Question | None:
+    words = [t for t in ctx.scene.texts if not t.is_number]
+    if len(words) != 1:
+        return None
+    t = words[0]
+    templates = ["What word is written?", "What is written in the image?", "What does the text say?",
+                 "What word can you read?", "Read the word.", "What word is shown?", "What does it say?",
+                 "Which word appears in the picture?", "What is the word in the image?", "What text is shown?"]
+    if t.sign:
+        templates += ["What does the sign say?", "What is written on the sign?", "What word is on the sign?",
+                      "Read the sign."]
+    text = _ask(ctx, tuple(templates))
+    return finish(ctx, text, {"type": "read_text", "target": {"kind": "word"}}, t.word, "text", list(WORDS))
+
+
+# ---------------------------------------------------------------------------------------
+# Targets of the query types defined here
+
+
+def _absent_steps(scene: Scene, question: Question) -> list[str]:
+    flt = question.query["filter"]
+    found = select(scene, flt)
+    thing = article(ref_phrase(flt))
+    if found:
+        return [f"The description mentions {', '.join(named(s, scene) for s in found)}.",
+                f"So there is {thing}, and it is not true that there is none."]
+    return [f"No shape in the description is {thing}.", "So it is true that there is none."]
+
+
+def _attr_fact(scene: Scene, q: dict) -> str:
+    s = resolve(scene, q["target"])
+    value = getattr(s, q["attr"])
+    return f"The {ref_phrase(q['target'], noun='object')} is {article(value) if q['attr'] == 'shape' else value}."
+
+
+def _verify_steps(scene: Scene, question: Question) -> list[str]:
+    q = question.query
+    s = resolve(scene, q["target"])
+    actual, value = getattr(s, q["attr"]), q["value"]
+    if q["attr"] == "shape":
+        actual, value = article(actual), article(value)
+    verdict = "so it is" if getattr(s, q["attr"]) == q["value"] else "so it is not"
+    return [f"The description mentions {article(shape_name(s))} in the {where(s, scene)}; it is the "
+            f"{ref_phrase(q['target'], noun='object')}.",
+            f"Its {ATTR_WORD[q['attr']]}: it is {actual}, {verdict} {value}."]
+
+
+def _side_fact(scene: Scene, q: dict) -> str:
+    s = resolve(scene, q["target"])
+    side = side_of(s, q["axis"])
+    place = f"on the {side}" if q["axis"] == "h" else f"at the {side}"
+    return f"The {ref_phrase(q['target'], noun='object')} is in the {where(s, scene)}, {place}."
+
+
+def _side_steps(scene: Scene, question: Question) -> list[str]:
+    q = question.query
+    s = resolve(scene, q["target"])
+    return [f"The description places {named(s, scene)}.", f"The {where(s, scene)} is {_side_word(s, q)}."]
+
+
+def _side_word(s: Shape, q: dict) -> str:
+    side = side_of(s, q["axis"])
+    return f"on the {side}" if q["axis"] == "h" else f"at the {side}"
+
+
+def _relative_fact(scene: Scene, q: dict) -> str:
+    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
+    rel = relative_of(a, b, q["axis"])
+    how = {"left": "to the left of", "right": "to the right of"}.get(rel, rel)
+    return f"The {ref_phrase(q['a'])} is {how} the {ref_phrase(q['b'])}."
+
+
+def _relative_steps(scene: Scene, question: Question) -> list[str]:
+    q = question.query
+    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
+    word = "row" if q["axis"] == "v" else "column"
+    rel = relative_of(a, b, q["axis"])
+    how = {"left": "to the left of", "right": "to the right of"}.get(rel, rel)
+    return [f"The description places {named(a, scene)} and {named(b, scene)}.",
+            f"Comparing their {word}s, the {ref_phrase(q['a'])} is {how} the {ref_phrase(q['b'])}."]
+
+
+QUESTION_TYPES = (
+    QuestionType("is_there", "logical_reasoning", g_is_there),
+    QuestionType("absent", "logical_reasoning", g_absent),
+    QuestionType("verify", "fine_grained_perception", g_verify),
+    QuestionType("name_color", "fine_grained_perception", g_name_color),
+    QuestionType("name_shape", "fine_grained_perception", g_name_shape),
+    QuestionType("how_many", "fine_grained_perception", g_how_many),
+    QuestionType("what_word", "fine_grained_perception", g_what_word),
+    QuestionType("side", "grounding", g_side),
+    QuestionType("relative", "instance_reasoning", g_relative),
+)
+
+QUERY_RULES = {
+    "absent": QueryRules(
+        focus=lambda q: f"whether there is {article(ref_phrase(q['filter']))}",
+        statements=lambda scene, q: [there_are(len(select(scene, q["filter"])), q["filter"])],
+        steps=_absent_steps,
+        relevant=lambda scene, q: select(scene, q["filter"]),
+    ),
+    "verify": QueryRules(
+        focus=lambda q: f"the {ATTR_WORD[q['attr']]} of the {ref_phrase(q['target'], noun='object')}",
+        statements=lambda scene, q: [_attr_fact(scene, q)],
+        steps=_verify_steps,
+        relevant=lambda scene, q: [resolve(scene, q["target"])],
+    ),
+    "side": QueryRules(
+        focus=lambda q: f"where the {ref_phrase(q['target'], noun='object')} is in the image",
+        statements=lambda scene, q: [_side_fact(scene, q)],
+        steps=_side_steps,
+        relevant=lambda scene, q: [resolve(scene, q["target"])],
+    ),
+    "relative": QueryRules(
+        focus=lambda q: f"the positions of the {ref_phrase(q['a'])} and the {ref_phrase(q['b'])}",
+        statements=lambda scene, q: [_relative_fact(scene, q)],
+        steps=_relative_steps,
+        relevant=lambda scene, q: [resolve(scene, q["a"]), resolve(scene, q["b"])],
+    ),
+}
