@@ -25,6 +25,7 @@ from benchmarks.study.grid import Cell
 from benchmarks.study.presets import Preset
 from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
+from runtime.pipeline import ExtractThink
 from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,6 @@ def cell_done(out: Path, cell: Cell) -> bool:
 
 def evaluate_cell(out: Path, cell: Cell, preset: Preset, progress: Progress | None = None) -> dict:
     """Answer the cell's items with its bundle; returns (and writes) the cell's summary."""
-    from runtime.pipeline import ExtractThink  # deferred: loads llama.cpp
-
     items = split_items(out, cell.split, cell.n)
     if cell.blank:
         items = [replace(it, image=out / "blank.png") for it in items]
