@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import struct
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.backends.gguf_file import read_gguf_info
 from runtime.errors import BundleError
@@ -60,3 +64,24 @@ def test_hostile_files(make, match, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(BundleError, match="cannot read"):
         read_gguf_info(tmp_path / "nope.gguf")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 400)), arrays=st.booleans())
+def test_damaged_files_parse_or_raise_bundle_error(edits, cut, arrays):
+    """Random byte damage and truncation of a valid file: the reader returns a header or
+    raises `BundleError` with one printable line, never anything else."""
+    data = bytearray(valid())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        del data[cut:]
+    with tempfile.TemporaryDirectory() as d:
+        path = write(Path(d), bytes(data))
+        try:
+            info = read_gguf_info(path, arrays={"clip.vision.image_mean"} if arrays else set())
+        except BundleError as exc:
+            assert "\n" not in str(exc) and str(exc).encode("utf-8")
+            return
+    assert isinstance(info.metadata, dict)
