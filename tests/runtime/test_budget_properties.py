@@ -25,11 +25,10 @@ from hypothesis import strategies as st
 
 from runtime.answer import parse_answer
 from runtime.budget import BudgetController, StageLimits
-from runtime.control_tokens import control_tokens
 from runtime.generation import decode_tokens
 from runtime.nowait import nowait_token_ids
 from runtime.sampling import GREEDY, THINKING, Sampler
-from runtime.tokenizer import BundleTokenizer, decode
+from runtime.tokenizer import decode
 
 N_VOCAB = 151_936
 OPTIONS = ("red", "green", "blue")
@@ -39,22 +38,13 @@ SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
 
 
 @pytest.fixture(scope="module")
-def tok(qwen3_tokenizer_dir) -> BundleTokenizer:
-    return BundleTokenizer(qwen3_tokenizer_dir / "tokenizer.json")
-
-
-@pytest.fixture(scope="module")
-def c(tok):
-    return control_tokens(tok)
-
-
-@pytest.fixture(scope="module")
 def nowait_ids(tok) -> np.ndarray:
     return nowait_token_ids(tok)  # scans the whole vocabulary: once, not per example
 
 
 @pytest.fixture(scope="module")
-def ids(tok, c, nowait_ids) -> dict[str, int]:
+def ids(tok, ctl_tokens, nowait_ids) -> dict[str, int]:
+    c = ctl_tokens
     return {"word": tok.encode_plain(" the")[0], "newline": c.newline, "think_end": c.think_end,
             "stop": tok.token_id("<|im_end|>"), "nowait": int(nowait_ids[0]),
             "letter": tok.encode_plain(" B")[0], "answer": tok.encode_plain("Answer")[0]}
@@ -101,7 +91,8 @@ scripts = st.lists(st.sampled_from(WANTS), min_size=1, max_size=12)
        seed=st.integers(0, 2**16), greedy=st.booleans(), strength=st.sampled_from([3.0, 30.0]),
        multiple_choice=st.booleans(), nowait=st.booleans())
 def test_thinking_stays_within_its_budget_and_an_answer_always_comes(
-        tok, c, nowait_ids, ids, budget, answer_budget, wants, seed, greedy, strength, multiple_choice, nowait):
+        tok, ctl_tokens, nowait_ids, ids, budget, answer_budget, wants, seed, greedy, strength, multiple_choice, nowait):
+    c = ctl_tokens
     options = OPTIONS if multiple_choice else None
     limits = StageLimits("answer", answer_budget, thinking_budget=budget, ensure_answer=True,
                          options=options, nowait=nowait)
@@ -135,8 +126,9 @@ def test_thinking_stays_within_its_budget_and_an_answer_always_comes(
 
 @SETTINGS
 @given(budget=st.integers(0, 48), answer_budget=st.integers(0, 12), wants=scripts, seed=st.integers(0, 2**16))
-def test_without_ensure_answer_nothing_is_forced_after_thinking(tok, c, nowait_ids, ids, budget, answer_budget,
-                                                              wants, seed):
+def test_without_ensure_answer_nothing_is_forced_after_thinking(tok, ctl_tokens, nowait_ids, ids, budget,
+                                                              answer_budget, wants, seed):
+    c = ctl_tokens
     ctl = BudgetController(StageLimits("answer", answer_budget, thinking_budget=budget), c, tok, N_VOCAB,
                            nowait_ids=nowait_ids)
     steps, reason = run(ctl, Script(wants, ids, seed, 30.0), Sampler(GREEDY, seed))
