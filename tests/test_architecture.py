@@ -21,6 +21,8 @@ import name` names `pkg`).
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -206,3 +208,16 @@ def test_function_local_imports_only_defer_heavy_or_optional_dependencies():
     bad = [f"{imp.module}:{imp.line} imports {imp.target}" for imp in imports()
            if imp.local and _local_import_reason(imp) is None]
     assert not bad, "move these imports to the top of their module:\n" + "\n".join(bad)
+
+
+def test_every_module_imports():
+    """Each module imports (in a fresh process): a name moved between modules and left behind
+    in an importer's `from X import name` breaks only the command that reaches it."""
+    code = ("import importlib, sys\nbad = []\n"
+            f"for m in {sorted(m for m in modules() if not m.endswith('__main__'))!r}:\n"
+            "    try:\n        importlib.import_module(m)\n"
+            "    except ImportError as exc:\n        bad.append(f'{m}: {exc}')\n"
+            "print('\\n'.join(bad)); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.accuracy import normalize_answer
+from benchmarks.grading import normalize_answer
 from benchmarks.open_answer import majority_baseline, score
 from benchmarks.study.bootstrap import Table, bootstrap
 from benchmarks.study.evaluation import Row, cell_done, raw_records, read_rows, split_path

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks.accuracy import EvalConfig, EvalItem, load_items, run_eval
+from benchmarks.accuracy import EvalConfig, run_eval
+from benchmarks.eval_items import EvalItem, load_items
 from benchmarks.open_answer import form_ok, score
 from benchmarks.study.grid import Cell
 from benchmarks.study.presets import Preset
@@ -64,9 +65,10 @@ def raw_records(out: Path, split: str) -> dict[str, dict]:
     return rows
 
 
-def split_items(out: Path, split: str, n: int) -> list[EvalItem]:
-    items, _ = load_items(split_path(out, split), limit=n)
-    return items
+def split_items(out: Path, split: str, n: int) -> tuple[list[EvalItem], str]:
+    """The split's first `n` items and the split file's sha256 (what resumed answers are keyed by)."""
+    items, report = load_items(split_path(out, split), limit=n)
+    return items, report.sha256
 
 
 def bundle_id(bundle: Path) -> str:
@@ -93,7 +95,7 @@ def cell_done(out: Path, cell: Cell) -> bool:
 
 def evaluate_cell(out: Path, cell: Cell, preset: Preset, progress: Progress | None = None) -> dict:
     """Answer the cell's items with its bundle; returns (and writes) the cell's summary."""
-    items = split_items(out, cell.split, cell.n)
+    items, data_sha256 = split_items(out, cell.split, cell.n)
     if cell.blank:
         items = [replace(it, image=out / "blank.png") for it in items]
     bundle = out / "bundles" / cell.system
@@ -101,14 +103,14 @@ def evaluate_cell(out: Path, cell: Cell, preset: Preset, progress: Progress | No
         raise ConfigError(f"{bundle}: the system {cell.system} has not been exported")
     t0 = time.perf_counter()
 
-    def step(done: int, total: int, _rec: dict) -> None:
-        if progress is not None and (done % 10 == 0 or done == total):
-            progress(f"eval {cell.name}: {done}/{total}", done / total)
+    def step(stage: str, fraction: float) -> None:
+        if progress is not None:
+            progress(f"eval {cell.name}: {stage}", fraction)
 
     with ExtractThink.load(bundle, backend="llamacpp", threads=preset.run.threads, verify="size",
                            gpu_layers=preset.run.gpu_layers) as et:
         summary = run_eval(et, items, eval_config(cell), out / "eval" / f"{cell.name}.jsonl",
-                           bundle_id=bundle_id(bundle), progress=step)
+                           bundle_id=bundle_id(bundle), data_sha256=data_sha256, progress=step)
     summary.update(cell=cell.name, system=cell.system, split=cell.split, n_requested=cell.n,
                    blank=cell.blank, wall_seconds=round(time.perf_counter() - t0, 2))
     atomic_write_text(summary_path(out, cell), json.dumps(summary, indent=1))
