@@ -9,23 +9,21 @@ backend for whole requests.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
-
-import psutil
 
 from benchmarks.inputs import TokenCounts
 from runtime.backends import FORMAT_BACKEND, library_installed
 from runtime.bundle import Bundle
 from runtime.errors import ConfigError
+from runtime.threads import check_threads, default_threads
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    threads: int | None = None  # None: physical cores (the runtime's default)
+    threads: int | None = None  # None: the runtime's default (runtime.threads.default_threads)
     repeat: int = 3
     warmup: int = 1
     counts: TokenCounts = field(default_factory=TokenCounts)
@@ -42,8 +40,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.repeat < 1 or self.warmup < 0:
             raise ConfigError("repeat must be >= 1 and warmup >= 0")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        check_threads(self.threads)
         bad = set(self.baselines) - {"raw", "transformers"}
         if bad:
             raise ConfigError(f"unknown baseline(s) {', '.join(sorted(bad))} (raw, transformers)")
@@ -51,9 +48,10 @@ class BenchConfig:
         if bad:
             raise ConfigError(f"unknown residency {', '.join(sorted(bad))} (resident, sequential)")
 
-
-def default_threads() -> int:
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    @property
+    def thread_count(self) -> int:
+        """The threads each model gets: the given count, or the runtime's load-aware default."""
+        return self.threads or default_threads()
 
 
 @dataclass(frozen=True)

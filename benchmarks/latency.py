@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from benchmarks.bench_config import BenchConfig, default_threads, pipeline_pairs, select_artifacts
+from benchmarks.bench_config import BenchConfig, pipeline_pairs, select_artifacts
 from benchmarks.loops import HFSource, loop_ratios, run_loops
 from benchmarks.machine import load_average, machine_info
 from benchmarks.pipeline_bench import pipeline_equivalents, run_pipeline
@@ -45,7 +45,7 @@ def run_bench(bundle: Bundle, cfg: BenchConfig, *, workload: str | None = None, 
 
     `progress(stage, fraction)` follows the whole run; `on_section(rep)` is called after
     each section with the report so far (long runs save partial results with it)."""
-    threads = cfg.threads or default_threads()
+    threads = cfg.thread_count
     arts = select_artifacts(bundle, cfg)
     rep: dict[str, Any] = {
         "schema": SCHEMA,

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from PIL import Image
 
 from benchmarks.inputs import OPTIONS, QUESTIONS, bench_image
 from benchmarks.machine import describe, load_average, machine_info
@@ -63,8 +64,6 @@ def _photo(seed: int, size: int) -> bytes:
     """A JPEG about the size of a camera photo scaled to `size` (sensor-like noise on the
     benchmark picture: 384 px is ~40-50 KB), so the image's trip through base64 and JSON
     costs what it would for a real one."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     pixels = bench_image(size, seed).astype(np.int16) + rng.integers(-12, 13, (size, size, 3))
     buf = io.BytesIO()

@@ -96,6 +96,7 @@ class ExtractThink:
         self._speeds = SpeedBook(prior, store=speed_store,
                                  keys={role: slot.speed_key for role, slot in slots.items()})
         self._turn = threading.Lock()  # one request at a time
+        self._turn_owner: int | None = None  # the thread consuming the request that holds _turn
         # Held while request code runs (backend calls included), released while a stream
         # waits for its consumer: close() takes it, so it never frees a model in use.
         self._native = threading.Lock()
@@ -304,11 +305,15 @@ class ExtractThink:
     def _run(self, req: Request, cancel: Cancellation) -> Iterator[Event]:
         """The request's events; its code (and so every backend call) runs only while
         `_native` is held, so `close()` waits for it and the next check sees the close."""
+        if self._turn_owner == threading.get_ident():
+            # this thread's own unfinished stream holds the turn: waiting for it never ends
+            raise InputError("a request is already running on this thread: finish or close its stream first")
         while not self._turn.acquire(timeout=TURN_POLL_S):  # waiting for another request
             cancel.check()  # a queued request can be cancelled (or the pipeline closed) too
         events = None
         try:
             while True:
+                self._turn_owner = threading.get_ident()
                 with self._native:
                     self._native_owner = threading.get_ident()
                     try:
@@ -327,6 +332,7 @@ class ExtractThink:
             if self._closing.is_set():  # closed from inside this request: free on the way out
                 with self._native:
                     self._free()
+            self._turn_owner = None
             self._turn.release()
 
     def _start(self, req: Request, cancel: Cancellation) -> RequestRun:

@@ -26,6 +26,7 @@ from benchmarks.study.grid import Cell
 from benchmarks.study.presets import Preset
 from runtime.atomic import atomic_write_text
 from runtime.errors import ConfigError
+from runtime.pipeline import ExtractThink
 from runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def raw_records(out: Path, split: str) -> dict[str, dict]:
 
 
 def split_items(out: Path, split: str, n: int) -> tuple[list[EvalItem], str]:
-    """The split's first `n` items and the split file's sha256 (resumed rows are keyed by it)."""
+    """The split's first `n` items and the split file's sha256 (what resumed answers are keyed by)."""
     items, report = load_items(split_path(out, split), limit=n)
     return items, report.sha256
 
@@ -94,8 +95,6 @@ def cell_done(out: Path, cell: Cell) -> bool:
 
 def evaluate_cell(out: Path, cell: Cell, preset: Preset, progress: Progress | None = None) -> dict:
     """Answer the cell's items with its bundle; returns (and writes) the cell's summary."""
-    from runtime.pipeline import ExtractThink  # deferred: loads llama.cpp
-
     items, data_sha256 = split_items(out, cell.split, cell.n)
     if cell.blank:
         items = [replace(it, image=out / "blank.png") for it in items]

@@ -24,6 +24,7 @@ from benchmarks.study.evaluation import cell_done, evaluate_cell
 from benchmarks.study.grid import SYSTEMS, Cell, cells, needed_stages, stage_order, stage_recipes
 from benchmarks.study.presets import LAPTOP_RATES, Preset
 from benchmarks.study.scheduler import Job, simulate, worker_progress
+from runtime.atomic import atomic_write_text
 from training.config import Recipe, recipe_from_data
 from training.data.heldout import SPLIT_FILE
 from training.stage_result import stage_summary
@@ -190,8 +191,6 @@ def _export(system: str, preset: Preset, root: Path, progress: Any) -> None:
 
 def write_recipes(preset: Preset, out: Path) -> None:
     """The recipes as JSON files (`edge train list --recipe OUT/recipes/S.json` reads them)."""
-    from runtime.atomic import atomic_write_text
-
     folder = out / "recipes"
     folder.mkdir(parents=True, exist_ok=True)
     for key, data in stage_recipes(preset, out).items():

@@ -18,6 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.progress import ProgressPrinter
+from runtime.atomic import atomic_write_text
+from runtime.errors import InputError
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -41,8 +45,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from runtime.errors import InputError
-
     if args.score is not None:
         if args.data is None:
             raise InputError("--score needs --data DIR, the split folder the predictions were made on")
@@ -53,7 +55,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace) -> int:
-    from edge.progress import ProgressPrinter
     from training.data.heldout import HeldoutConfig, write_split
 
     cfg = HeldoutConfig(n=args.n, seed=args.seed, multiple_choice=args.multiple_choice)
@@ -73,7 +74,6 @@ def _write(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from benchmarks.eval_items import load_items
     from benchmarks.open_answer import read_records, score_records, scores_markdown
-    from runtime.atomic import atomic_write_text
     from training.data.heldout import read_split
 
     _, items_path, ref_path = read_split(args.data)

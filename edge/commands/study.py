@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.progress import ProgressPrinter
+
 PRESET_NAMES = ("smoke", "laptop", "gpu")
 
 
@@ -50,7 +52,6 @@ def add_parser(subparsers: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from benchmarks.study import get_preset, run_study
     from benchmarks.study.jobs import estimate
-    from edge.progress import ProgressPrinter
 
     preset = get_preset(args.preset)
     out = args.out or Path(f"runs/study-{preset.name}")

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import psutil
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -71,8 +72,6 @@ def state_of(request: Request) -> ServeState:
 
 
 def memory_snapshot() -> dict[str, float]:
-    import psutil  # a runtime dependency; imported here as only /health needs it
-
     vm = psutil.virtual_memory()
     return {"rss_mb": round(psutil.Process().memory_info().rss / (1 << 20), 1),
             "system_available_mb": round(vm.available / (1 << 20), 1),

@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
+import psutil
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
@@ -40,8 +41,6 @@ def _norm(host: str) -> str:
 
 def machine_names() -> set[str]:
     """This machine's host names and interface addresses (for a server bound to 0.0.0.0)."""
-    import psutil  # a runtime dependency already; only needed for a wildcard bind
-
     names = {socket.gethostname(), socket.getfqdn(), socket.gethostname() + ".local"}
     for addrs in psutil.net_if_addrs().values():
         for a in addrs:

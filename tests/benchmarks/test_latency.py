@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import runtime.threads
 from benchmarks.bench_config import ArtifactRef, BenchConfig, select_artifacts
 from benchmarks.hf_baseline import HFModel
 from benchmarks.inputs import TokenCounts, stage_prompts
@@ -156,3 +157,13 @@ def test_part_maps_a_section_onto_its_share_of_the_job():
     sub("c", 2.0)  # clamped
     assert seen == [("a", 0.25), ("b", 0.5), ("c", 0.75)]
     assert part(None, 0, 1) is None
+
+
+def test_default_threads_are_the_runtimes(monkeypatch):
+    """The bench measures what `edge run` would use: the runtime's load-aware default, not
+    all physical cores (on a busy machine those were 34x slower), and the runtime's bound."""
+    monkeypatch.setattr(runtime.threads, "busy_cpus", lambda: runtime.threads.cpu_count())
+    assert BenchConfig().thread_count == runtime.threads.default_threads() == 1
+    assert BenchConfig(threads=2).thread_count == 2
+    with pytest.raises(InputError, match="threads must be at most"):
+        BenchConfig(threads=runtime.threads.max_threads() + 1)

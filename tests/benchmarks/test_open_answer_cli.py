@@ -8,20 +8,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.open_answer import normalise
-
-
-def _edge(capsys, *argv: str) -> tuple[int, str, str]:
-    from edge.cli import main
-
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
+from edge.cli import main
+from tests.support.cli import edge_in_process as _edge
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> Path:
-    from edge.cli import main
-
     out = tmp_path_factory.mktemp("cli") / "heldout"
     assert main(["-q", "heldout", "--out", str(out), "--n", "16", "--seed", "2"]) == 0
     return out

@@ -10,22 +10,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.study.figures import FIGURES
+from edge.cli import main
+from tests.support.cli import edge_in_process as _edge
 
 VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
 
 
-def _edge(capsys, *argv: str) -> tuple[int, str, str]:
-    from edge.cli import main
-
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    from edge.cli import main
-
     out = tmp_path_factory.mktemp("study") / "smoke"
     assert main(["-q", "study", "--preset", "smoke", "--out", str(out)]) == 0
     return out

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.cli import main
 from tests.benchmarks.bundle import tiny_bundle, write_png
 from tests.edge.helpers import run_edge
+from tests.support.cli import edge_in_process as _edge
 
 SMALL = ["--hint-budget", "3", "--extraction-budget", "6", "--thinking-budget", "6", "--answer-budget", "4",
          "--threads", "1"]
@@ -23,14 +25,6 @@ SMALL = ["--hint-budget", "3", "--extraction-budget", "6", "--thinking-budget", 
 @pytest.fixture(scope="module")
 def bundle_dir(request) -> Path:
     return tiny_bundle(request)
-
-
-def _edge(capsys, *argv: str) -> tuple[int, str, str]:
-    from edge.cli import main
-
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -80,8 +74,6 @@ def test_eval_json_matches_a_hand_count(bundle_dir, tmp_path, capsys):
 
 
 def test_eval_on_a_synthetic_test_set_matches_its_predictions(bundle_dir, tmp_path, capsys):
-    from edge.cli import main
-
     assert main(["-q", "data", "synth", "--out", str(tmp_path / "synth"), "--train", "0", "--val", "0",
                  "--test", "4", "--image-size", "32", "--questions-per-image", "3"]) == 0
     capsys.readouterr()

@@ -173,6 +173,7 @@ def test_bad_images(capsys, bundle, photo, tmp_path, kind, phrase):
     (["--question", "q?", "--max-memory", "lots"], 2, "not a memory size"),
     (["--question", "q?", "--max-memory", "80M"], 6, "cannot run even one stage"),
     (["--question", "q?", "--threads", "0"], 2, "threads"),
+    (["--question", "q?", "--threads", "5000"], 2, "CPUs of this machine), got 5000"),  # issue 10
     (["--question", "Which of the shapes is the largest one?", "--context", "48"], 5, "context"),
 ])
 def test_bad_requests(capsys, bundle, photo, args, rc, phrase):

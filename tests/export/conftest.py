@@ -7,19 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.onnx_support import load_model
+
 
 @pytest.fixture(scope="session")
 def reasoner_model(tiny_reasoner_dir):
-    from training.models.loading import load_reasoner
-
-    return load_reasoner(tiny_reasoner_dir)
+    return load_model(tiny_reasoner_dir)  # one loaded copy, shared with tests.onnx_support's users
 
 
 @pytest.fixture(scope="session")
 def perception_model(tiny_perception_dir):
-    from training.models.loading import load_perception
-
-    return load_perception(tiny_perception_dir)
+    return load_model(tiny_perception_dir)
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.onnx_support import exported, load_model
+from tests.onnx_support import exported
 
 ort = pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def reasoner(tiny_reasoner_dir):
-    return load_model(tiny_reasoner_dir)
-
-
-@pytest.fixture(scope="module")
-def perception(tiny_perception_dir):
-    return load_model(tiny_perception_dir)
 
 
 def _kv_feed(cfg, batch, past_len=0):
@@ -29,13 +19,13 @@ def _kv_feed(cfg, batch, past_len=0):
     }
 
 
-def test_fp32_reasoner_matches_pytorch(tmp_path_factory, tiny_reasoner_dir, reasoner):
+def test_fp32_reasoner_matches_pytorch(tmp_path_factory, tiny_reasoner_dir, reasoner_model):
     from export.onnx import verify_onnx
 
     out, files = exported(tmp_path_factory, tiny_reasoner_dir, "reasoner", "fp32")
     assert set(files) == {"decoder", "embed"}
     assert sorted(p.name for p in out.iterdir()) == sorted(files.values())  # no leftovers
-    report = verify_onnx(out, files, "fp32", reasoner, tiny_reasoner_dir)
+    report = verify_onnx(out, files, "fp32", reasoner_model, tiny_reasoner_dir)
     m = report["metrics"]
     # batch 2, prefill then one token at a time through the KV cache
     assert m["positions"] >= 400
@@ -45,12 +35,12 @@ def test_fp32_reasoner_matches_pytorch(tmp_path_factory, tiny_reasoner_dir, reas
     assert report["passed"] and all(report["checks"].values())
 
 
-def test_fp32_perception_vision_and_image_prompt(tmp_path_factory, tiny_perception_dir, perception):
+def test_fp32_perception_vision_and_image_prompt(tmp_path_factory, tiny_perception_dir, perception_model):
     from export.onnx import verify_onnx
 
     out, files = exported(tmp_path_factory, tiny_perception_dir, "perception", "fp32")
     assert set(files) == {"decoder", "embed", "vision"}
-    report = verify_onnx(out, files, "fp32", perception, tiny_perception_dir)
+    report = verify_onnx(out, files, "fp32", perception_model, tiny_perception_dir)
     m = report["metrics"]
     assert m["vision_max_diff"] <= 1e-4
     assert m["image_logits_max_diff"] <= 1e-4
@@ -58,32 +48,32 @@ def test_fp32_perception_vision_and_image_prompt(tmp_path_factory, tiny_percepti
     assert report["passed"]
 
 
-def test_vision_graph_has_dynamic_batch(tmp_path_factory, tiny_perception_dir, perception):
+def test_vision_graph_has_dynamic_batch(tmp_path_factory, tiny_perception_dir, perception_model):
     out, files = exported(tmp_path_factory, tiny_perception_dir, "perception", "fp32")
     sess = ort.InferenceSession(str(out / files["vision"]), providers=["CPUExecutionProvider"])
-    size = perception.config.vision_config.image_size
+    size = perception_model.config.vision_config.image_size
     for batch in (1, 3):
         pixels = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
         got = sess.run(["image_embeds"], {"pixel_values": pixels})[0]
         with torch.no_grad():
-            hs = perception.model.vision_tower(torch.from_numpy(pixels), output_hidden_states=True)
-            ref = perception.model.multi_modal_projector(hs.hidden_states[-1]).numpy()
+            hs = perception_model.model.vision_tower(torch.from_numpy(pixels), output_hidden_states=True)
+            ref = perception_model.model.multi_modal_projector(hs.hidden_states[-1]).numpy()
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1e-4
 
 
-def test_decoder_left_padded_batch_and_last_logits(tmp_path_factory, tiny_reasoner_dir, reasoner):
+def test_decoder_left_padded_batch_and_last_logits(tmp_path_factory, tiny_reasoner_dir, reasoner_model):
     """Batch 2 with a left-padded row; logits_index picks the last position only."""
     out, files = exported(tmp_path_factory, tiny_reasoner_dir, "reasoner", "fp32")
     dec = ort.InferenceSession(str(out / files["decoder"]), providers=["CPUExecutionProvider"])
     emb = ort.InferenceSession(str(out / files["embed"]), providers=["CPUExecutionProvider"])
-    cfg = reasoner.config
+    cfg = reasoner_model.config
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 9))
     mask = np.ones((2, 9), np.int64)
     mask[1, :3] = 0  # row 1 is 6 real tokens, left-padded
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
     with torch.no_grad():
-        ref = reasoner(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+        ref = reasoner_model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                        position_ids=torch.from_numpy(positions)).logits.numpy()
     feed = {"inputs_embeds": emb.run(None, {"input_ids": ids})[0], "attention_mask": mask,
             "position_ids": positions, "logits_index": np.array([8], np.int64), **_kv_feed(cfg, 2)}
@@ -94,12 +84,12 @@ def test_decoder_left_padded_batch_and_last_logits(tmp_path_factory, tiny_reason
     assert outs[1].shape == (2, cfg.num_key_value_heads, 9, cfg.head_dim)
 
 
-def test_int8_top1_agreement(tmp_path_factory, tiny_reasoner_dir, reasoner):
+def test_int8_top1_agreement(tmp_path_factory, tiny_reasoner_dir, reasoner_model):
     from export.onnx import verify_onnx
 
     out, files = exported(tmp_path_factory, tiny_reasoner_dir, "reasoner", "int8")
     assert files["embed"].endswith("-embed-int8.onnx")
-    report = verify_onnx(out, files, "int8", reasoner, tiny_reasoner_dir)
+    report = verify_onnx(out, files, "int8", reasoner_model, tiny_reasoner_dir)
     assert report["metrics"]["positions"] >= 200
     assert report["metrics"]["top1_agreement"] >= 0.95
     # margins here stand far above the int8 noise: nearly every position is decisive
@@ -113,7 +103,7 @@ def test_int8_top1_agreement(tmp_path_factory, tiny_reasoner_dir, reasoner):
     assert (out / files["decoder"]).stat().st_size < 0.6 * (fp32_out / fp32_files["decoder"]).stat().st_size
 
 
-def test_int4_exports_loads_and_runs(tmp_path_factory, tiny_perception_dir, perception):
+def test_int4_exports_loads_and_runs(tmp_path_factory, tiny_perception_dir, perception_model):
     from export.onnx import verify_onnx
 
     out, files = exported(tmp_path_factory, tiny_perception_dir, "perception", "int4")
@@ -121,7 +111,7 @@ def test_int4_exports_loads_and_runs(tmp_path_factory, tiny_perception_dir, perc
 
     ops = {n.op_type for n in onnx.load(str(out / files["decoder"])).graph.node}
     assert "MatMulNBits" in ops
-    report = verify_onnx(out, files, "int4", perception, tiny_perception_dir)
+    report = verify_onnx(out, files, "int4", perception_model, tiny_perception_dir)
     assert report["metrics"]["top1_agreement"] >= 0.8
     assert report["metrics"]["vision_max_diff"] <= 1e-4  # the vision graph stays fp32
     assert report["passed"]
@@ -135,23 +125,23 @@ def test_files_load_in_a_plain_session(tmp_path_factory, tiny_reasoner_dir, quan
         assert sess.get_inputs() and sess.get_outputs()
 
 
-def test_export_is_deterministic(tmp_path, tmp_path_factory, tiny_reasoner_dir, reasoner):
+def test_export_is_deterministic(tmp_path, tmp_path_factory, tiny_reasoner_dir, reasoner_model):
     """Shared file names (embed, vision) across quants are safe: same model, same bytes."""
     from export.onnx import export_onnx
     from runtime.bundle import sha256_file
 
     out, files = exported(tmp_path_factory, tiny_reasoner_dir, "reasoner", "fp32")
-    again = export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant="fp32")
+    again = export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="reasoner", quant="fp32")
     assert again == files
     for name in files.values():
         assert sha256_file(tmp_path / name) == sha256_file(out / name)
 
 
-def test_progress_is_reported(tmp_path, tiny_reasoner_dir, reasoner):
+def test_progress_is_reported(tmp_path, tiny_reasoner_dir, reasoner_model):
     from export.onnx import export_onnx
 
     seen = []
-    export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant="int4",
+    export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="reasoner", quant="int4",
                 progress=lambda stage, frac: seen.append((stage, frac)))
     fracs = [f for _, f in seen]
     assert fracs == sorted(fracs) and fracs[0] == 0.0 and fracs[-1] == 1.0
@@ -161,16 +151,16 @@ def test_progress_is_reported(tmp_path, tiny_reasoner_dir, reasoner):
 # --- bad input -------------------------------------------------------------------------
 
 
-def test_unsupported_quant_is_a_config_error(tmp_path, tiny_reasoner_dir, reasoner):
+def test_unsupported_quant_is_a_config_error(tmp_path, tiny_reasoner_dir, reasoner_model):
     from export.onnx import export_onnx
     from runtime.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unsupported ONNX quantization 'q4_k_m'"):
-        export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant="q4_k_m")
+        export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="reasoner", quant="q4_k_m")
     assert not any(tmp_path.iterdir())
 
 
-def test_non_qwen3_models_are_refused(tmp_path, tiny_reasoner_dir, reasoner):
+def test_non_qwen3_models_are_refused(tmp_path, tiny_reasoner_dir, reasoner_model):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from export.onnx import export_onnx
@@ -181,9 +171,9 @@ def test_non_qwen3_models_are_refused(tmp_path, tiny_reasoner_dir, reasoner):
     with pytest.raises(ConfigError, match="Qwen3ForCausalLM"):
         export_onnx(llama, tiny_reasoner_dir, tmp_path, role="reasoner", quant="fp32")
     with pytest.raises(ConfigError, match="LlavaForConditionalGeneration"):
-        export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="perception", quant="fp32")
+        export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="perception", quant="fp32")
     with pytest.raises(ConfigError, match="unknown model role"):
-        export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="critic", quant="fp32")
+        export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="critic", quant="fp32")
 
 
 def test_non_float32_model_is_refused(tmp_path, tiny_reasoner_dir):
@@ -196,19 +186,19 @@ def test_non_float32_model_is_refused(tmp_path, tiny_reasoner_dir):
         export_onnx(half, tiny_reasoner_dir, tmp_path, role="reasoner", quant="fp32")
 
 
-def test_missing_tokenizer_and_unwritable_output(tmp_path, tiny_reasoner_dir, reasoner):
+def test_missing_tokenizer_and_unwritable_output(tmp_path, tiny_reasoner_dir, reasoner_model):
     from export.onnx import export_onnx
     from runtime.errors import ConfigError
 
     with pytest.raises(ConfigError, match="no tokenizer.json"):
-        export_onnx(reasoner, tmp_path, tmp_path / "out", role="reasoner", quant="fp32")
+        export_onnx(reasoner_model, tmp_path, tmp_path / "out", role="reasoner", quant="fp32")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="cannot create the output folder"):
-        export_onnx(reasoner, tiny_reasoner_dir, blocker / "out", role="reasoner", quant="fp32")
+        export_onnx(reasoner_model, tiny_reasoner_dir, blocker / "out", role="reasoner", quant="fp32")
 
 
-def test_interrupted_export_leaves_nothing(tmp_path, tiny_reasoner_dir, reasoner, monkeypatch):
+def test_interrupted_export_leaves_nothing(tmp_path, tiny_reasoner_dir, reasoner_model, monkeypatch):
     """A failure mid-way (here: in the quantizer) leaves no file that looks finished."""
     import export.onnx
     from export.onnx import export_onnx
@@ -218,12 +208,12 @@ def test_interrupted_export_leaves_nothing(tmp_path, tiny_reasoner_dir, reasoner
 
     monkeypatch.setattr(export.onnx, "quantize_decoder", boom)  # the name export_onnx calls
     with pytest.raises(KeyboardInterrupt):
-        export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant="int8")
+        export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="reasoner", quant="int8")
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("quant", ["fp32", "int4"])
-def test_external_data_is_published_and_listed(tmp_path, tiny_reasoner_dir, reasoner, monkeypatch, quant):
+def test_external_data_is_published_and_listed(tmp_path, tiny_reasoner_dir, reasoner_model, monkeypatch, quant):
     """Graphs over the protobuf limit get `<name>.onnx.data`; forced here on a tiny model."""
     import export.onnx.common as common
     import export.onnx.quantize as quantize
@@ -231,16 +221,16 @@ def test_external_data_is_published_and_listed(tmp_path, tiny_reasoner_dir, reas
 
     monkeypatch.setattr(common, "EXTERNAL_DATA_THRESHOLD", 0)
     monkeypatch.setattr(quantize, "EXTERNAL_DATA_THRESHOLD", 0)
-    files = export_onnx(reasoner, tiny_reasoner_dir, tmp_path, role="reasoner", quant=quant)
+    files = export_onnx(reasoner_model, tiny_reasoner_dir, tmp_path, role="reasoner", quant=quant)
     assert files["decoder_data"] == files["decoder"] + ".data"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files.values())
     assert (tmp_path / files["decoder_data"]).stat().st_size > 0
     assert all((tmp_path / n).stat().st_mode & 0o777 == 0o644 for n in files.values())
-    report = verify_onnx(tmp_path, files, quant, reasoner, tiny_reasoner_dir)
+    report = verify_onnx(tmp_path, files, quant, reasoner_model, tiny_reasoner_dir)
     assert report["passed"], report["metrics"]
 
 
-def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_reasoner_dir, reasoner):
+def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_reasoner_dir, reasoner_model):
     """The quantized gates are not vacuous: scrambled int8 weights fail verification."""
     import shutil
 
@@ -259,7 +249,7 @@ def test_verify_catches_a_broken_quantization(tmp_path, tmp_path_factory, tiny_r
             w = numpy_helper.to_array(init)
             init.CopyFrom(numpy_helper.from_array(rng.permutation(w.reshape(-1)).reshape(w.shape), init.name))
     onnx.save(model, str(tmp_path / files["decoder"]))
-    report = verify_onnx(tmp_path, files, "int8", reasoner, tiny_reasoner_dir)
+    report = verify_onnx(tmp_path, files, "int8", reasoner_model, tiny_reasoner_dir)
     assert not report["passed"]
     assert report["metrics"]["logits_rel_rms"] > 0.10
     assert not report["checks"]["logits_rel_rms"]

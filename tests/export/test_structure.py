@@ -1,8 +1,8 @@
-"""The export package's shape: no import cycles, heavy dependencies imported only when used."""
+"""The export package's shape: heavy dependencies imported only when used (import cycles and
+directions: tests/test_architecture.py)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -19,41 +19,6 @@ HEAVY = ("torch", "transformers", "onnxruntime", "llama_cpp", "accelerate", "mat
 def _module(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path, known: set[str]) -> set[str]:
-    """Project modules `path` imports anywhere in it, function-local imports included."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        out.update(n for n in names if n in known)
-    return out
-
-
-def test_no_import_cycle_in_export():
-    files = {_module(p): p for p in (ROOT / "export").rglob("*.py")}
-    graph = {m: _imports(p, set(files)) - {m} for m, p in files.items()}
-
-    def cycle_from(start: str) -> list[str] | None:
-        stack = [(start, [start])]
-        while stack:
-            node, path = stack.pop()
-            for nxt in graph[node]:
-                if nxt == start:
-                    return path + [nxt]
-                if nxt not in path:
-                    stack.append((nxt, path + [nxt]))
-        return None
-
-    # a package's __init__ importing its own submodules is not a cycle between modules
-    for m in graph:
-        graph[m] = {n for n in graph[m] if not (m.startswith(n + ".") and files[n].name == "__init__.py")}
-    cycles = [c for m in sorted(graph) if (c := cycle_from(m))]
-    assert not cycles, cycles[0]
 
 
 def test_export_modules_import_without_the_heavy_dependencies():

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.control_tokens import control_tokens
+from runtime.tokenizer import BundleTokenizer
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_speed_cache(tmp_path_factory):
@@ -31,3 +34,14 @@ def rt_bundle(rt_bundle_dir):
     from runtime.bundle import open_bundle
 
     return open_bundle(rt_bundle_dir)
+
+
+@pytest.fixture(scope="session")
+def tok(qwen3_tokenizer_dir) -> BundleTokenizer:
+    """Qwen3's tokenizer (the budget controller's tests; a test module may define its own)."""
+    return BundleTokenizer(qwen3_tokenizer_dir / "tokenizer.json")
+
+
+@pytest.fixture(scope="session")
+def ctl_tokens(tok):
+    return control_tokens(tok)

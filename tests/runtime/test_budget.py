@@ -15,24 +15,13 @@ import pytest
 
 from runtime.answer import parse_answer
 from runtime.budget import BudgetController, StageLimits
-from runtime.control_tokens import control_tokens
 from runtime.errors import InputError
 from runtime.generation import decode_tokens
 from runtime.nowait import nowait_token_ids
 from runtime.sampling import GREEDY, THINKING, Sampler
-from runtime.tokenizer import BundleTokenizer, decode
+from runtime.tokenizer import decode
 
 N_VOCAB = 151_936
-
-
-@pytest.fixture(scope="module")
-def tok(qwen3_tokenizer_dir) -> BundleTokenizer:
-    return BundleTokenizer(qwen3_tokenizer_dir / "tokenizer.json")
-
-
-@pytest.fixture(scope="module")
-def ctl_tokens(tok):
-    return control_tokens(tok)
 
 
 def drive(ctl: BudgetController, logits_fn, sampler=None, max_steps=10_000):

@@ -183,3 +183,35 @@ def test_close_while_the_consumer_holds_an_event(rt_bundle, image, backend):
     with pytest.raises(InputError, match="closed"):
         pipe.stream(image, "How many shapes?", OPTIONS)
     pipe.close()  # twice is fine
+
+
+def test_a_second_request_on_the_thread_running_one_is_refused(et, image):
+    """A request started while this thread's own stream holds the pipeline would wait for
+    itself forever: it is refused at once, and the first request goes on."""
+    running = et.stream(image, "How many shapes?", OPTIONS, **LONG)
+    next(running)
+    outcome = {}
+
+    def nested():
+        try:
+            et.answer(image, "Which colour?", OPTIONS, hint=False, extraction_budget=4, thinking_budget=4,
+                      answer_budget=4, sampling="greedy")
+            outcome["end"] = "finished"
+        except InputError as exc:
+            outcome["end"] = str(exc)
+
+    # run on this thread, bounded: a deadlock would hang the test run
+    done = threading.Event()
+    watchdog = threading.Timer(20, lambda: done.is_set() or et.close())
+    watchdog.start()
+    try:
+        nested()
+    except Cancelled:
+        outcome["end"] = "deadlocked (cancelled by the watchdog)"
+    finally:
+        done.set()
+        watchdog.cancel()
+    assert outcome["end"].startswith("a request is already running on this thread"), outcome
+    running.close()
+    assert et.answer(image, "Which colour?", OPTIONS, hint=False, extraction_budget=4, thinking_budget=4,
+                     answer_budget=4, sampling="greedy").answer_text

@@ -147,7 +147,8 @@ def test_manifest_reader_on_mutated_manifests(data):
 def _configs() -> list[tuple[str, type, dict]]:
     from edge.profiles import DeviceProfile
     from training.config import Recipe, load_recipe
-    from training.data.scene import Scene, sample_scene
+    from training.data.sampling import sample_scene
+    from training.data.scene import Scene
     from training.data.synth import SynthConfig
 
     profile = json.loads((ROOT / "edge/profiles/raspberry-pi-5-4gb.json").read_text())

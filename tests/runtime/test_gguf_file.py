@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import struct
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.backends.gguf_file import read_gguf_info
 from runtime.errors import BundleError
-
-
-def s(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def kv_u32(key: str, v: int) -> bytes:
-    return s(key) + struct.pack("<II", 4, v)
-
-
-def kv_str(key: str, v: str) -> bytes:
-    return s(key) + struct.pack("<I", 8) + s(v)
-
-
-def kv_f32_array(key: str, values: list[float]) -> bytes:
-    return s(key) + struct.pack("<IIQ", 9, 6, len(values)) + struct.pack(f"<{len(values)}f", *values)
-
-
-def tensor(name: str, shape: tuple[int, ...], gtype: int, offset: int) -> bytes:
-    return s(name) + struct.pack("<I", len(shape)) + struct.pack(f"<{len(shape)}Q", *shape) + \
-        struct.pack("<IQ", gtype, offset)
-
-
-def build(kvs: list[bytes], tensors: list[bytes], data: bytes, *, version: int = 3,
-          n_kv: int | None = None, n_tensors: int | None = None, magic: bytes = b"GGUF") -> bytes:
-    head = magic + struct.pack("<IQQ", version, len(tensors) if n_tensors is None else n_tensors,
-                               len(kvs) if n_kv is None else n_kv)
-    body = head + b"".join(kvs) + b"".join(tensors)
-    pad = (-len(body)) % 32
-    return body + b"\0" * pad + data
+from tests.support.gguf_bytes import build, kv_f32_array, kv_str, kv_u32, s, tensor
 
 
 def valid() -> bytes:
@@ -90,3 +64,24 @@ def test_hostile_files(make, match, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(BundleError, match="cannot read"):
         read_gguf_info(tmp_path / "nope.gguf")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 400)), arrays=st.booleans())
+def test_damaged_files_parse_or_raise_bundle_error(edits, cut, arrays):
+    """Random byte damage and truncation of a valid file: the reader returns a header or
+    raises `BundleError` with one printable line, never anything else."""
+    data = bytearray(valid())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        del data[cut:]
+    with tempfile.TemporaryDirectory() as d:
+        path = write(Path(d), bytes(data))
+        try:
+            info = read_gguf_info(path, arrays={"clip.vision.image_mean"} if arrays else set())
+        except BundleError as exc:
+            assert "\n" not in str(exc) and str(exc).encode("utf-8")
+            return
+    assert isinstance(info.metadata, dict)

@@ -94,7 +94,7 @@ backend, residency = sys.argv[1:3]
 root = default_bundle_path()
 ex = json.loads((root / "manifest.json").read_text())["examples"][0]
 question = " ".join("abcdefgh"[i % 8] for i in range(3700)) + " " + ex["question"]  # ~3,800 of 4,096 tokens
-options = ex["options"].split("\\n")
+options = [o for o in ex["options"].split("\\n") if o] or None
 with ExtractThink.load(root, backend=backend, residency=residency, verify="size") as et:
     et.answer(root / ex["image"], question, options, mode="end-to-end", answer_budget=8)  # long perception prompt
     et.answer(root / ex["image"], question, options, thinking_budget=16, extraction_budget=16)  # long reasoner prompt
@@ -136,7 +136,7 @@ except MemoryPlanError as exc:
     kw["context_length"] = int(str(exc).split("a context of ")[1].split()[0])  # the suggestion
     et = ExtractThink.load(root, backend=backend, threads=1, max_memory=cap, verify="size", speed_cache=False, **kw)
 with et:
-    r = et.answer(str(root / ex["image"]), ex["question"], ex["options"].split("\\n"), sampling="greedy")
+    r = et.answer(str(root / ex["image"]), ex["question"], [o for o in ex["options"].split("\\n") if o] or None, sampling="greedy")
 print(json.dumps({"residency": et.residency, "peak_rss_mb": r.peak_rss_mb, **kw}))
 """
 

@@ -25,7 +25,7 @@ def private_cache(monkeypatch, tmp_path):
 def example():
     root = default_bundle_path()
     ex = json.loads((root / "manifest.json").read_text())["examples"][0]
-    return str(root / ex["image"]), ex["question"], ex["options"].split("\n")
+    return str(root / ex["image"]), ex["question"], [o for o in ex["options"].split("\n") if o] or None
 
 
 @pytest.mark.parametrize("backend", ["llamacpp", "onnx"])
