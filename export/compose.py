@@ -12,6 +12,7 @@ bundle checks, loaded once with llama.cpp, and only then renamed into place.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime.atomic import check_replaceable, is_empty_dir, staged_dir
+from runtime.backends import backend_module
+from runtime.backends.base import BackendOptions
 from runtime.backends.gguf_file import GGUFInfo, read_gguf_info
 from runtime.bundle import MANIFEST_NAME, open_bundle, read_manifest, sha256_file
 from runtime.chat_family import detect_chat_family, require_built, special_vocab
@@ -265,9 +268,6 @@ def compose_bundle(req: ComposeRequest, progress: Progress | None = None) -> Pat
 def _load_check(root: Path, roles: list[str]) -> None:
     """Load each composed model once with llama.cpp (text model, mmproj through mtmd) and
     check it against the manifest: what llama.cpp cannot load is refused here, by file."""
-    from runtime.backends import backend_module  # needs llama_cpp: the check's own dependency
-    from runtime.backends.base import BackendOptions
-
     bundle = open_bundle(root, verify="size")
     module = backend_module("llamacpp")
     for role in roles:
@@ -280,8 +280,6 @@ def _load_check(root: Path, roles: list[str]) -> None:
 
 
 def _version() -> str:
-    import importlib.metadata
-
     try:
         return importlib.metadata.version("extract-think-edge")
     except importlib.metadata.PackageNotFoundError:

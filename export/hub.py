@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from runtime.errors import ConfigError
 from runtime.progress import Progress
 
@@ -74,7 +76,6 @@ def _progress_tqdm(progress: Progress) -> type:
     The library's bars stay silent (the CLI draws its own). Bar totals grow as files start,
     so the fraction reported is a running maximum.
     """
-    from tqdm.auto import tqdm  # a core dependency; local because only downloads use it
 
     class ProgressTqdm(tqdm):
         best = 0.0

@@ -86,13 +86,13 @@ def test_an_os_refusal_is_one_line_not_a_traceback(capsys):
 
 def test_running_out_of_memory_is_one_line(tmp_path):
     """Regression: a MemoryError (a small ulimit -v or cgroup) ended in a traceback. Here
-    the address space is capped 30 MB above what the process has mapped, so the synthetic
-    renderer cannot allocate its 4096 x 4096 canvas (48 MB)."""
+    the address space is capped 8 MB above what the process has mapped, so the synthetic
+    renderer cannot allocate a 2048 x 2048 RGB picture (12 MB) and its copies."""
     code = ("import resource, sys\n"
             "import psutil\n"
             "from edge.cli import main\n"
             "import edge.commands.data\n"  # everything the command imports, mapped before the cap
-            "cap = psutil.Process().memory_info().vms + (30 << 20)\n"
+            "cap = psutil.Process().memory_info().vms + (8 << 20)\n"
             "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
             "sys.exit(main(['data', 'synth', '--out', sys.argv[1], '--train', '1', '--val', '0', "
             "'--test', '0', '--image-size', '2048']))\n")
