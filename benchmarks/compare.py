@@ -3,7 +3,10 @@
 - plain: the bundle as exported (its mmproj: F16, or F32 beside F32 files), no
   image-prefix cache;
 - fast: the same bundle with a Q8_0 mmproj (written from the F16 one,
-  `export.gguf.mmproj_requant`) and the image-prefix cache on;
+  `export.gguf.mmproj_requant`), the image-prefix cache on, LLaVA-OneVision's 2x2 pooling
+  of the image tokens (729 -> 196 at 27 x 27; training-free, its accuracy cost is in
+  docs/runtime.md) and contexts sized to the request instead of the 4,096-token default
+  (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096);
 - fast, second question: another question about the same image through the fast
   pipeline (its extraction cache is cleared first, so the perception stage really runs:
   a new focus would miss it too).
@@ -38,7 +41,22 @@ from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
 
 PLAIN = {"mmproj": "as exported", "prefix_cache_mb": 0}
-FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256}
+FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256, "pool": 2, "context": "sized to the request"}
+
+
+def pooled_tokens(tokens_per_image: int, stride: int) -> int:
+    """Image tokens after LLaVA-OV's bilinear pooling (ceil) of the square grid."""
+    side = round(tokens_per_image ** 0.5)
+    return (-(-side // stride)) ** 2
+
+
+def request_context(image_tokens: int, counts: TokenCounts) -> int:
+    """A context that holds the longest stage of one request (prompt text + image + budgets),
+    rounded up to 256: the perception prompt around the image and the reasoner's prompt
+    with the extraction, thinking and answer."""
+    perception = image_tokens + 320 + counts.extraction
+    reasoner = 768 + counts.hint + counts.extraction + counts.thinking + counts.answer
+    return -(-max(perception, reasoner, 1024) // 256) * 256
 
 
 @dataclass(frozen=True)
@@ -129,14 +147,18 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
     quant = {"perception": cfg.quant, "reasoner": cfg.quant} if cfg.quant else None
     runs: dict[str, list[dict]] = {"plain": [], "fast": [], "fast_second_question": []}
     total = cfg.warmup + cfg.repeat
+    vision = bundle.model("perception").vision
+    fast_tokens = pooled_tokens(vision.tokens_per_image, FAST["pool"]) if vision is not None else None
+    fast_load = {"prefix_cache_mb": FAST["prefix_cache_mb"], "image_tokens": fast_tokens,
+                 "context_length": request_context(fast_tokens or 0, cfg.counts)}
     for i in range(total):
-        for name, b, prefix_mb in (("plain", bundle, PLAIN["prefix_cache_mb"]),
-                                   ("fast", fast_bundle, FAST["prefix_cache_mb"])):
+        for name, b, load_kw in (("plain", bundle, {"prefix_cache_mb": PLAIN["prefix_cache_mb"]}),
+                                 ("fast", fast_bundle, fast_load)):
             report(progress, f"compare: {name} {i + 1}/{total}", (i + (name == "fast") / 2) / total)
             img = bench_image(size, seed=2000 + i)
             sampler = RssSampler().start()
             et = ExtractThink.load(b, backend="llamacpp", quant=quant, threads=cfg.threads,
-                                   residency="sequential", prefix_cache_mb=prefix_mb)
+                                   residency="sequential", **load_kw)
             try:
                 first = _request(et, img, QUESTIONS[0], cfg.counts, i, sampler)
                 second = None
@@ -151,7 +173,10 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
                 if second is not None:
                     runs["fast_second_question"].append(second)
     report(progress, "compare", 1.0)
-    return _summarize(runs, parity, plain_mm, fast_mm, cfg, bundle.manifest.name)
+    out = _summarize(runs, parity, plain_mm, fast_mm, cfg, bundle.manifest.name)
+    out["settings"]["fast"].update(image_tokens=fast_tokens, context_length=fast_load["context_length"])
+    out["settings"]["plain"].update(image_tokens=vision.tokens_per_image if vision is not None else None)
+    return out
 
 
 def _median(rows: list[dict], key: str) -> float | None:
