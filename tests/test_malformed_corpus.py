@@ -24,11 +24,13 @@ from edge.serve.config import ServeConfig
 from edge.serve.errors import APIError, from_edge_error
 from edge.serve.images import image_bytes
 from edge.serve.security import read_json
+from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
 from runtime.errors import EdgeError
 from runtime.image import load_image
 from tests.support.malformed import CORPUS, Case, cases, files
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "edge" / "assets" / "default_bundle" / "examples" / "000015.png"
+EXAMPLE = default_bundle_path() / read_manifest(default_bundle_path()).examples[0]["image"]  # its first example
 CASES = cases()
 RUN = ["--question", "What is it?", "--verify", "size", "--threads", "1"]
 

@@ -15,9 +15,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.bundle import read_manifest
+from runtime.defaults import default_bundle_path
 from tests.edge.helpers import REPO
 
-DEFAULT_EXAMPLE = REPO / "edge" / "assets" / "default_bundle" / "examples" / "000015.png"
+DEFAULT_EXAMPLE = default_bundle_path() / read_manifest(default_bundle_path()).examples[0]["image"]  # its first example
 
 
 def data_url(path: Path) -> str:
