@@ -20,6 +20,7 @@ are reported as `load_s`). Ratios are fast (or second question) over plain, of m
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, Bundle, open_bundle
 from runtime.config_io import save_json
 from runtime.errors import BundleError
+from runtime.image_pool import pooled_side
+from runtime.manifest import Budgets
+from runtime.model_slot import context_need
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
 
@@ -45,18 +49,18 @@ FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256, "pool": 2, "context": "sized t
 
 
 def pooled_tokens(tokens_per_image: int, stride: int) -> int:
-    """Image tokens after LLaVA-OV's bilinear pooling (ceil) of the square grid."""
-    side = round(tokens_per_image ** 0.5)
-    return (-(-side // stride)) ** 2
+    """Image tokens after LLaVA-OV's bilinear pooling of the square grid."""
+    return pooled_side(math.isqrt(tokens_per_image), stride) ** 2
 
 
-def request_context(image_tokens: int, counts: TokenCounts) -> int:
-    """A context that holds the longest stage of one request (prompt text + image + budgets),
-    rounded up to 256: the perception prompt around the image and the reasoner's prompt
-    with the extraction, thinking and answer."""
-    perception = image_tokens + 320 + counts.extraction
-    reasoner = 768 + counts.hint + counts.extraction + counts.thinking + counts.answer
-    return -(-max(perception, reasoner, 1024) // 256) * 256
+def request_context(bundle: Bundle, image_tokens: int | None, counts: TokenCounts) -> int:
+    """A context (both models) that holds one request with these token counts, rounded up
+    to 256, at least 1,024: the runtime's own need per role (`context_need`) without its
+    4,096-token floor."""
+    budgets = Budgets(hint=counts.hint, extraction=counts.extraction, thinking=counts.thinking, answer=counts.answer)
+    need = max(context_need(role, bundle.model(role), budgets, image_tokens if role == "perception" else None)
+               for role in bundle.manifest.models)
+    return -(-max(need, 1024) // 256) * 256
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
     vision = bundle.model("perception").vision
     fast_tokens = pooled_tokens(vision.tokens_per_image, FAST["pool"]) if vision is not None else None
     fast_load = {"prefix_cache_mb": FAST["prefix_cache_mb"], "image_tokens": fast_tokens,
-                 "context_length": request_context(fast_tokens or 0, cfg.counts)}
+                 "context_length": request_context(bundle, fast_tokens, cfg.counts)}
     for i in range(total):
         for name, b, load_kw in (("plain", bundle, {"prefix_cache_mb": PLAIN["prefix_cache_mb"]}),
                                  ("fast", fast_bundle, fast_load)):

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runtime.errors import ConfigError
+from runtime.procfs import status_field
 
 try:  # POSIX; elsewhere builds still work, stale folders are just not cleaned
     import fcntl
@@ -57,11 +58,10 @@ _OUR_LOCK = re.compile(rf"^\..+\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.lock$")  # neve
 
 def current_umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux >= 4.7)."""
-    with contextlib.suppress(OSError, ValueError), \
-            open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
+    umask = status_field("Umask")
+    if umask is not None:
+        with contextlib.suppress(ValueError):
+            return int(umask, 8)
     mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
     os.umask(mask)
     return mask

@@ -186,6 +186,11 @@ class Provenance:
     notes: str = ""
 
 
+def example_options(example: dict[str, str]) -> tuple[str, ...]:
+    """A manifest example's options: its "options" text, one per line (none for an open question)."""
+    return tuple(o.strip() for o in example.get("options", "").split("\n") if o.strip())
+
+
 @dataclass(frozen=True)
 class Manifest:
     format: Literal["extract-think-bundle"]

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +41,7 @@ import psutil
 from runtime.errors import InputError, MemoryPlanError
 from runtime.limits import ProcessLimit, address_space_limit, cgroup_memory_limit
 from runtime.manifest import Artifact, TextShape
+from runtime.procfs import status_field
 
 try:
     import resource
@@ -306,6 +308,15 @@ def current_rss_mb() -> float:
     return current_rss_bytes() / MiB
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
 def release_free_heap() -> bool:
     """Give the C heap's free pages back to the OS (glibc `malloc_trim`); True if it ran.
 
@@ -313,41 +324,20 @@ def release_free_heap() -> bool:
     used (the tokenizer, llama.cpp's bookkeeping) for reuse: ~160 MiB after a Qwen3-sized
     load. Under sequential residency the next model is loaded on top of it, so the process
     peak is lower when it is returned first. A no-op where there is no glibc."""
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:
-            _LIBC = False
-    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    trim = _malloc_trim()
     if trim is None:
         return False
     trim(0)
     return True
 
 
-_LIBC: ctypes.CDLL | bool | None = None
-
-
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
     # Linux: VmHWM is the peak of this program's own memory. ru_maxrss is not: it survives
     # fork + exec, so a small `edge` run started by a big parent reported the parent's peak.
-    hwm = _proc_status_kib("VmHWM")
-    if hwm is not None:
-        return hwm / 1024.0
+    hwm = status_field("VmHWM")  # kB
+    if hwm is not None and hwm.isdigit():
+        return int(hwm) / 1024.0
     if resource is not None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak / MiB if sys.platform == "darwin" else peak / 1024.0

@@ -154,15 +154,20 @@ def _round_up(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-def default_context(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
-    """Enough context for the default budgets (at least 4096), within the model's.
-    `image_tokens`: the most image tokens a request can take (the image layout's)."""
+def context_need(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
+    """The positions one request with `budgets` can fill in the role's model: its prompt
+    text (and image) plus what it generates. `image_tokens`: the most image tokens a
+    request can take (the image layout's; default the vision shape's)."""
     if role == "perception":
         tpi = entry.vision.tokens_per_image if entry.vision is not None else 0
         tpi = tpi if image_tokens is None else image_tokens
-        need = tpi + 256 + max(budgets.extraction, budgets.non_thinking_answer) + 64
-    else:
-        need = 768 + budgets.extraction + budgets.thinking + budgets.answer + 64
+        return tpi + 256 + max(budgets.extraction, budgets.non_thinking_answer) + 64
+    return 768 + budgets.extraction + budgets.thinking + budgets.answer + 64
+
+
+def default_context(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
+    """Enough context for the default budgets (at least 4096), within the model's."""
+    need = context_need(role, entry, budgets, image_tokens)
     return min(max(4096, _round_up(need, 1024)), entry.text.context_length)
 
 

@@ -30,6 +30,7 @@ from export.compose import ComposeRequest, compose_bundle
 from runtime.bundle import Bundle, open_bundle
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
+from runtime.manifest import example_options
 from runtime.pipeline import MODES, ExtractThink
 from runtime.prompts import LETTERS
 from runtime.result import Done, Result, StageFinished, StageStarted, TokenEvent, event_to_dict
@@ -93,8 +94,7 @@ def _example(bundle: Bundle) -> tuple[str, str, list[str] | None]:
     ex = examples[0]
     if "image" not in ex or "question" not in ex:
         raise InputError(f"bundle {bundle.manifest.name!r} has a malformed example (needs image and question)")
-    opts = [o for o in ex.get("options", "").split("\n") if o.strip()] or None
-    return str(bundle.path(ex["image"])), ex["question"], opts
+    return str(bundle.path(ex["image"])), ex["question"], list(example_options(ex)) or None
 
 
 def main(args: argparse.Namespace) -> int:

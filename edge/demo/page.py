@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from edge.serve.errors import APIError
 from runtime.bundle import Bundle, safe_relpath
+from runtime.manifest import example_options
 
 STATIC_DIR = Path(__file__).resolve().parent
 STATIC_FILES = {  # URL path -> (file, content type)
@@ -56,8 +57,7 @@ class Example:
             if ex.get("question") and rel in manifest.files:
                 path = bundle.root / safe_relpath(rel)
                 ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                options = tuple(o.strip() for o in ex.get("options", "").split("\n") if o.strip())
-                return cls(ex["question"], options, path.read_bytes(), ctype)
+                return cls(ex["question"], example_options(ex), path.read_bytes(), ctype)
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,12 +89,13 @@ def test_cap_is_charged_what_the_process_holds():
 _PEAK = """
 import json, sys
 from runtime.defaults import default_bundle_path
+from runtime.manifest import example_options
 from runtime.pipeline import ExtractThink
 backend, residency = sys.argv[1:3]
 root = default_bundle_path()
 ex = json.loads((root / "manifest.json").read_text())["examples"][0]
 question = " ".join("abcdefgh"[i % 8] for i in range(3700)) + " " + ex["question"]  # ~3,800 of 4,096 tokens
-options = [o for o in ex["options"].split("\\n") if o] or None
+options = list(example_options(ex)) or None
 with ExtractThink.load(root, backend=backend, residency=residency, verify="size") as et:
     et.answer(root / ex["image"], question, options, mode="end-to-end", answer_budget=8)  # long perception prompt
     et.answer(root / ex["image"], question, options, thinking_budget=16, extraction_budget=16)  # long reasoner prompt
@@ -124,6 +125,7 @@ def test_planner_is_an_upper_bound_on_the_shipped_bundle(backend, residency):
 _CAPPED_RUN = """
 import json, sys
 from runtime.defaults import default_bundle_path
+from runtime.manifest import example_options
 from runtime.errors import MemoryPlanError
 from runtime.pipeline import ExtractThink
 backend, cap = sys.argv[1], sys.argv[2]
@@ -136,7 +138,7 @@ except MemoryPlanError as exc:
     kw["context_length"] = int(str(exc).split("a context of ")[1].split()[0])  # the suggestion
     et = ExtractThink.load(root, backend=backend, threads=1, max_memory=cap, verify="size", speed_cache=False, **kw)
 with et:
-    r = et.answer(str(root / ex["image"]), ex["question"], [o for o in ex["options"].split("\\n") if o] or None, sampling="greedy")
+    r = et.answer(str(root / ex["image"]), ex["question"], list(example_options(ex)) or None, sampling="greedy")
 print(json.dumps({"residency": et.residency, "peak_rss_mb": r.peak_rss_mb, **kw}))
 """
 

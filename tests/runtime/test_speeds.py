@@ -9,6 +9,7 @@ import pytest
 
 from runtime.deadline import Throughput
 from runtime.defaults import default_bundle_path
+from runtime.manifest import example_options
 from runtime.pipeline import ExtractThink
 from runtime.speeds import SpeedStore, cache_dir, machine_id
 
@@ -25,7 +26,7 @@ def private_cache(monkeypatch, tmp_path):
 def example():
     root = default_bundle_path()
     ex = json.loads((root / "manifest.json").read_text())["examples"][0]
-    return str(root / ex["image"]), ex["question"], [o for o in ex["options"].split("\n") if o] or None
+    return str(root / ex["image"]), ex["question"], list(example_options(ex)) or None
 
 
 @pytest.mark.parametrize("backend", ["llamacpp", "onnx"])
