@@ -57,7 +57,7 @@ BASE_PROCESS_BYTES = 64 * MiB
 MODEL_OVERHEAD_BYTES = 32 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
 # 4-bit tensors go to llama.cpp's CPU_REPACK buffer. Mapped, the file stayed resident
-# beside that copy (x1.65-1.76 measured); read into memory (the runtime's CPU load mode,
+# beside that copy (x1.65 measured); read into memory (the runtime's CPU load mode,
 # runtime.backends.llamacpp.native_model) Qwen3-1.7B q4_k_m holds x1.06 of its file,
 # context and compute buffers apart (1,234 MiB with a 1,024-token context for 1,057 MiB).
 GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
