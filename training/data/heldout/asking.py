@@ -88,24 +88,24 @@ def _describe(pic: Picture, rng: np.random.Generator, present: bool) -> dict[str
     return None
 
 
-def ask_exists(pic: Picture, rng: np.random.Generator) -> Asked | None:
+def _presence(pic: Picture, rng: np.random.Generator, category: str, templates: tuple[str, ...]) -> Asked | None:
+    """Is there a D (`exists`) / is there no D (`negation`), for a D present at even odds."""
     present = bool(rng.random() < 0.5)
     desc = _describe(pic, rng, present)
     if desc is None:
         return None
     d = w.phrase(desc)
-    q = w.say(rng, w.EXISTS, a=w.article(d), d=d, ds=w.phrase(desc, many=True))
-    return Asked("exists", q, _yes_no(present), distractors=(_yes_no(not present),), concepts=_concepts(desc))
+    q = w.say(rng, templates, a=w.article(d), d=d, ds=w.phrase(desc, many=True))
+    yes = present if category == "exists" else not present
+    return Asked(category, q, _yes_no(yes), distractors=(_yes_no(not yes),), concepts=_concepts(desc))
+
+
+def ask_exists(pic: Picture, rng: np.random.Generator) -> Asked | None:
+    return _presence(pic, rng, "exists", w.EXISTS)
 
 
 def ask_negation(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    present = bool(rng.random() < 0.5)
-    desc = _describe(pic, rng, present)
-    if desc is None:
-        return None
-    d = w.phrase(desc)
-    q = w.say(rng, w.NEGATION, a=w.article(d), d=d)
-    return Asked("negation", q, _yes_no(not present), distractors=(_yes_no(present),), concepts=_concepts(desc))
+    return _presence(pic, rng, "negation", w.NEGATION)
 
 
 def _referent(pic: Picture, rng: np.random.Generator, by: tuple[str, ...],
