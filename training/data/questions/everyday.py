@@ -91,6 +91,13 @@ def _pick(ctx: GenContext) -> Shape | None:
     return ctx.rng.choice(preferred if preferred and ctx.rng.random() < 0.75 else list(shapes))
 
 
+def _shape_and_ref(ctx: GenContext, exclude: tuple[str, ...]) -> tuple[Shape, dict] | None:
+    """A shape to ask about and how to point at it without its `exclude`d attributes."""
+    s = _pick(ctx)
+    ref = None if s is None else _target_ref(ctx, s, exclude)
+    return None if ref is None else (s, ref)
+
+
 def _confused(scene: Scene, flt: dict) -> bool:
     """A shape name whose look-alike is in the picture (a strict reader might say yes)."""
     return "shape" in flt and any((flt["shape"], s.shape) in CONFUSABLE_SHAPES for s in scene.shapes)
@@ -207,12 +214,10 @@ ALONE_SHAPE_TEMPLATES = (
 
 @QUESTION_TYPES.add("name_color", "fine_grained_perception")
 def g_name_color(ctx: GenContext) -> Question | None:
-    s = _pick(ctx)
-    if s is None:
+    picked = _shape_and_ref(ctx, ("color",))
+    if picked is None:
         return None
-    ref = _target_ref(ctx, s, exclude=("color",))
-    if ref is None:
-        return None
+    s, ref = picked
     text = _ask(ctx, COLOR_TEMPLATES, r=ref_phrase(ref, noun=_noun(ctx)))
     return ctx.finish(text, {"type": "attr", "attr": "color", "target": ref}, s.color, "color", list(COLORS),
                       aliases=_aliases(s.color))
@@ -220,12 +225,10 @@ def g_name_color(ctx: GenContext) -> Question | None:
 
 @QUESTION_TYPES.add("name_shape", "fine_grained_perception")
 def g_name_shape(ctx: GenContext) -> Question | None:
-    s = _pick(ctx)
-    if s is None:
+    picked = _shape_and_ref(ctx, ("shape",))
+    if picked is None:
         return None
-    ref = _target_ref(ctx, s, exclude=("shape",))
-    if ref is None:
-        return None
+    s, ref = picked
     if not ref and ctx.rng.random() < 0.6:
         text = _ask(ctx, ALONE_SHAPE_TEMPLATES)
     else:  # never "what shape is the shape"
