@@ -145,25 +145,28 @@ def ask_verify(pic: Picture, rng: np.random.Generator) -> Asked | None:
     return Asked("verify", q, _yes_no(truth), distractors=(_yes_no(not truth),), concepts=_concepts(desc, value))
 
 
+def _referent_not_saying(pic: Picture, rng: np.random.Generator, attr: str) -> tuple[Figure, str, dict] | None:
+    """A figure to ask the `attr` of, pointed at by its other attribute or not at all (never
+    by `attr`: "what colour is the red star" answers itself)."""
+    ref = _referent(pic, rng, ("shape",) if attr == "color" else ("color",))
+    return None if ref is None or attr in ref[2] else ref
+
+
 def ask_color(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    ref = _referent(pic, rng, ("shape",))
+    ref = _referent_not_saying(pic, rng, "color")
     if ref is None:
         return None
     fig, name, desc = ref
-    if "color" in desc:
-        return None  # "what colour is the red star" answers itself
     q = w.say(rng, w.COLOR_SINGLE) if not desc else w.say(rng, w.COLOR, ref=name)
     wrong = tuple(c for c in COLOR_NAMES if c != fig.color)
     return Asked("color", q, fig.color, COLOR_ALIASES.get(fig.color, ()), wrong, _concepts(desc, fig.color))
 
 
 def ask_shape(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    ref = _referent(pic, rng, ("color",))
+    ref = _referent_not_saying(pic, rng, "shape")
     if ref is None:
         return None
     fig, _, desc = ref
-    if "shape" in desc:
-        return None
     q = w.say(rng, w.SHAPE_SINGLE) if not desc else w.say(rng, w.SHAPE, c=desc["color"])
     wrong = tuple(s for s in SHAPE_NAMES if s != fig.shape and s not in CONFUSABLE.get(fig.shape, ()))
     return Asked("shape", q, fig.shape, SHAPE_ALIASES.get(fig.shape, ()), wrong, _concepts(desc, fig.shape))
