@@ -52,14 +52,15 @@ def relation_holds(a: Shape, b: Shape, rel: str) -> bool:
     return {"left": a.col < b.col, "right": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}[rel]
 
 
-def _pick_neighbor(ctx: GenContext) -> tuple[Shape, dict, str, Shape] | None:
+def _pick_neighbor(ctx: GenContext) -> tuple[dict, str, Shape] | None:
+    """A shape with a neighbour: its ref, the direction, the neighbour."""
     options = [(s, d, n) for s in ctx.scene.shapes for d in DIRECTIONS
                if (n := _neighbor(ctx.scene, s, d)) is not None]
     ctx.rng.shuffle(options)
     for s, d, n in options:
         ref = pick_ref(ctx, s)
         if ref is not None:
-            return s, ref, d, n
+            return ref, d, n
     return None
 
 
@@ -85,7 +86,7 @@ def g_neighbor(ctx: GenContext) -> Question | None:
     picked = _pick_neighbor(ctx)
     if picked is None:
         return None
-    _, ref, d, n = picked
+    ref, d, n = picked
     if not _unique_name(ctx.scene, n) or (n.color, n.shape) in ctx.forbidden:
         return None
     text = ctx.say((
@@ -102,7 +103,7 @@ def g_neighbor_attr(ctx: GenContext) -> Question | None:
     picked = _pick_neighbor(ctx)
     if picked is None:
         return None
-    _, ref, d, n = picked
+    ref, d, n = picked
     attr = ctx.rng.choice(("color", "shape", "size"))
     templates = {
         "color": ("What <colour> is the shape directly {d} the {r}?", "Which <colour> does the shape directly {d} the {r} have?"),
