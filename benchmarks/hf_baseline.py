@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.inputs import prompt_runs
 from training.models.builders import (
     build_perception,
     build_reasoner,
@@ -79,19 +80,8 @@ class HFModel:
         import torch
 
         emb_layer = self.model.get_input_embeddings()
-        rows, i, row = [], 0, 0
-        while i < len(prompt):
-            j = i
-            if prompt[i] is None:
-                while j < len(prompt) and prompt[j] is None:
-                    j += 1
-                rows.append(image_embeds[row:row + (j - i)])
-                row += j - i
-            else:
-                while j < len(prompt) and prompt[j] is not None:
-                    j += 1
-                rows.append(emb_layer(torch.tensor([int(t) for t in prompt[i:j]])))
-            i = j
+        rows = [image if ids is None else emb_layer(torch.tensor(ids))
+                for ids, image in prompt_runs(prompt, image_embeds)]
         return torch.cat(rows, dim=0)[None]
 
     def generate(self, prompt: Sequence[int | None], n_new: int, *, image_embeds: Any | None = None) -> dict:

@@ -9,6 +9,8 @@ bundle's input size, a different one per repetition so no cache can serve a repe
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,19 @@ def stage_prompts(reasoner_tok: Any | None, perception_tok: Any | None, tokens_p
         out["extraction"] = encode_segments(perception_tok, prompts.extraction_prompt(FOCUS),
                                             image_tokens=tokens_per_image)
     return out
+
+
+def prompt_runs(prompt: Sequence[int | None], image_embeds: Any) -> Iterator[tuple[list[int] | None, Any]]:
+    """A prompt's runs, in order: (token ids, None) for text and (None, rows) for a run of
+    None entries, which stand for the next rows of `image_embeds`."""
+    row = 0
+    for is_image, group in itertools.groupby(prompt, key=lambda t: t is None):
+        run = list(group)
+        if is_image:
+            yield None, image_embeds[row:row + len(run)]
+            row += len(run)
+        else:
+            yield [int(t) for t in run], None
 
 
 def bench_image(size: int, seed: int = 0) -> np.ndarray:

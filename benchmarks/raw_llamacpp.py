@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.inputs import prompt_runs
 from runtime.backends.llamacpp.native_model import use_extra_buffer_types
 from runtime.errors import BackendUnavailableError
 
@@ -110,19 +111,11 @@ class RawLlamaCpp:
 
     def feed(self, prompt: Sequence[int | None], image_embeds: np.ndarray | None = None) -> None:
         """Feed a prompt; `None` entries are consecutive image-embedding rows."""
-        i, row = 0, 0
-        while i < len(prompt):
-            j = i
-            if prompt[i] is None:
-                while j < len(prompt) and prompt[j] is None:
-                    j += 1
-                self._decode_embeddings(image_embeds[row:row + (j - i)])
-                row += j - i
+        for ids, image in prompt_runs(prompt, image_embeds):
+            if ids is None:
+                self._decode_embeddings(image)
             else:
-                while j < len(prompt) and prompt[j] is not None:
-                    j += 1
-                self._decode_tokens([int(t) for t in prompt[i:j]])
-            i = j
+                self._decode_tokens(ids)
 
     def generate(self, prompt: Sequence[int | None], n_new: int, *, ban: Sequence[int] = (),
                  image_embeds: np.ndarray | None = None) -> dict[str, float]:

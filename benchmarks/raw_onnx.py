@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.inputs import prompt_runs
 from runtime.errors import BackendUnavailableError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 
@@ -69,19 +70,8 @@ class RawOnnx:
                  image_embeds: np.ndarray | None = None) -> dict[str, float]:
         ban_arr = np.asarray(sorted(set(ban)), dtype=np.int64)
         t0 = time.perf_counter()
-        parts, i, row = [], 0, 0
-        while i < len(prompt):  # the prompt as one embeddings matrix (text rows + image rows)
-            j = i
-            if prompt[i] is None:
-                while j < len(prompt) and prompt[j] is None:
-                    j += 1
-                parts.append(image_embeds[row:row + (j - i)])
-                row += j - i
-            else:
-                while j < len(prompt) and prompt[j] is not None:
-                    j += 1
-                parts.append(self._embed([int(t) for t in prompt[i:j]]))
-            i = j
+        # the prompt as one embeddings matrix (text rows + image rows)
+        parts = [image if ids is None else self._embed(ids) for ids, image in prompt_runs(prompt, image_embeds)]
         x = np.concatenate(parts, axis=0)
         logits, past = self._step(x, self._empty_past(), 0)
         n_past = x.shape[0]

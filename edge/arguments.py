@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from runtime.errors import InputError
 
@@ -14,6 +15,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "(`--option OPT`, repeated, says the same)")
     parser.add_argument("--option", dest="options", nargs=1, action="extend", metavar="OPT",
                         help=argparse.SUPPRESS)
+
+
+def add_bundle_options(parser: argparse.ArgumentParser) -> None:
+    """--bundle, --profile and --backend of the commands that keep a pipeline loaded (serve,
+    demo, watch)."""
+    parser.add_argument("--bundle", type=Path, help="bundle directory (default: the shipped one)")
+    parser.add_argument("--profile", help="device profile name or file (default: the bundle's profile.json, "
+                        "else the detected device)")
+    parser.add_argument("--backend", choices=("llamacpp", "onnx"), help="force a backend")
 
 
 def add_verify(parser: argparse.ArgumentParser) -> None:

@@ -99,12 +99,7 @@ def image_preprocess(folder: Path | None, image_size: int) -> ImagePreprocess:
     pp = Path(folder) / PREPROCESSOR_CONFIG if folder is not None else None
     if pp is None or not pp.is_file():
         return ImagePreprocess(size=int(image_size), mean=SIGLIP_MEAN, std=SIGLIP_STD)
-    try:
-        data = json.loads(pp.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{pp}: unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{pp}: expected a JSON object")
+    data = _json_object(pp)
     mean = _triple(data, "image_mean", SIGLIP_MEAN, pp)
     std = _triple(data, "image_std", SIGLIP_STD, pp)
     if min(std) <= 0:
@@ -117,28 +112,25 @@ def image_preprocess(folder: Path | None, image_size: int) -> ImagePreprocess:
 
 def system_prompt(folder: Path) -> str | None:
     """Converted paper checkpoints record the system prompt their training used."""
-    note = Path(folder) / CONVERSION_NOTE
-    if not note.is_file():
-        return None
-    try:
-        prompt = json.loads(note.read_text(encoding="utf-8")).get("system_prompt")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"{note}: unreadable ({exc})") from None
+    prompt = _conversion_note(folder).get("system_prompt")
     if prompt is not None and not isinstance(prompt, str):
-        raise ConfigError(f"{note}: system_prompt must be a string")
+        raise ConfigError(f"{Path(folder) / CONVERSION_NOTE}: system_prompt must be a string")
     return prompt
 
 
 def _conversion_note(folder: Path) -> dict[str, Any]:
     note = Path(folder) / CONVERSION_NOTE
-    if not note.is_file():
-        return {}
+    return _json_object(note) if note.is_file() else {}
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (preprocessor config, conversion note): an object, or ConfigError."""
     try:
-        data = json.loads(note.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{note}: unreadable ({exc})") from None
+        raise ConfigError(f"{path}: unreadable ({exc})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{note}: expected a JSON object")
+        raise ConfigError(f"{path}: expected a JSON object")
     return data
 
 

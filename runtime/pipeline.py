@@ -47,9 +47,8 @@ from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, 
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
 from runtime.prefix_cache import PrefixCache
-from runtime.request import MODE_ROLES, MODES, Mode, Request, make_request
+from runtime.request import MODE_ROLES, MODES, Mode, Request, RequestSettings, make_request
 from runtime.result import Done, Event, Result
-from runtime.sampling import SamplingConfig
 from runtime.speeds import SpeedBook, SpeedStore
 from runtime.stages import RequestRun, run_request
 from runtime.threads import check_threads, default_threads
@@ -237,22 +236,14 @@ class ExtractThink:
         question: str = "",
         options: Sequence[str] | None = None,
         *,
-        mode: Mode = "extract-think",
-        thinking: bool = True,
-        hint: bool = True,
-        focus: str | None = None,
-        hint_budget: int | None = None,
-        extraction_budget: int | None = None,
-        thinking_budget: int | None = None,
-        answer_budget: int | None = None,
-        deadline_s: float | None = None,
-        sampling: str | SamplingConfig = "paper",
-        seed: int = 0,
-        nowait: bool = True,
         cancel: Flag | None = None,
+        **settings: Any,
     ) -> Iterator[Event]:
         """Yield events (stage started, token, budget action, stage finished) and finally
         `Done(result)`. Arguments are checked before any model work starts.
+
+        The keywords `settings` are the fields of `runtime.request.RequestSettings` (mode,
+        thinking, hint, focus, the four budgets, deadline_s, sampling, seed, nowait).
 
         `cancel` (a `threading.Event`): once set, the request stops at its next check
         (before every token, between prefill chunks and stages) and the iterator raises
@@ -265,12 +256,10 @@ class ExtractThink:
             cancellation.watch(cancel, "the request was cancelled")
         perception = self._slots.get("perception")
         req = make_request(
-            image, question, options, roles=tuple(self._slots),
+            image, question, options, RequestSettings(**settings), roles=tuple(self._slots),
             defaults=self.bundle.manifest.budgets if self.bundle is not None else Budgets(),
             image_prep=perception.entry.image if perception is not None else None,
-            mode=mode, thinking=thinking, hint=hint, focus=focus, hint_budget=hint_budget,
-            extraction_budget=extraction_budget, thinking_budget=thinking_budget, answer_budget=answer_budget,
-            deadline_s=deadline_s, sampling=sampling, seed=seed, nowait=nowait, layout=self.image_layout,
+            layout=self.image_layout,
         )
         return self._run(req, cancellation)
 

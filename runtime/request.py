@@ -1,8 +1,9 @@
 """One request to the pipeline, checked and frozen before any model runs.
 
-`make_request` turns the arguments of `ExtractThink.stream` into a `Request`: every
-argument is checked (a bad one raises an `EdgeError` subclass naming it) and the image is
-decoded and preprocessed, so nothing can fail for a user's mistake once the models start.
+`make_request` turns the arguments of `ExtractThink.stream` (its keywords gathered in
+`RequestSettings`) into a `Request`: every argument is checked (a bad one raises an
+`EdgeError` subclass naming it) and the image is decoded and preprocessed, so nothing can
+fail for a user's mistake once the models start.
 """
 
 from __future__ import annotations
@@ -153,26 +154,34 @@ def request_budgets(defaults: Budgets, *, hint: int | None = None, extraction: i
     )
 
 
+@dataclass(frozen=True)
+class RequestSettings:
+    """The keyword arguments of `ExtractThink.stream` that shape a request, with their
+    defaults (the bundle's budgets stand in for the budgets left None)."""
+
+    mode: Mode = "extract-think"
+    thinking: bool = True
+    hint: bool = True
+    focus: str | None = None
+    hint_budget: int | None = None
+    extraction_budget: int | None = None
+    thinking_budget: int | None = None
+    answer_budget: int | None = None
+    deadline_s: float | None = None
+    sampling: str | SamplingConfig = "paper"
+    seed: int = 0
+    nowait: bool = True
+
+
 def make_request(
     image: Any,
     question: Any,
     options: Sequence[str] | None,
+    settings: RequestSettings,
     *,
     roles: Collection[str],
     defaults: Budgets,
     image_prep: ImagePreprocess | None,
-    mode: str = "extract-think",
-    thinking: bool = True,
-    hint: bool = True,
-    focus: str | None = None,
-    hint_budget: int | None = None,
-    extraction_budget: int | None = None,
-    thinking_budget: int | None = None,
-    answer_budget: int | None = None,
-    deadline_s: float | None = None,
-    sampling: str | SamplingConfig = "paper",
-    seed: int = 0,
-    nowait: bool = True,
     layout: LayoutSpec | None = None,
 ) -> Request:
     """Check every argument (see `ExtractThink.stream`), decode the image, freeze them.
@@ -180,9 +189,11 @@ def make_request(
     `roles` are the models the pipeline has; `image_prep` is how the perception model
     takes its pixels; `layout` how its views become image tokens (None: one view).
     """
+    s = settings
+    mode, deadline_s, seed = s.mode, s.deadline_s, s.seed
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
-    question, options, focus = check_text(question, options, focus)
+    question, options, focus = check_text(question, options, s.focus)
     needs_image = mode != "blind"
     if needs_image and image is None:
         raise InputError(f"the {mode} mode needs an image")
@@ -190,14 +201,14 @@ def make_request(
         raise BundleError(f"this bundle has no perception model, so the {mode} mode cannot run")
     if mode != "end-to-end" and "reasoner" not in roles:
         raise BundleError(f"this bundle has no reasoner model, so the {mode} mode cannot run")
-    budgets = request_budgets(defaults, hint=hint_budget, extraction=extraction_budget,
-                              thinking=thinking_budget, answer=answer_budget)
+    budgets = request_budgets(defaults, hint=s.hint_budget, extraction=s.extraction_budget,
+                              thinking=s.thinking_budget, answer=s.answer_budget)
     if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float))
                                    or not deadline_s > 0 or not math.isfinite(deadline_s)):
         raise InputError(f"the deadline must be a positive number of seconds, got {deadline_s!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"the seed must be an integer >= 0, got {seed!r}")
-    plan = sampling_plan(sampling)
+    plan = sampling_plan(s.sampling)
     pixels = image_hash = views = image_plan = None
     if needs_image:
         if image_prep is None:
@@ -213,6 +224,6 @@ def make_request(
     return Request(
         question=question, options=options, mode=mode, focus=focus, budgets=budgets,
         deadline_s=float(deadline_s) if deadline_s is not None else None, sampling=plan, seed=seed,
-        thinking=bool(thinking), hint=bool(hint), nowait=bool(nowait), pixels=pixels,
+        thinking=bool(s.thinking), hint=bool(s.hint), nowait=bool(s.nowait), pixels=pixels,
         image_hash=image_hash, views=views, image_plan=image_plan,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import numpy as np
@@ -80,17 +81,16 @@ def step_slices(step: int, micro: int, accum: int, world: int, rank: int) -> lis
     return [(base + m * micro * world + rank * micro, micro) for m in range(accum)]
 
 
+@dataclass(eq=False)
 class Collator:
-    def __init__(self, tok: Any, *, pad_id: int, max_length: int, image_tokens: int = 0,
-                 image_token_id: int | None = None, image: ImagePreprocess | None = None,
-                 pad_to_multiple: int = 1) -> None:
-        self.tok = tok
-        self.pad_id = pad_id
-        self.max_length = max_length
-        self.image_tokens = image_tokens
-        self.image_token_id = image_token_id
-        self.image = image
-        self.pad_to_multiple = pad_to_multiple
+    tok: Any
+    _: KW_ONLY
+    pad_id: int
+    max_length: int
+    image_tokens: int = 0
+    image_token_id: int | None = None
+    image: ImagePreprocess | None = None
+    pad_to_multiple: int = 1
 
     def tokenize(self, example) -> TokenizedExample:
         return tokenize(example, self.tok, image_tokens=self.image_tokens,

@@ -81,11 +81,23 @@ def _boot(rows: dict[str, list[Row]], stat: Callable[[Means], np.ndarray], resam
     return bootstrap(Table(rows, group), stat, resamples=resamples)
 
 
-def _gate(learned: dict[str, bool], systems: Sequence[str]) -> str | None:
-    if any(learned.get(s) for s in systems):
-        return None
-    return (f"{' / '.join(systems)} did not beat the in-domain chance baseline: there is nothing learned to compare, "
-            "whatever the differences say")
+Case = tuple[bool, str]  # (the case holds, the reason it gives)
+
+
+def _verdict(learned: dict[str, bool], systems: Sequence[str], reproduced: Case,
+             not_reproduced: Sequence[Case]) -> tuple[str, str]:
+    """The verdict and its reason: inconclusive when none of the gate `systems` beat the
+    in-domain chance baseline; else reproduced when that case holds; else not reproduced
+    with the reason of the first of its cases that holds; else inconclusive."""
+    if not any(learned.get(s) for s in systems):
+        return INCONCLUSIVE, (f"{' / '.join(systems)} did not beat the in-domain chance baseline: there is nothing "
+                              "learned to compare, whatever the differences say")
+    if reproduced[0]:
+        return REPRODUCED, reproduced[1]
+    for holds, reason in not_reproduced:
+        if holds:
+            return NOT_REPRODUCED, reason
+    return INCONCLUSIVE, "the intervals allow both readings"
 
 
 def finding_a(get: Rows, learned: dict[str, bool], margin: float, resamples: int) -> Finding:
@@ -109,18 +121,12 @@ def finding_a(get: Rows, learned: dict[str, bool], margin: float, resamples: int
     per_hw = {c: _boot(hw, lambda m, c=c: m.acc("M", c) - m.acc("S", c), resamples, by_cat).to_dict()
               for c in hw_types} if hw["M"] else {}
     need = image_need(get, resamples)
-    gate = _gate(learned, ["e2e-M"])
-    if gate:
-        verdict, reason = INCONCLUSIVE, gate
-    elif above(vision) and above(effect):
-        verdict, reason = REPRODUCED, "shrinking the LLM hurts the vision-centric categories, and more than the reasoning ones"
-    elif below(effect) or tie(effect, margin) or below(vision):
-        verdict = NOT_REPRODUCED
-        reason = ("the reasoning categories lose more than the vision-centric ones" if below(effect) else
-                  "the vision-centric categories gain from shrinking" if below(vision) else
-                  f"the two drops are equal within {100 * margin:.0f} points")
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals allow both readings"
+    verdict, reason = _verdict(learned, ["e2e-M"], (
+        above(vision) and above(effect),
+        "shrinking the LLM hurts the vision-centric categories, and more than the reasoning ones"), [
+        (below(effect), "the reasoning categories lose more than the vision-centric ones"),
+        (below(vision), "the vision-centric categories gain from shrinking"),
+        (tie(effect, margin), f"the two drops are equal within {100 * margin:.0f} points")])
     return Finding(
         "a", "Shrinking the end-to-end LLM hurts vision-centric skills most",
         "Shrinking the LLM of an end-to-end VLM (8B -> 0.6B) hurts vision-centric tasks most (grounding -48%, "
@@ -174,18 +180,12 @@ def finding_b(get: Rows, learned: dict[str, bool], margin: float, resamples: int
                                      resamples).to_dict(),
                          "dR": _boot(rows, lambda m, sp=split: m.acc("et-MM", sp) - m.acc("et-MS", sp),
                                      resamples).to_dict()} for split in splits}
-    gate = _gate(learned, ["et-MM"])
-    if gate:
-        verdict, reason = INCONCLUSIVE, gate
-    elif above(dp) and not above(gap):
-        verdict, reason = REPRODUCED, "shrinking the perception LM hurts, and not measurably less than shrinking the reasoner"
-    elif above(gap) or below(dp) or tie(dp, margin):
-        verdict = NOT_REPRODUCED
-        reason = ("shrinking the reasoner hurts more than shrinking perception" if above(gap) else
-                  "the smaller perception LM does better" if below(dp) else
-                  f"the perception LM's size changes accuracy by less than {100 * margin:.0f} points")
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals allow both readings"
+    verdict, reason = _verdict(learned, ["et-MM"], (
+        above(dp) and not above(gap),
+        "shrinking the perception LM hurts, and not measurably less than shrinking the reasoner"), [
+        (above(gap), "shrinking the reasoner hurts more than shrinking perception"),
+        (below(dp), "the smaller perception LM does better"),
+        (tie(dp, margin), f"the perception LM's size changes accuracy by less than {100 * margin:.0f} points")])
     return Finding(
         "b", "Perception is a bottleneck: shrinking it hurts as much as shrinking reasoning",
         "In the decoupled setup, shrinking the perception module's LLM (8B -> 0.6B) hurts as much as shrinking the "
@@ -217,17 +217,10 @@ def finding_c(get: Rows, learned: dict[str, bool], margin: float, resamples: int
         if split == "hw-open":
             entry["form"] = {s: round(100 * float(np.mean([bool(r.form) for r in sr[s]])), 1) for s in systems}
         per_split[split] = entry
-    gate = _gate(learned, list(systems))
-    if gate:
-        verdict, reason = INCONCLUSIVE, gate
-    elif above(et_ct) and above(ct_e2e):
-        verdict, reason = REPRODUCED, "Extract+Think > Caption+Think > end-to-end on the held-out items"
-    elif below(et_ct) or below(ct_e2e) or tie(et_ct, margin) or tie(ct_e2e, margin):
-        verdict = NOT_REPRODUCED
-        bad = [name for name, e in (("E+T − C+T", et_ct), ("C+T − e2e", ct_e2e)) if below(e) or tie(e, margin)]
-        reason = f"{' and '.join(bad)}: below 0 or a tie within {100 * margin:.0f} points"
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals allow both readings"
+    bad = [name for name, e in (("E+T − C+T", et_ct), ("C+T − e2e", ct_e2e)) if below(e) or tie(e, margin)]
+    verdict, reason = _verdict(learned, systems, (
+        above(et_ct) and above(ct_e2e), "Extract+Think > Caption+Think > end-to-end on the held-out items"), [
+        (bool(bad), f"{' and '.join(bad)}: below 0 or a tie within {100 * margin:.0f} points")])
     return Finding(
         "c", "Extract+Think > Caption+Think > end-to-end at equal compute",
         "Visual extraction tuning eases the perception bottleneck more than captioning, and both decoupled "
@@ -255,18 +248,11 @@ def finding_d(get: Rows, learned: dict[str, bool], margin: float, resamples: int
     per_split = {sp: {"think": _boot(rows, lambda m, sp=sp: m.acc("think", sp), resamples).to_dict(),
                       "direct": _boot(rows, lambda m, sp=sp: m.acc("direct", sp), resamples).to_dict(),
                       "gain": _boot(rows, lambda m, sp=sp: gain(m, sp), resamples).to_dict()} for sp in splits}
-    gate = _gate(learned, ["et-MM"])
-    if gate:
-        verdict, reason = INCONCLUSIVE, gate
-    elif above(g_out) and above(diff):
-        verdict, reason = REPRODUCED, "thinking helps out of domain, and more than in domain"
-    elif below(g_out) or tie(g_out, margin) or below(diff):
-        verdict = NOT_REPRODUCED
-        reason = ("thinking hurts out of domain" if below(g_out) else
-                  "thinking helps in domain more than out of domain" if below(diff) else
-                  f"thinking changes out-of-domain accuracy by less than {100 * margin:.0f} points")
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals allow both readings"
+    verdict, reason = _verdict(learned, ["et-MM"], (
+        above(g_out) and above(diff), "thinking helps out of domain, and more than in domain"), [
+        (below(g_out), "thinking hurts out of domain"),
+        (below(diff), "thinking helps in domain more than out of domain"),
+        (tie(g_out, margin), f"thinking changes out-of-domain accuracy by less than {100 * margin:.0f} points")])
     return Finding(
         "d", "Step-by-step thinking helps most out of domain",
         "Chain-of-thought in the reasoning module helps out of domain at every size, and in domain mostly at "

@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.arguments import add_gpu_layers, add_verify, check_gpu_layers
+from edge.arguments import add_bundle_options, add_gpu_layers, add_verify, check_gpu_layers
 from edge.extras import require
 from edge.plan import RunPlan, load_pipeline, make_plan, resolve_profile
 from edge.serve import server
@@ -46,10 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_server_arguments(p: argparse.ArgumentParser, *, default_port: int = 8080) -> None:
     """The options `edge serve` and `edge demo` share."""
-    p.add_argument("--bundle", type=Path, help="bundle directory (default: the shipped one)")
-    p.add_argument("--profile", help="device profile name or file (default: the bundle's profile.json, "
-                   "else the detected device)")
-    p.add_argument("--backend", choices=("llamacpp", "onnx"), help="force a backend")
+    add_bundle_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                    "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=default_port,

@@ -14,7 +14,13 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.arguments import add_gpu_layers, add_options, add_verify, check_gpu_layers
+from edge.arguments import (
+    add_bundle_options,
+    add_gpu_layers,
+    add_options,
+    add_verify,
+    check_gpu_layers,
+)
 from edge.plan import load_pipeline, make_plan, resolve_profile, stream_kwargs
 from edge.watch import CameraSource, FolderSource, run_loop
 from runtime.defaults import default_bundle_path
@@ -34,10 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--question", required=True, help="the question asked about every image")
     add_options(p)
     p.add_argument("--camera", metavar="N|PATH", help="OpenCV camera index (0, 1...) or a video file/URL")
-    p.add_argument("--bundle", type=Path, help="bundle directory (default: the shipped one)")
-    p.add_argument("--profile", help="device profile name or file (default: the bundle's "
-                   "profile.json, else the detected device)")
-    p.add_argument("--backend", choices=("llamacpp", "onnx"), help="force a backend")
+    add_bundle_options(p)
     p.add_argument("--log", type=Path, help="append JSON lines to this file instead of stdout")
     p.add_argument("--interval", type=float, default=1.0,
                    help="seconds between folder polls / camera frames (default 1)")

@@ -18,7 +18,7 @@ from typing import Any
 from gguf import GGMLQuantizationType, GGUFReader
 
 from export.checkpoint import image_preprocess
-from export.gguf.mmproj import MMPROJ_QUANTS, vision_parts, write_mmproj_gguf
+from export.gguf.mmproj import MMPROJ_QUANTS, vision_parts, write_mmproj_parts
 from export.gguf.mmproj_parity import check_bounds, compare_mmproj
 from export.gguf.quantize import (
     QUANT_SPECS,
@@ -121,8 +121,8 @@ def _write_mmproj(model: Any, tokenizer_dir: Path, out_dir: Path, role: str, tex
     prep = image_preprocess(tokenizer_dir, size)
 
     def write(path: Path, s: QuantSpec) -> None:
-        write_mmproj_gguf(model, path, s, name=f"extract-think {role} vision ({s.name})",
-                          mean=prep.mean, std=prep.std, progress=progress)
+        write_mmproj_parts(vision_parts(model), path, s, name=f"extract-think {role} vision ({s.name})",
+                           mean=prep.mean, std=prep.std, progress=progress)
 
     write(mm_path, mm_spec)
     if mm_spec.weight_type in ("F32", "F16"):

@@ -157,35 +157,20 @@ def plan_mmproj_tensors(parts: VisionParts, spec: QuantSpec) -> list[TensorPlan]
     return plans
 
 
-def write_mmproj_gguf(
-    model: Any,
-    path: Path,
-    spec: QuantSpec,
-    *,
-    name: str,
-    mean: tuple[float, float, float] = SIGLIP_MEAN,
-    std: tuple[float, float, float] = SIGLIP_STD,
-    progress: Progress | None = None,
-) -> Path:
-    """Write the vision tower + projector of a LLaVA-style `model` (spec: `MMPROJ_QUANTS`)."""
-    parts = vision_parts(model)
-    return write_mmproj_parts(parts, plan_mmproj_tensors(parts, spec), path, spec, name=name, mean=mean,
-                              std=std, progress=progress)
-
-
 def write_mmproj_parts(
     parts: VisionParts,
-    plans: list[TensorPlan],
     path: Path,
     spec: QuantSpec,
     *,
     name: str,
     mean: tuple[float, float, float] = SIGLIP_MEAN,
     std: tuple[float, float, float] = SIGLIP_STD,
+    plans: list[TensorPlan] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Write an mmproj from its shapes (`parts.vision_config`, depth, text width) and the
-    planned tensors: the torch model's, or random ones (export.gguf.random_weights)."""
+    """Write an mmproj (spec: `MMPROJ_QUANTS`) from its shapes (`parts.vision_config`, depth,
+    text width) and the planned tensors: by default the torch model's (`vision_parts(model)`),
+    else given (random ones: export.gguf.random_weights; a requantized file's)."""
     v = parts.vision_config
     if spec.name not in MMPROJ_QUANTS:
         raise ConfigError(f"the mmproj is written in {', '.join(MMPROJ_QUANTS)}, not {spec.name}")
@@ -209,6 +194,8 @@ def write_mmproj_parts(
         w.add_array(Keys.ClipVision.IMAGE_STD, [float(x) for x in std])
         w.add_array(Keys.ClipVision.FEATURE_LAYER, [parts.depth])
 
+    if plans is None:
+        plans = plan_mmproj_tensors(parts, spec)
     return write_gguf_file(path, CLIP_ARCH, metadata, plans, progress=progress, stage="mmproj")
 
 

@@ -72,4 +72,4 @@ def requantize_mmproj(src: Path, dst: Path, quant: str) -> Path:
     name = f"{_value(reader, 'general.name')} ({quant})"
     mean = tuple(float(x) for x in _value(reader, k.IMAGE_MEAN))
     std = tuple(float(x) for x in _value(reader, k.IMAGE_STD))
-    return write_mmproj_parts(parts, plans, Path(dst), spec, name=name, mean=mean, std=std)
+    return write_mmproj_parts(parts, Path(dst), spec, name=name, mean=mean, std=std, plans=plans)

@@ -131,6 +131,6 @@ def write_random_mmproj_gguf(path: Path, vision: Any, text_hidden: int, *, seed:
     if spec is None or quant not in MMPROJ_QUANTS:
         raise ConfigError(f"the mmproj is written in {', '.join(MMPROJ_QUANTS)}, not {quant!r}")
     parts = VisionParts(vision, None, None, vision.num_hidden_layers, int(text_hidden))
-    return write_mmproj_parts(parts, mmproj_tensor_plan(vision, text_hidden, seed, spec), Path(path), spec,
-                              name=name or f"random siglip mmproj -> {text_hidden}", mean=SIGLIP_MEAN,
-                              std=SIGLIP_STD)
+    return write_mmproj_parts(parts, Path(path), spec, name=name or f"random siglip mmproj -> {text_hidden}",
+                              mean=SIGLIP_MEAN, std=SIGLIP_STD,
+                              plans=mmproj_tensor_plan(vision, text_hidden, seed, spec))

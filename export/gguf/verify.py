@@ -28,7 +28,7 @@ from gguf import GGUFReader, quants
 from tokenizers import Tokenizer
 
 from export.checkpoint import image_preprocess
-from export.gguf.mmproj import write_mmproj_gguf
+from export.gguf.mmproj import vision_parts, write_mmproj_parts
 from export.gguf.mmproj_parity import MMPROJ_BOUNDS, compare_mmproj
 from export.gguf.mmproj_requant import file_quant
 from export.gguf.quantize import QUANT_SPECS, quant_spec
@@ -232,7 +232,8 @@ def _quantized_mmproj_metrics(model: Any, text_model: Path, mmproj: Path, checkp
     prep = image_preprocess(checkpoint_dir, size)
     with tempfile.TemporaryDirectory(prefix="mmproj-f16-") as tmp:
         ref = Path(tmp) / "mmproj-f16.gguf"
-        write_mmproj_gguf(model, ref, QUANT_SPECS["f16"], name="reference", mean=prep.mean, std=prep.std)
+        write_mmproj_parts(vision_parts(model), ref, QUANT_SPECS["f16"], name="reference", mean=prep.mean,
+                           std=prep.std)
         metrics = compare_mmproj(text_model, ref, mmproj, probe_image(size))
     return {f"mmproj_vs_f16_{k}": v for k, v in metrics.items()}
 

@@ -18,6 +18,7 @@ from edge.unpack import unpack_archive
 from runtime.bundle import open_bundle
 from runtime.errors import BundleError, ConfigError
 from tests.edge.helpers import one_error_line, run_edge
+from tests.support.folders import check_replaces_only_its_own
 
 
 @pytest.fixture(scope="module")
@@ -173,21 +174,8 @@ def test_pack_refuses_to_overwrite_and_a_corrupt_source(edge_bundle_dir, tmp_pat
 
 
 def test_unpack_refuses_a_non_empty_target_unless_forced_and_a_bundle(pi_archive, tmp_path):
-    dest = tmp_path / "bundle"
-    dest.mkdir()
-    (dest / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not empty"):
-        unpack_archive(pi_archive, dest)
-    assert (dest / "notes.txt").read_text() == "mine"
-    # --force replaces a bundle, never a folder of other files (runtime.atomic)
-    with pytest.raises(ConfigError, match="has no manifest.json"):
-        unpack_archive(pi_archive, dest, overwrite=True)
-    assert (dest / "notes.txt").read_text() == "mine"
-    (dest / "notes.txt").unlink()
-    unpack_archive(pi_archive, dest)
-    (dest / "notes.txt").write_text("inside a bundle: replaced with it")
-    unpack_archive(pi_archive, dest, overwrite=True)
-    assert not (dest / "notes.txt").exists() and (dest / "manifest.json").is_file()
+    check_replaces_only_its_own(lambda out, overwrite: unpack_archive(pi_archive, out, overwrite=overwrite),
+                                tmp_path / "bundle", "manifest.json")
     # an existing bundle (it has manifest.json) is replaced when forced
     unpack_archive(pi_archive, tmp_path / "old")
     (tmp_path / "old" / "stale.bin").write_bytes(b"from the old bundle")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from runtime.manifest import Budgets
 from training.config import RECIPES
@@ -60,6 +61,21 @@ class HeldoutPlan:
     seed: int = 1
 
 
+class _RunFolder:
+    """A folder of the run: `out / name`, read like a property."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, run: None, owner: type) -> _RunFolder: ...
+    @overload
+    def __get__(self, run: DefaultBundleRun, owner: type | None = None) -> Path: ...
+
+    def __get__(self, run: DefaultBundleRun | None, owner: type | None = None) -> Path | _RunFolder:
+        return self if run is None else Path(run.out) / self.name
+
+
 @dataclass(frozen=True)
 class DefaultBundleRun:
     """One regeneration. Everything goes into the run folder `out`; the shipped bundle and
@@ -80,35 +96,12 @@ class DefaultBundleRun:
     workers: int = 2  # stages (and evaluations) run at a time, each its own one-thread process
 
     # The run folder's layout.
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.out) / "data"
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return Path(self.out) / "tokenizer"
-
-    @property
-    def heldout_dir(self) -> Path:
-        return Path(self.out) / "heldout"
-
-    @property
-    def logs_dir(self) -> Path:
-        return Path(self.out) / "logs"
-
-    @property
-    def bundles_dir(self) -> Path:
-        return Path(self.out) / "bundles"
-
-    @property
-    def eval_dir(self) -> Path:
-        return Path(self.out) / "eval"
-
-    @property
-    def results_dir(self) -> Path:
-        return Path(self.out) / "results"
-
-    @property
-    def bundle_dir(self) -> Path:
-        """The finished bundle (with examples): what --install copies over the shipped one."""
-        return Path(self.out) / "bundle"
+    data_dir = _RunFolder("data")
+    tokenizer_dir = _RunFolder("tokenizer")
+    heldout_dir = _RunFolder("heldout")
+    logs_dir = _RunFolder("logs")
+    bundles_dir = _RunFolder("bundles")
+    eval_dir = _RunFolder("eval")
+    results_dir = _RunFolder("results")
+    # the finished bundle (with examples): what --install copies over the shipped one
+    bundle_dir = _RunFolder("bundle")

@@ -9,6 +9,7 @@ import pytest
 from benchmarks.eval_items import load_items
 from benchmarks.open_answer import score
 from runtime.errors import ConfigError
+from tests.support.folders import check_replaces_only_its_own
 from training.data.heldout import HeldoutConfig, read_split, write_split
 from training.data.heldout.geometry import CONFUSABLE
 
@@ -77,12 +78,9 @@ def test_the_reference_draw_is_another_seed(splits):
 
 
 def test_refuses_a_non_empty_folder_and_leaves_nothing_when_interrupted(tmp_path):
-    full = tmp_path / "full"
-    full.mkdir()
-    (full / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not empty"):
-        write_split(full, HeldoutConfig(n=2, reference=2))
-    assert [p.name for p in full.iterdir()] == ["keep.txt"]
+    check_replaces_only_its_own(
+        lambda out, overwrite: write_split(out, HeldoutConfig(n=2, reference=2), overwrite=overwrite),
+        tmp_path / "full", "split.json", written="heldout.jsonl")
 
     def stop(stage: str, fraction: float) -> None:
         if fraction > 0.3:
@@ -92,14 +90,6 @@ def test_refuses_a_non_empty_folder_and_leaves_nothing_when_interrupted(tmp_path
     with pytest.raises(KeyboardInterrupt):
         write_split(out, HeldoutConfig(n=8, reference=4), progress=stop)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["full"]
-    # --overwrite replaces a split, never a folder of other files (runtime.atomic)
-    with pytest.raises(ConfigError, match="has no split.json"):
-        write_split(full, HeldoutConfig(n=2, reference=2), overwrite=True)
-    (full / "keep.txt").unlink()
-    write_split(full, HeldoutConfig(n=2, reference=2))
-    (full / "keep.txt").write_text("inside a split: replaced with it")
-    write_split(full, HeldoutConfig(n=2, reference=2), overwrite=True)
-    assert not (full / "keep.txt").exists() and (full / "heldout.jsonl").is_file()
 
 
 def test_progress_reaches_the_end(tmp_path):

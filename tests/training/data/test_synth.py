@@ -8,6 +8,7 @@ import json
 import pytest
 
 from runtime.errors import ConfigError
+from tests.support.folders import check_replaces_only_its_own
 from training.data.scene import SceneConfig
 from training.data.synth import SynthConfig, SynthDataset, write_dataset
 
@@ -62,21 +63,8 @@ def test_records_follow_the_schema(tmp_path):
 
 
 def test_refuses_a_non_empty_folder_unless_told(tmp_path):
-    out = tmp_path / "d"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not empty"):
-        write_dataset(out, TINY)
-    assert (out / "keep.txt").exists()
-    # overwrite replaces a dataset, never a folder of other files (runtime.atomic)
-    with pytest.raises(ConfigError, match="has no dataset.json"):
-        write_dataset(out, TINY, overwrite=True)
-    assert (out / "keep.txt").read_text() == "mine"
-    (out / "keep.txt").unlink()
-    write_dataset(out, TINY)
-    (out / "keep.txt").write_text("inside a dataset: replaced with it")
-    write_dataset(out, TINY, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "dataset.json").is_file()
+    check_replaces_only_its_own(lambda out, overwrite: write_dataset(out, TINY, overwrite=overwrite),
+                                tmp_path / "d", "dataset.json")
 
 
 def test_an_interrupted_run_leaves_nothing_that_looks_finished(tmp_path):

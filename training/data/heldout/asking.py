@@ -88,24 +88,24 @@ def _describe(pic: Picture, rng: np.random.Generator, present: bool) -> dict[str
     return None
 
 
-def ask_exists(pic: Picture, rng: np.random.Generator) -> Asked | None:
+def _presence(pic: Picture, rng: np.random.Generator, category: str, templates: tuple[str, ...]) -> Asked | None:
+    """Is there a D (`exists`) / is there no D (`negation`), for a D present at even odds."""
     present = bool(rng.random() < 0.5)
     desc = _describe(pic, rng, present)
     if desc is None:
         return None
     d = w.phrase(desc)
-    q = w.say(rng, w.EXISTS, a=w.article(d), d=d, ds=w.phrase(desc, many=True))
-    return Asked("exists", q, _yes_no(present), distractors=(_yes_no(not present),), concepts=_concepts(desc))
+    q = w.say(rng, templates, a=w.article(d), d=d, ds=w.phrase(desc, many=True))
+    yes = present if category == "exists" else not present
+    return Asked(category, q, _yes_no(yes), distractors=(_yes_no(not yes),), concepts=_concepts(desc))
+
+
+def ask_exists(pic: Picture, rng: np.random.Generator) -> Asked | None:
+    return _presence(pic, rng, "exists", w.EXISTS)
 
 
 def ask_negation(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    present = bool(rng.random() < 0.5)
-    desc = _describe(pic, rng, present)
-    if desc is None:
-        return None
-    d = w.phrase(desc)
-    q = w.say(rng, w.NEGATION, a=w.article(d), d=d)
-    return Asked("negation", q, _yes_no(not present), distractors=(_yes_no(present),), concepts=_concepts(desc))
+    return _presence(pic, rng, "negation", w.NEGATION)
 
 
 def _referent(pic: Picture, rng: np.random.Generator, by: tuple[str, ...],
@@ -145,25 +145,28 @@ def ask_verify(pic: Picture, rng: np.random.Generator) -> Asked | None:
     return Asked("verify", q, _yes_no(truth), distractors=(_yes_no(not truth),), concepts=_concepts(desc, value))
 
 
+def _referent_not_saying(pic: Picture, rng: np.random.Generator, attr: str) -> tuple[Figure, str, dict] | None:
+    """A figure to ask the `attr` of, pointed at by its other attribute or not at all (never
+    by `attr`: "what colour is the red star" answers itself)."""
+    ref = _referent(pic, rng, ("shape",) if attr == "color" else ("color",))
+    return None if ref is None or attr in ref[2] else ref
+
+
 def ask_color(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    ref = _referent(pic, rng, ("shape",))
+    ref = _referent_not_saying(pic, rng, "color")
     if ref is None:
         return None
     fig, name, desc = ref
-    if "color" in desc:
-        return None  # "what colour is the red star" answers itself
     q = w.say(rng, w.COLOR_SINGLE) if not desc else w.say(rng, w.COLOR, ref=name)
     wrong = tuple(c for c in COLOR_NAMES if c != fig.color)
     return Asked("color", q, fig.color, COLOR_ALIASES.get(fig.color, ()), wrong, _concepts(desc, fig.color))
 
 
 def ask_shape(pic: Picture, rng: np.random.Generator) -> Asked | None:
-    ref = _referent(pic, rng, ("color",))
+    ref = _referent_not_saying(pic, rng, "shape")
     if ref is None:
         return None
     fig, _, desc = ref
-    if "shape" in desc:
-        return None
     q = w.say(rng, w.SHAPE_SINGLE) if not desc else w.say(rng, w.SHAPE, c=desc["color"])
     wrong = tuple(s for s in SHAPE_NAMES if s != fig.shape and s not in CONFUSABLE.get(fig.shape, ()))
     return Asked("shape", q, fig.shape, SHAPE_ALIASES.get(fig.shape, ()), wrong, _concepts(desc, fig.shape))

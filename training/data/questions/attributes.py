@@ -15,18 +15,21 @@ from training.data.language import (
     shape_name,
     where,
 )
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
+from training.data.questions.refs import (
+    aliases_of,
+    filter_shapes,
+    pair_shapes,
+    pick_ref,
+    pick_shape,
+    resolve,
+    target_shape,
+    two_refs,
 )
-from training.data.questions.refs import aliases_of, pick_ref, pick_shape, resolve, two_refs
-from training.data.scene import Scene, Shape
+from training.data.scene import Scene
 from training.data.vocabulary import ATTR_VALUES, ATTR_WORD, COLORS, SAME_SIZE, SIZES, YES_NO
+
+QUESTION_TYPES = QuestionTypes()
 
 ATTR_TEMPLATES = {
     "color": ("What <colour> is the {ref}?", "Which <colour> is the {ref}?", "What is the <colour> of the {ref}?",
@@ -39,6 +42,7 @@ ATTR_TEMPLATES = {
 }
 
 
+@QUESTION_TYPES.add("attr", "fine_grained_perception")
 def g_attr(ctx: GenContext) -> Question | None:
     attr = ctx.rng.choice(("color", "shape", "size"))
     s = pick_shape(ctx, ctx.scene.shapes)
@@ -48,23 +52,25 @@ def g_attr(ctx: GenContext) -> Question | None:
     if ref is None:
         return None
     phrase = ref_phrase(ref, noun="object")
-    text = say(ctx, ATTR_TEMPLATES[attr], ref=phrase)
+    text = ctx.say(ATTR_TEMPLATES[attr], ref=phrase)
     query = {"type": "attr", "attr": attr, "target": ref}
-    return finish(ctx, text, query, getattr(s, attr), attr, ATTR_VALUES[attr])
+    return ctx.finish(text, query, getattr(s, attr), attr, ATTR_VALUES[attr])
 
 
+@QUESTION_TYPES.add("dominant_color", "coarse_perception")
 def g_dominant_color(ctx: GenContext) -> Question | None:
     counts = Counter(s.color for s in ctx.scene.shapes).most_common()
     if not counts or counts[0][1] < 2 or (len(counts) > 1 and counts[1][1] == counts[0][1]):
         return None
-    text = say(ctx, (
+    text = ctx.say((
         "Which <colour> is most common among the shapes?", "What is the most frequent shape <colour>?",
         "Which <colour> do more shapes have than any other?",
         "Which <colour> appears on the largest number of shapes?",
     ))
-    return finish(ctx, text, {"type": "dominant_color"}, counts[0][0], "color", list(COLORS))
+    return ctx.finish(text, {"type": "dominant_color"}, counts[0][0], "color", list(COLORS))
 
 
+@QUESTION_TYPES.add("compare_size", "instance_reasoning")
 def g_compare_size(ctx: GenContext) -> Question | None:
     picked = two_refs(ctx, exclude=("size",))
     if picked is None:
@@ -75,7 +81,7 @@ def g_compare_size(ctx: GenContext) -> Question | None:
     which = ctx.rng.choice(("larger", "smaller"))
     word = {"larger": ("bigger", "larger"), "smaller": ("smaller",)}[which]
     pa, pb = ref_phrase(ra), ref_phrase(rb)
-    text = say(ctx, (
+    text = ctx.say((
         "Which is {w}, the {a} or the {b}?", "Of the {a} and the {b}, which one is {w}?",
         "Which of the two is {w}: the {a} or the {b}?", "Which shape is {w}, the {a} or the {b}?",
     ), w=ctx.rng.choice(word), a=pa, b=pb)
@@ -84,10 +90,11 @@ def g_compare_size(ctx: GenContext) -> Question | None:
     other = pb if answer == pa else pa
     query = {"type": "compare_size", "which": which, "a": ra, "b": rb}
     target = a if answer == pa else b
-    return finish(ctx, text, query, answer, "choice", [other, SAME_SIZE],
-                   aliases=aliases_of(ctx, target))
+    return ctx.finish(text, query, answer, "choice", [other, SAME_SIZE],
+                       aliases=aliases_of(ctx, target))
 
 
+@QUESTION_TYPES.add("same_attr", "instance_reasoning")
 def g_same_attr(ctx: GenContext) -> Question | None:
     attr = ctx.rng.choice(("color", "shape", "size"))
     picked = two_refs(ctx, exclude=(attr,))
@@ -95,15 +102,16 @@ def g_same_attr(ctx: GenContext) -> Question | None:
         return None
     a, ra, b, rb = picked
     word = {"color": "<colour>", "shape": "shape", "size": "size"}[attr]
-    text = say(ctx, (
+    text = ctx.say((
         "Do the {a} and the {b} have the same {w}?", "Are the {a} and the {b} the same {w}?",
         "Is the {a} the same {w} as the {b}?", "Do the {a} and the {b} share the same {w}?",
     ), a=ref_phrase(ra, noun="object"), b=ref_phrase(rb, noun="object"), w=word)
     query = {"type": "same_attr", "attr": attr, "a": ra, "b": rb}
     same = getattr(a, attr) == getattr(b, attr)
-    return finish(ctx, text, query, yes_no(same), "yesno", YES_NO)
+    return ctx.finish(text, query, yes_no(same), "yesno", YES_NO)
 
 
+@QUESTION_TYPES.add("all_same", "logical_reasoning")
 def g_all_same(ctx: GenContext) -> Question | None:
     kinds = [k for k, n in Counter(s.shape for s in ctx.scene.shapes).items() if n >= 2]
     if not kinds:
@@ -111,13 +119,13 @@ def g_all_same(ctx: GenContext) -> Question | None:
     shape = ctx.rng.choice(sorted(kinds))
     attr = ctx.rng.choice(("color", "size"))
     word = {"color": "<colour>", "size": "size"}[attr]
-    text = say(ctx, (
+    text = ctx.say((
         "Are all the {s} the same {w}?", "Do all the {s} share the same {w}?",
         "Is every {one} the same {w}?", "Do the {s} all have one {w}?",
     ), s=ref_phrase({"shape": shape}, many=True), one=shape, w=word)
     values = {getattr(s, attr) for s in select(ctx.scene, {"shape": shape})}
     query = {"type": "all_same", "attr": attr, "filter": {"shape": shape}}
-    return finish(ctx, text, query, yes_no(len(values) == 1), "yesno", YES_NO)
+    return ctx.finish(text, query, yes_no(len(values) == 1), "yesno", YES_NO)
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,10 +135,6 @@ def g_all_same(ctx: GenContext) -> Question | None:
 def _color_counts(scene: Scene) -> list[tuple[str, int]]:
     """(colour, number of shapes) most first, ties by name."""
     return sorted(Counter(s.color for s in scene.shapes).items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def _pair(scene: Scene, q: dict) -> list[Shape]:
-    return [resolve(scene, q["a"]), resolve(scene, q["b"])]
 
 
 def _attr_statements(scene: Scene, q: dict) -> list[str]:
@@ -155,13 +159,13 @@ def _dominant_steps(scene: Scene, question: Question) -> list[str]:
 
 
 def _compare_size_statements(scene: Scene, q: dict) -> list[str]:
-    a, b = _pair(scene, q)
+    a, b = pair_shapes(scene, q)
     return [f"The {ref_phrase(q['a'])} is {a.size} and the {ref_phrase(q['b'])} is {b.size}."]
 
 
 def _compare_size_steps(scene: Scene, question: Question) -> list[str]:
     q = question.query
-    a, b = _pair(scene, q)
+    a, b = pair_shapes(scene, q)
     pa, pb = ref_phrase(q["a"]), ref_phrase(q["b"])
     big, small = (pa, pb) if SIZES.index(a.size) > SIZES.index(b.size) else (pb, pa)
     return [f"The {pa} is {a.size} and the {pb} is {b.size}.", f"So the {big} is larger and the {small} is smaller."]
@@ -174,7 +178,7 @@ def _same_attr_focus(q: dict) -> str:
 
 def _same_attr_statements(scene: Scene, q: dict) -> list[str]:
     attr = q["attr"]
-    a, b = _pair(scene, q)
+    a, b = pair_shapes(scene, q)
     va, vb = getattr(a, attr), getattr(b, attr)
     if attr == "shape":
         va, vb = article(va), article(vb)
@@ -185,7 +189,7 @@ def _same_attr_statements(scene: Scene, q: dict) -> list[str]:
 def _same_attr_steps(scene: Scene, question: Question) -> list[str]:
     q = question.query
     attr = q["attr"]
-    a, b = _pair(scene, q)
+    a, b = pair_shapes(scene, q)
     va, vb = getattr(a, attr), getattr(b, attr)
     pa, pb = ref_phrase(q["a"], noun="object"), ref_phrase(q["b"], noun="object")
     return [f"The description mentions {article(shape_name(a))} (the {pa}) and {article(shape_name(b))} (the {pb}).",
@@ -209,14 +213,6 @@ def _all_same_steps(scene: Scene, question: Question) -> list[str]:
             f"{'all the same' if same else 'not all the same'}."]
 
 
-QUESTION_TYPES = (
-    QuestionType("dominant_color", "coarse_perception", g_dominant_color),
-    QuestionType("attr", "fine_grained_perception", g_attr),
-    QuestionType("compare_size", "instance_reasoning", g_compare_size),
-    QuestionType("same_attr", "instance_reasoning", g_same_attr),
-    QuestionType("all_same", "logical_reasoning", g_all_same),
-)
-
 QUERY_RULES = {
     "dominant_color": QueryRules(
         focus=lambda q: "the colours of all the shapes",
@@ -228,24 +224,24 @@ QUERY_RULES = {
         focus=lambda q: f"the {ATTR_WORD[q['attr']]} of the {ref_phrase(q['target'], noun='object')}",
         statements=_attr_statements,
         steps=_attr_steps,
-        relevant=lambda scene, q: [resolve(scene, q["target"])],
+        relevant=target_shape,
     ),
     "compare_size": QueryRules(
         focus=lambda q: f"the sizes of the {ref_phrase(q['a'])} and the {ref_phrase(q['b'])}",
         statements=_compare_size_statements,
         steps=_compare_size_steps,
-        relevant=_pair,
+        relevant=pair_shapes,
     ),
     "same_attr": QueryRules(
         focus=_same_attr_focus,
         statements=_same_attr_statements,
         steps=_same_attr_steps,
-        relevant=_pair,
+        relevant=pair_shapes,
     ),
     "all_same": QueryRules(
         focus=lambda q: f"the {ATTR_WORD[q['attr']]}s of the {ref_phrase(q['filter'], many=True)}",
         statements=_all_same_statements,
         steps=_all_same_steps,
-        relevant=lambda scene, q: select(scene, q["filter"]),
+        relevant=filter_shapes,
     ),
 }

@@ -6,41 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from training.data.language import cap, listing
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
-)
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
 from training.data.questions.refs import near_numbers
 from training.data.scene import Bar, Scene
 from training.data.vocabulary import COLORS, ORDINALS, YES_NO
 
-
-def _two_bars(ctx: GenContext) -> list | None:
-    if ctx.scene.kind != "chart":
-        return None
-    return ctx.rng.sample(list(ctx.scene.bars), 2)
+QUESTION_TYPES = QuestionTypes()
 
 
-def g_chart_value(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_value", "fine_grained_perception", scene="chart")
+def g_chart_value(ctx: GenContext) -> Question:
     bar = ctx.rng.choice(ctx.scene.bars)
-    text = say(ctx, (
+    text = ctx.say((
         "What is the value of the {c} bar?", "How high is the {c} bar?", "What number does the {c} bar show?",
         "Read the value of the {c} bar.", "What value is shown for the {c} bar?",
     ), c=bar.color)
-    return finish(ctx, text, {"type": "chart_value", "color": bar.color}, str(bar.value),
-                   "number", [str(v) for v in range(1, 10)])
+    return ctx.finish(text, {"type": "chart_value", "color": bar.color}, str(bar.value),
+                       "number", [str(v) for v in range(1, 10)])
 
 
-def g_chart_extreme(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_extreme", "logical_reasoning", scene="chart")
+def g_chart_extreme(ctx: GenContext) -> Question:
     which = ctx.rng.choice(("max", "min"))
     templates = {
         "max": ("Which bar is the tallest?", "Which bar has the highest value?", "What <colour> is the tallest bar?",
@@ -51,53 +37,49 @@ def g_chart_extreme(ctx: GenContext) -> Question | None:
     bars = sorted(ctx.scene.bars, key=lambda b: b.value)
     answer = (bars[-1] if which == "max" else bars[0]).color
     distractors = [b.color for b in bars] + list(COLORS)
-    return finish(ctx, say(ctx, templates), {"type": "chart_extreme", "which": which},
-                   answer, "color", distractors)
+    return ctx.finish(ctx.say(templates), {"type": "chart_extreme", "which": which},
+                      answer, "color", distractors)
 
 
-def g_chart_compare(ctx: GenContext) -> Question | None:
-    picked = _two_bars(ctx)
-    if picked is None:
-        return None
-    a, b = picked
+@QUESTION_TYPES.add("chart_compare", "logical_reasoning", scene="chart")
+def g_chart_compare(ctx: GenContext) -> Question:
+    a, b = ctx.rng.sample(list(ctx.scene.bars), 2)
     which = ctx.rng.choice(("taller", "shorter"))
-    text = say(ctx, (
+    text = ctx.say((
         "Is the {a} bar {w} than the {b} bar?", "Is the {a} bar {w} than the {b} one?",
         "Compared with the {b} bar, is the {a} bar {w}?",
     ), a=a.color, b=b.color, w=which)
     holds = a.value > b.value if which == "taller" else a.value < b.value
     query = {"type": "chart_compare", "which": which, "a": a.color, "b": b.color}
-    return finish(ctx, text, query, yes_no(holds), "yesno", YES_NO)
+    return ctx.finish(text, query, yes_no(holds), "yesno", YES_NO)
 
 
-def g_chart_sum(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_sum", "math", scene="chart")  # asks query types chart_sum and chart_total
+def g_chart_sum(ctx: GenContext) -> Question:
     if ctx.rng.random() < 0.5:
         colors = [b.color for b in ctx.scene.bars]
-        text = say(ctx, (
+        text = ctx.say((
             "What is the total of all the bar values?", "What do all the bars add up to?",
             "What is the sum of the values of every bar in the chart?",
         ))
     else:
         colors = [b.color for b in ctx.rng.sample(list(ctx.scene.bars), 2)]
-        text = say(ctx, (
+        text = ctx.say((
             "What is the sum of the {a} bar and the {b} bar?", "Add the values of the {a} and {b} bars.",
             "What do the {a} bar and the {b} bar add up to?",
         ), a=colors[0], b=colors[1])
     total = sum(b.value for b in ctx.scene.bars if b.color in colors)
     everything = len(colors) == len(ctx.scene.bars)
     query = {"type": "chart_total"} if everything else {"type": "chart_sum", "colors": colors}
-    return finish(ctx, text, query, str(total), "number", near_numbers(ctx.rng, total, hi=45))
+    return ctx.finish(text, query, str(total), "number", near_numbers(ctx.rng, total, hi=45))
 
 
-def g_chart_diff(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_diff", "math", scene="chart")  # asks query types chart_diff and chart_range
+def g_chart_diff(ctx: GenContext) -> Question:
     bars = sorted(ctx.scene.bars, key=lambda b: b.value)
     if ctx.rng.random() < 0.4:
         a, b = bars[-1], bars[0]
-        text = say(ctx, (
+        text = ctx.say((
             "What is the difference between the tallest and the shortest bar?",
             "How much larger is the highest value than the lowest value?",
         ))
@@ -106,43 +88,41 @@ def g_chart_diff(ctx: GenContext) -> Question | None:
         a, b = ctx.rng.sample(list(ctx.scene.bars), 2)
         if a.value < b.value:
             a, b = b, a
-        text = say(ctx, (
+        text = ctx.say((
             "How much taller is the {a} bar than the {b} bar?", "What is the difference between the {a} bar and the {b} bar?",
             "By how much does the {a} bar exceed the {b} bar?",
         ), a=a.color, b=b.color)
         query = {"type": "chart_diff", "a": a.color, "b": b.color}
     diff = a.value - b.value
-    return finish(ctx, text, query, str(diff), "number", near_numbers(ctx.rng, diff, hi=9))
+    return ctx.finish(text, query, str(diff), "number", near_numbers(ctx.rng, diff, hi=9))
 
 
-def g_chart_at(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_at", "grounding", scene="chart")
+def g_chart_at(ctx: GenContext) -> Question:
     n = len(ctx.scene.bars)
     pos = ctx.rng.randrange(n)
     side = ctx.rng.choice(("left", "right"))
     index = pos if side == "left" else n - 1 - pos
-    text = say(ctx, (
+    text = ctx.say((
         "What <colour> is the {o} bar from the {s}?", "Counting from the {s}, what <colour> is the {o} bar?",
         "Which <colour> does the {o} bar from the {s} have?",
     ), o=ORDINALS[pos], s=side)
     distractors = [b.color for b in ctx.scene.bars] + list(COLORS)
     query = {"type": "chart_at", "position": pos + 1, "from": side}
-    return finish(ctx, text, query, ctx.scene.bars[index].color, "color", distractors)
+    return ctx.finish(text, query, ctx.scene.bars[index].color, "color", distractors)
 
 
-def g_chart_position(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "chart":
-        return None
+@QUESTION_TYPES.add("chart_position", "grounding", scene="chart")
+def g_chart_position(ctx: GenContext) -> Question:
     i = ctx.rng.randrange(len(ctx.scene.bars))
     color = ctx.scene.bars[i].color
-    text = say(ctx, (
+    text = ctx.say((
         "Counting from the left, which position does the {c} bar have?",
         "Where is the {c} bar, counting from the left?", "Which bar from the left is the {c} one?",
     ), c=color)
     distractors = list(ORDINALS[: len(ctx.scene.bars) + 1])
-    return finish(ctx, text, {"type": "chart_position", "color": color}, ORDINALS[i],
-                   "ordinal", distractors)
+    return ctx.finish(text, {"type": "chart_position", "color": color}, ORDINALS[i],
+                       "ordinal", distractors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,16 +221,6 @@ def _pair_values(scene: Scene, q: dict) -> list[str]:
 def _order_focus(q: dict) -> str:
     return "the order of the bars from left to right"
 
-
-QUESTION_TYPES = (
-    QuestionType("chart_value", "fine_grained_perception", g_chart_value),
-    QuestionType("chart_extreme", "logical_reasoning", g_chart_extreme),
-    QuestionType("chart_compare", "logical_reasoning", g_chart_compare),
-    QuestionType("chart_sum", "math", g_chart_sum),  # asks query types chart_sum and chart_total
-    QuestionType("chart_diff", "math", g_chart_diff),  # asks query types chart_diff and chart_range
-    QuestionType("chart_at", "grounding", g_chart_at),
-    QuestionType("chart_position", "grounding", g_chart_position),
-)
 
 QUERY_RULES = {
     "chart_value": QueryRules(

@@ -14,18 +14,12 @@ from training.data.language import (
     select,
     there_are,
 )
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
-)
-from training.data.questions.refs import mentions_ok, near_numbers
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
+from training.data.questions.refs import filter_shapes, mentions_ok, near_numbers
 from training.data.scene import Scene, Shape
 from training.data.vocabulary import ATTR_VALUES, COLORS, SHAPES, SIZES, YES_NO
+
+QUESTION_TYPES = QuestionTypes()
 
 
 def _filters(ctx: GenContext, kinds: Sequence[str] = ("color", "shape", "size", "pair")) -> list[dict]:
@@ -57,23 +51,23 @@ def _two_filters(ctx: GenContext, *, differ: bool) -> tuple[dict, dict] | None:
     return None
 
 
-def g_count(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
+@QUESTION_TYPES.add("count", "fine_grained_perception", scene="shapes")
+def g_count(ctx: GenContext) -> Question:
     pool = _filters(ctx) + ([{}] if ctx.rng.random() < 0.3 else [])
     nonempty = [f for f in pool if select(ctx.scene, f)]
     flt = ctx.rng.choice(nonempty if nonempty and ctx.rng.random() < 0.85 else pool)
     n = len(select(ctx.scene, flt))
     things = ref_phrase(flt, many=True)
-    text = say(ctx, (
+    text = ctx.say((
         "How many {t} are there?", "How many {t} are in the image?", "Count the {t}.",
         "What is the number of {t} in the picture?", "How many {t} can you see?",
         "How many {t} does the image contain?",
     ), t=things)
-    return finish(ctx, text, {"type": "count", "filter": flt}, str(n), "number",
-                   near_numbers(ctx.rng, n, hi=9))
+    return ctx.finish(text, {"type": "count", "filter": flt}, str(n), "number",
+                       near_numbers(ctx.rng, n, hi=9))
 
 
+@QUESTION_TYPES.add("remove_count", "logical_reasoning")
 def g_remove_count(ctx: GenContext) -> Question | None:
     total = len(ctx.scene.shapes)
     pool = [f for f in _filters(ctx) if 0 < len(select(ctx.scene, f)) < total]
@@ -81,20 +75,19 @@ def g_remove_count(ctx: GenContext) -> Question | None:
         return None
     flt = ctx.rng.choice(pool)
     things = ref_phrase(flt, many=True)
-    text = say(ctx, (
+    text = ctx.say((
         "If all the {t} were removed, how many shapes would be left?",
         "Suppose every one of the {t} disappeared. How many shapes would remain?",
         "After taking away the {t}, how many shapes are left?",
         "How many shapes would remain without the {t}?",
     ), t=things)
     n = total - len(select(ctx.scene, flt))
-    return finish(ctx, text, {"type": "remove_count", "filter": flt}, str(n), "number",
-                   near_numbers(ctx.rng, n, hi=9))
+    return ctx.finish(text, {"type": "remove_count", "filter": flt}, str(n), "number",
+                       near_numbers(ctx.rng, n, hi=9))
 
 
+@QUESTION_TYPES.add("exists", "logical_reasoning", scene="shapes")
 def g_exists(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
     present = [{"color": s.color, "shape": s.shape} for s in ctx.scene.shapes]
     if ctx.rng.random() < 0.5:
         flt = ctx.rng.choice(present)
@@ -106,29 +99,31 @@ def g_exists(ctx: GenContext) -> Question | None:
         return None
     thing = ref_phrase(flt)
     art = "an" if thing[0] in "aeiou" else "a"
-    text = say(ctx, (
+    text = ctx.say((
         "Is there {a} {t} in the image?", "Does the picture contain {a} {t}?", "Can you see {a} {t}?",
         "Is any {t} shown?", "Does the image have at least one {t}?",
     ), a=art, t=thing)
     found = bool(select(ctx.scene, flt))
-    return finish(ctx, text, {"type": "exists", "filter": flt}, yes_no(found), "yesno", YES_NO)
+    return ctx.finish(text, {"type": "exists", "filter": flt}, yes_no(found), "yesno", YES_NO)
 
 
+@QUESTION_TYPES.add("more_than", "logical_reasoning")
 def g_more_than(ctx: GenContext) -> Question | None:
     picked = _two_filters(ctx, differ=True)
     if picked is None:
         return None
     fa, fb = picked
     ta, tb = ref_phrase(fa, many=True), ref_phrase(fb, many=True)
-    text = say(ctx, (
+    text = ctx.say((
         "Are there more {a} than {b}?", "Does the image have more {a} than {b}?",
         "Are the {a} more numerous than the {b}?", "Is the number of {a} greater than the number of {b}?",
     ), a=ta, b=tb)
     more = len(select(ctx.scene, fa)) > len(select(ctx.scene, fb))
-    return finish(ctx, text, {"type": "more_than", "a": fa, "b": fb}, yes_no(more), "yesno",
-                   YES_NO)
+    return ctx.finish(text, {"type": "more_than", "a": fa, "b": fb}, yes_no(more), "yesno",
+                       YES_NO)
 
 
+@QUESTION_TYPES.add("count_diff", "math")
 def g_count_diff(ctx: GenContext) -> Question | None:
     picked = _two_filters(ctx, differ=True)
     if picked is None:
@@ -138,27 +133,28 @@ def g_count_diff(ctx: GenContext) -> Question | None:
     if na < nb:
         fa, fb, na, nb = fb, fa, nb, na
     ta, tb = ref_phrase(fa, many=True), ref_phrase(fb, many=True)
-    text = say(ctx, (
+    text = ctx.say((
         "How many more {a} than {b} are there?", "By how many do the {a} outnumber the {b}?",
         "What is the difference between the number of {a} and the number of {b}?",
     ), a=ta, b=tb)
-    return finish(ctx, text, {"type": "count_diff", "a": fa, "b": fb}, str(na - nb), "number",
-                   near_numbers(ctx.rng, na - nb, hi=9))
+    return ctx.finish(text, {"type": "count_diff", "a": fa, "b": fb}, str(na - nb), "number",
+                       near_numbers(ctx.rng, na - nb, hi=9))
 
 
+@QUESTION_TYPES.add("count_sum", "math")
 def g_count_sum(ctx: GenContext) -> Question | None:
     picked = _two_filters(ctx, differ=False)
     if picked is None:
         return None
     fa, fb = picked
     n = len(select(ctx.scene, fa)) + len(select(ctx.scene, fb))
-    text = say(ctx, (
+    text = ctx.say((
         "How many {a} and {b} are there altogether?", "What is the total number of {a} and {b}?",
         "If you add the number of {a} to the number of {b}, what do you get?",
         "How many shapes are either {a} or {b}?",
     ), a=ref_phrase(fa, many=True), b=ref_phrase(fb, many=True))
-    return finish(ctx, text, {"type": "count_sum", "a": fa, "b": fb}, str(n), "number",
-                   near_numbers(ctx.rng, n, hi=9))
+    return ctx.finish(text, {"type": "count_sum", "a": fa, "b": fb}, str(n), "number",
+                       near_numbers(ctx.rng, n, hi=9))
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,10 +212,6 @@ def _two_counts_steps(scene: Scene, question: Question) -> list[str]:
     return steps
 
 
-def _filtered(scene: Scene, q: dict) -> list[Shape]:
-    return select(scene, q["filter"])
-
-
 TWO_COUNTS = QueryRules(
     focus=lambda q: f"the numbers of {ref_phrase(q['a'], many=True)} and {ref_phrase(q['b'], many=True)}",
     statements=_two_counts_statements,
@@ -227,34 +219,25 @@ TWO_COUNTS = QueryRules(
     relevant=lambda scene, q: select(scene, q["a"]) + select(scene, q["b"]),
 )
 
-QUESTION_TYPES = (
-    QuestionType("count", "fine_grained_perception", g_count),
-    QuestionType("remove_count", "logical_reasoning", g_remove_count),
-    QuestionType("exists", "logical_reasoning", g_exists),
-    QuestionType("more_than", "logical_reasoning", g_more_than),
-    QuestionType("count_diff", "math", g_count_diff),
-    QuestionType("count_sum", "math", g_count_sum),
-)
-
 QUERY_RULES = {
     "count": QueryRules(
         focus=lambda q: f"the number of {ref_phrase(q['filter'], many=True)}",
         statements=lambda scene, q: [there_are(len(select(scene, q["filter"])), q["filter"])],
         steps=_count_steps,
-        relevant=_filtered,
+        relevant=filter_shapes,
     ),
     "remove_count": QueryRules(
         focus=lambda q: f"the number of shapes and the number of {ref_phrase(q['filter'], many=True)}",
         statements=lambda scene, q: [there_are(len(scene.shapes), {}),
                                      there_are(len(select(scene, q["filter"])), q["filter"])],
         steps=_remove_count_steps,
-        relevant=_filtered,
+        relevant=filter_shapes,
     ),
     "exists": QueryRules(
         focus=lambda q: f"whether there is {article(ref_phrase(q['filter']))}",
         statements=lambda scene, q: [there_are(len(select(scene, q["filter"])), q["filter"])],
         steps=_exists_steps,
-        relevant=_filtered,
+        relevant=filter_shapes,
     ),
     "more_than": TWO_COUNTS,
     "count_diff": TWO_COUNTS,

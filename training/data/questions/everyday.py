@@ -12,6 +12,7 @@ Synonyms people use (gray, oval, rhombus) appear in questions and are accepted a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from training.data.language import (
@@ -21,19 +22,18 @@ from training.data.language import (
     ref_phrase,
     select,
     shape_name,
-    there_are,
     where,
 )
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
+from training.data.questions import attributes, counting
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
+from training.data.questions.refs import (
+    mentions_ok,
+    near_numbers,
+    pair_shapes,
+    resolve,
+    target_shape,
+    unique_refs,
 )
-from training.data.questions.refs import mentions_ok, near_numbers, resolve, unique_refs
 from training.data.scene import Scene, Shape, centre
 from training.data.vocabulary import (
     ATTR_WORD,
@@ -46,6 +46,8 @@ from training.data.vocabulary import (
     WORDS,
     YES_NO,
 )
+
+QUESTION_TYPES = QuestionTypes()
 
 MIN_APART = 0.12  # centres closer than this (fraction of the side) are not "above" / "left of"
 _SYNONYMS = {**COLOR_ALIASES, **SHAPE_ALIASES}
@@ -64,7 +66,7 @@ def _synonyms(ctx: GenContext, text: str) -> str:
 
 
 def _ask(ctx: GenContext, templates: tuple[str, ...], **kw: str) -> str:
-    return _synonyms(ctx, say(ctx, templates, **kw))
+    return _synonyms(ctx, ctx.say(templates, **kw))
 
 
 def _aliases(value: str) -> tuple[str, ...]:
@@ -87,6 +89,13 @@ def _pick(ctx: GenContext) -> Shape | None:
         return None
     preferred = [s for s in shapes if (s.color, s.shape) in ctx.prefer]
     return ctx.rng.choice(preferred if preferred and ctx.rng.random() < 0.75 else list(shapes))
+
+
+def _shape_and_ref(ctx: GenContext, exclude: tuple[str, ...]) -> tuple[Shape, dict] | None:
+    """A shape to ask about and how to point at it without its `exclude`d attributes."""
+    s = _pick(ctx)
+    ref = None if s is None else _target_ref(ctx, s, exclude)
+    return None if ref is None else (s, ref)
 
 
 def _confused(scene: Scene, flt: dict) -> bool:
@@ -117,40 +126,38 @@ def _filter(ctx: GenContext, present: bool) -> dict | None:
 # Generators
 
 
-def g_is_there(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
+def _presence(ctx: GenContext, templates: tuple[str, ...], query_type: str) -> Question | None:
+    """Is there an X (`exists`) / is there no X (`absent`), for an X present at even odds."""
     flt = _filter(ctx, present=ctx.rng.random() < 0.5)
     if flt is None:
         return None
     t = ref_phrase(flt, noun=_noun(ctx))
-    text = _ask(ctx, (
+    text = _ask(ctx, templates, a=article(t).split()[0], t=t, ts=plural(t))
+    found = bool(select(ctx.scene, flt))
+    answer = yes_no(found if query_type == "exists" else not found)
+    return ctx.finish(text, {"type": query_type, "filter": flt}, answer, "yesno", YES_NO)
+
+
+@QUESTION_TYPES.add("is_there", "logical_reasoning", scene="shapes")
+def g_is_there(ctx: GenContext) -> Question | None:
+    return _presence(ctx, (
         "Is there {a} {t}?", "Is there {a} {t} in the image?", "Is there {a} {t} in the picture?",
         "Do you see {a} {t}?", "Can you see {a} {t} here?", "Does the image contain {a} {t}?",
         "Does the picture show {a} {t}?", "Does this picture have {a} {t} in it?", "Is {a} {t} visible?",
         "Is there {a} {t} anywhere in the image?", "Is {a} {t} present in the picture?",
         "Does the image include {a} {t}?", "Are there any {ts}?", "Is {a} {t} shown?",
-    ), a=article(t).split()[0], t=t, ts=plural(t))
-    return finish(ctx, text, {"type": "exists", "filter": flt}, yes_no(bool(select(ctx.scene, flt))), "yesno",
-                  YES_NO)
+    ), "exists")
 
 
+@QUESTION_TYPES.add("absent", "logical_reasoning", scene="shapes")
 def g_absent(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
-    flt = _filter(ctx, present=ctx.rng.random() < 0.5)
-    if flt is None:
-        return None
-    t = ref_phrase(flt, noun=_noun(ctx))
-    text = _ask(ctx, (
+    return _presence(ctx, (
         "Is it true that there is no {t}?", "Is there no {t} in the image?", "Is there no {t} in this picture?",
         "Is it true that the picture has no {t}?", "Is it correct that there is no {t} here?",
         "Is it right that the image contains no {t}?", "Is it true that the image does not show {a} {t}?",
         "Am I right that there is no {t}?", "Is the picture without {a} {t}?", "Is {a} {t} missing from the image?",
         "Is it the case that no {t} appears in the picture?", "Does the image have no {t}?",
-    ), a=article(t).split()[0], t=t)
-    return finish(ctx, text, {"type": "absent", "filter": flt}, yes_no(not select(ctx.scene, flt)), "yesno",
-                  YES_NO)
+    ), "absent")
 
 
 VERIFY_TEMPLATES = {
@@ -163,6 +170,7 @@ VERIFY_TEMPLATES = {
 }
 
 
+@QUESTION_TYPES.add("verify", "fine_grained_perception")
 def g_verify(ctx: GenContext) -> Question | None:
     s = _pick(ctx)
     if s is None:
@@ -183,7 +191,7 @@ def g_verify(ctx: GenContext) -> Question | None:
     r = ref_phrase(ref, noun=_noun(ctx))
     text = _ask(ctx, VERIFY_TEMPLATES[attr], r=r, v=value, a=article(value).split()[0])
     query = {"type": "verify", "attr": attr, "value": value, "target": ref}
-    return finish(ctx, text, query, yes_no(value == actual), "yesno", YES_NO)
+    return ctx.finish(text, query, yes_no(value == actual), "yesno", YES_NO)
 
 
 COLOR_TEMPLATES = (
@@ -204,37 +212,36 @@ ALONE_SHAPE_TEMPLATES = (
 )
 
 
+@QUESTION_TYPES.add("name_color", "fine_grained_perception")
 def g_name_color(ctx: GenContext) -> Question | None:
-    s = _pick(ctx)
-    if s is None:
+    picked = _shape_and_ref(ctx, ("color",))
+    if picked is None:
         return None
-    ref = _target_ref(ctx, s, exclude=("color",))
-    if ref is None:
-        return None
+    s, ref = picked
     text = _ask(ctx, COLOR_TEMPLATES, r=ref_phrase(ref, noun=_noun(ctx)))
-    return finish(ctx, text, {"type": "attr", "attr": "color", "target": ref}, s.color, "color", list(COLORS),
-                  aliases=_aliases(s.color))
+    return ctx.finish(text, {"type": "attr", "attr": "color", "target": ref}, s.color, "color", list(COLORS),
+                      aliases=_aliases(s.color))
 
 
+@QUESTION_TYPES.add("name_shape", "fine_grained_perception")
 def g_name_shape(ctx: GenContext) -> Question | None:
-    s = _pick(ctx)
-    if s is None:
+    picked = _shape_and_ref(ctx, ("shape",))
+    if picked is None:
         return None
-    ref = _target_ref(ctx, s, exclude=("shape",))
-    if ref is None:
-        return None
+    s, ref = picked
     if not ref and ctx.rng.random() < 0.6:
         text = _ask(ctx, ALONE_SHAPE_TEMPLATES)
     else:  # never "what shape is the shape"
         noun = _noun(ctx) if ref else ctx.rng.choice([n for n in SHAPE_NOUNS if n != "shape"])
         text = _ask(ctx, SHAPE_TEMPLATES, r=ref_phrase(ref, noun=noun))
     wrong = [v for v in SHAPES if (s.shape, v) not in CONFUSABLE_SHAPES]
-    return finish(ctx, text, {"type": "attr", "attr": "shape", "target": ref}, s.shape, "shape", wrong,
-                  aliases=_aliases(s.shape))
+    return ctx.finish(text, {"type": "attr", "attr": "shape", "target": ref}, s.shape, "shape", wrong,
+                      aliases=_aliases(s.shape))
 
 
+@QUESTION_TYPES.add("how_many", "fine_grained_perception", scene="shapes")
 def g_how_many(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes" or not ctx.scene.shapes:
+    if not ctx.scene.shapes:
         return None
     if ctx.rng.random() < 0.2:
         flt = {}
@@ -250,7 +257,7 @@ def g_how_many(ctx: GenContext) -> Question | None:
         "Count how many {ts} there are.", "How many {ts} are in this image?",
     ), ts=ts)
     n = len(select(ctx.scene, flt))
-    return finish(ctx, text, {"type": "count", "filter": flt}, str(n), "number", near_numbers(ctx.rng, n, hi=9))
+    return ctx.finish(text, {"type": "count", "filter": flt}, str(n), "number", near_numbers(ctx.rng, n, hi=9))
 
 
 SIDE_TEMPLATES = {
@@ -291,6 +298,7 @@ def relative_of(a: Shape, b: Shape, axis: str) -> str | None:
     return "left" if ax < bx else "right"
 
 
+@QUESTION_TYPES.add("side", "grounding")
 def g_side(ctx: GenContext) -> Question | None:
     s = _pick(ctx)
     if s is None:
@@ -302,9 +310,10 @@ def g_side(ctx: GenContext) -> Question | None:
         return None
     text = _ask(ctx, SIDE_TEMPLATES[axis], r=ref_phrase(ref, noun=_noun(ctx)))
     other = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}[answer]
-    return finish(ctx, text, {"type": "side", "axis": axis, "target": ref}, answer, "position", [other])
+    return ctx.finish(text, {"type": "side", "axis": axis, "target": ref}, answer, "position", [other])
 
 
+@QUESTION_TYPES.add("relative", "instance_reasoning")
 def g_relative(ctx: GenContext) -> Question | None:
     if len(ctx.scene.shapes) < 2:
         return None
@@ -317,9 +326,10 @@ def g_relative(ctx: GenContext) -> Question | None:
         return None
     text = _ask(ctx, RELATIVE_TEMPLATES[axis], a=ref_phrase(ra, noun=_noun(ctx)), b=ref_phrase(rb, noun=_noun(ctx)))
     other = {"left": "right", "right": "left", "above": "below", "below": "above"}[answer]
-    return finish(ctx, text, {"type": "relative", "axis": axis, "a": ra, "b": rb}, answer, "position", [other])
+    return ctx.finish(text, {"type": "relative", "axis": axis, "a": ra, "b": rb}, answer, "position", [other])
 
 
+@QUESTION_TYPES.add("what_word", "fine_grained_perception")
 def g_what_word(ctx: GenContext) -> Question | None:
     words = [t for t in ctx.scene.texts if not t.is_number]
     if len(words) != 1:
@@ -332,7 +342,7 @@ def g_what_word(ctx: GenContext) -> Question | None:
         templates += ["What does the sign say?", "What is written on the sign?", "What word is on the sign?",
                       "Read the sign."]
     text = _ask(ctx, tuple(templates))
-    return finish(ctx, text, {"type": "read_text", "target": {"kind": "word"}}, t.word, "text", list(WORDS))
+    return ctx.finish(text, {"type": "read_text", "target": {"kind": "word"}}, t.word, "text", list(WORDS))
 
 
 # ---------------------------------------------------------------------------------------
@@ -349,12 +359,6 @@ def _absent_steps(scene: Scene, question: Question) -> list[str]:
     return [f"No shape in the description is {thing}.", "So it is true that there is none."]
 
 
-def _attr_fact(scene: Scene, q: dict) -> str:
-    s = resolve(scene, q["target"])
-    value = getattr(s, q["attr"])
-    return f"The {ref_phrase(q['target'], noun='object')} is {article(value) if q['attr'] == 'shape' else value}."
-
-
 def _verify_steps(scene: Scene, question: Question) -> list[str]:
     q = question.query
     s = resolve(scene, q["target"])
@@ -369,9 +373,7 @@ def _verify_steps(scene: Scene, question: Question) -> list[str]:
 
 def _side_fact(scene: Scene, q: dict) -> str:
     s = resolve(scene, q["target"])
-    side = side_of(s, q["axis"])
-    place = f"on the {side}" if q["axis"] == "h" else f"at the {side}"
-    return f"The {ref_phrase(q['target'], noun='object')} is in the {where(s, scene)}, {place}."
+    return f"The {ref_phrase(q['target'], noun='object')} is in the {where(s, scene)}, {_side_word(s, q)}."
 
 
 def _side_steps(scene: Scene, question: Question) -> list[str]:
@@ -385,58 +387,39 @@ def _side_word(s: Shape, q: dict) -> str:
     return f"on the {side}" if q["axis"] == "h" else f"at the {side}"
 
 
+def _relative_how(scene: Scene, q: dict) -> str:
+    """How the shape `a` lies from `b`: "to the left of", "above", ..."""
+    rel = relative_of(*pair_shapes(scene, q), q["axis"])
+    return {"left": "to the left of", "right": "to the right of"}.get(rel, rel)
+
+
 def _relative_fact(scene: Scene, q: dict) -> str:
-    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
-    rel = relative_of(a, b, q["axis"])
-    how = {"left": "to the left of", "right": "to the right of"}.get(rel, rel)
-    return f"The {ref_phrase(q['a'])} is {how} the {ref_phrase(q['b'])}."
+    return f"The {ref_phrase(q['a'])} is {_relative_how(scene, q)} the {ref_phrase(q['b'])}."
 
 
 def _relative_steps(scene: Scene, question: Question) -> list[str]:
     q = question.query
-    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
+    a, b = pair_shapes(scene, q)
     word = "row" if q["axis"] == "v" else "column"
-    rel = relative_of(a, b, q["axis"])
-    how = {"left": "to the left of", "right": "to the right of"}.get(rel, rel)
     return [f"The description places {named(a, scene)} and {named(b, scene)}.",
-            f"Comparing their {word}s, the {ref_phrase(q['a'])} is {how} the {ref_phrase(q['b'])}."]
+            f"Comparing their {word}s, the {ref_phrase(q['a'])} is {_relative_how(scene, q)} the "
+            f"{ref_phrase(q['b'])}."]
 
-
-QUESTION_TYPES = (
-    QuestionType("is_there", "logical_reasoning", g_is_there),
-    QuestionType("absent", "logical_reasoning", g_absent),
-    QuestionType("verify", "fine_grained_perception", g_verify),
-    QuestionType("name_color", "fine_grained_perception", g_name_color),
-    QuestionType("name_shape", "fine_grained_perception", g_name_shape),
-    QuestionType("how_many", "fine_grained_perception", g_how_many),
-    QuestionType("what_word", "fine_grained_perception", g_what_word),
-    QuestionType("side", "grounding", g_side),
-    QuestionType("relative", "instance_reasoning", g_relative),
-)
 
 QUERY_RULES = {
-    "absent": QueryRules(
-        focus=lambda q: f"whether there is {article(ref_phrase(q['filter']))}",
-        statements=lambda scene, q: [there_are(len(select(scene, q["filter"])), q["filter"])],
-        steps=_absent_steps,
-        relevant=lambda scene, q: select(scene, q["filter"]),
-    ),
-    "verify": QueryRules(
-        focus=lambda q: f"the {ATTR_WORD[q['attr']]} of the {ref_phrase(q['target'], noun='object')}",
-        statements=lambda scene, q: [_attr_fact(scene, q)],
-        steps=_verify_steps,
-        relevant=lambda scene, q: [resolve(scene, q["target"])],
-    ),
+    # is it true that there is no X / is the X red: the facts of exists / attr, own steps
+    "absent": dataclasses.replace(counting.QUERY_RULES["exists"], steps=_absent_steps),
+    "verify": dataclasses.replace(attributes.QUERY_RULES["attr"], steps=_verify_steps),
     "side": QueryRules(
         focus=lambda q: f"where the {ref_phrase(q['target'], noun='object')} is in the image",
         statements=lambda scene, q: [_side_fact(scene, q)],
         steps=_side_steps,
-        relevant=lambda scene, q: [resolve(scene, q["target"])],
+        relevant=target_shape,
     ),
     "relative": QueryRules(
         focus=lambda q: f"the positions of the {ref_phrase(q['a'])} and the {ref_phrase(q['b'])}",
         statements=lambda scene, q: [_relative_fact(scene, q)],
         steps=_relative_steps,
-        relevant=lambda scene, q: [resolve(scene, q["a"]), resolve(scene, q["b"])],
+        relevant=pair_shapes,
     ),
 }

@@ -12,18 +12,11 @@ from training.data.language import (
     text_ref_name,
     where,
 )
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
-)
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
 from training.data.questions.refs import (
     aliases_of,
     object_distractors,
+    pair_shapes,
     pick_ref,
     pick_shape,
     resolve,
@@ -39,6 +32,8 @@ from training.data.vocabulary import (
     ROW_NAMES,
     YES_NO,
 )
+
+QUESTION_TYPES = QuestionTypes()
 
 
 def _neighbor(scene: Scene, s: Shape, direction: str) -> Shape | None:
@@ -57,17 +52,19 @@ def relation_holds(a: Shape, b: Shape, rel: str) -> bool:
     return {"left": a.col < b.col, "right": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}[rel]
 
 
-def _pick_neighbor(ctx: GenContext) -> tuple[Shape, dict, str, Shape] | None:
+def _pick_neighbor(ctx: GenContext) -> tuple[dict, str, Shape] | None:
+    """A shape with a neighbour: its ref, the direction, the neighbour."""
     options = [(s, d, n) for s in ctx.scene.shapes for d in DIRECTIONS
                if (n := _neighbor(ctx.scene, s, d)) is not None]
     ctx.rng.shuffle(options)
     for s, d, n in options:
         ref = pick_ref(ctx, s)
         if ref is not None:
-            return s, ref, d, n
+            return ref, d, n
     return None
 
 
+@QUESTION_TYPES.add("relation", "instance_reasoning")
 def g_relation(ctx: GenContext) -> Question | None:
     picked = two_refs(ctx)
     if picked is None:
@@ -76,44 +73,46 @@ def g_relation(ctx: GenContext) -> Question | None:
     true_rels = [r for r in DIRECTIONS if relation_holds(a, b, r)]
     false_rels = [r for r in DIRECTIONS if r not in true_rels]
     rel = ctx.rng.choice(true_rels if true_rels and ctx.rng.random() < 0.5 else false_rels)
-    text = say(ctx, (
+    text = ctx.say((
         "Is the {a} {rel} the {b}?", "Is the {a} located {rel} the {b}?",
         "Would you say the {a} is {rel} the {b}?", "Does the {a} appear {rel} the {b}?",
     ), a=ref_phrase(ra), b=ref_phrase(rb), rel=direction_phrase(rel))
     query = {"type": "relation", "rel": rel, "a": ra, "b": rb}
-    return finish(ctx, text, query, yes_no(relation_holds(a, b, rel)), "yesno", YES_NO)
+    return ctx.finish(text, query, yes_no(relation_holds(a, b, rel)), "yesno", YES_NO)
 
 
+@QUESTION_TYPES.add("neighbor", "instance_reasoning")
 def g_neighbor(ctx: GenContext) -> Question | None:
     picked = _pick_neighbor(ctx)
     if picked is None:
         return None
-    _, ref, d, n = picked
+    ref, d, n = picked
     if not _unique_name(ctx.scene, n) or (n.color, n.shape) in ctx.forbidden:
         return None
-    text = say(ctx, (
+    text = ctx.say((
         "Which shape is directly {d} the {r}?", "What shape sits directly {d} the {r}?",
         "Name the shape immediately {d} the {r}.", "What can be found directly {d} the {r}?",
     ), d=direction_phrase(d), r=ref_phrase(ref))
     query = {"type": "neighbor", "dir": d, "target": ref}
-    return finish(ctx, text, query, shape_name(n), "object", object_distractors(ctx, n),
-                   aliases=aliases_of(ctx, n))
+    return ctx.finish(text, query, shape_name(n), "object", object_distractors(ctx, n),
+                       aliases=aliases_of(ctx, n))
 
 
+@QUESTION_TYPES.add("neighbor_attr", "instance_reasoning")
 def g_neighbor_attr(ctx: GenContext) -> Question | None:
     picked = _pick_neighbor(ctx)
     if picked is None:
         return None
-    _, ref, d, n = picked
+    ref, d, n = picked
     attr = ctx.rng.choice(("color", "shape", "size"))
     templates = {
         "color": ("What <colour> is the shape directly {d} the {r}?", "Which <colour> does the shape directly {d} the {r} have?"),
         "shape": ("What kind of shape is directly {d} the {r}?", "What shape is the object directly {d} the {r}?"),
         "size": ("What size is the shape directly {d} the {r}?", "How big is the shape directly {d} the {r}?"),
     }[attr]
-    text = say(ctx, templates, d=direction_phrase(d), r=ref_phrase(ref))
+    text = ctx.say(templates, d=direction_phrase(d), r=ref_phrase(ref))
     query = {"type": "neighbor_attr", "dir": d, "attr": attr, "target": ref}
-    return finish(ctx, text, query, getattr(n, attr), attr, ATTR_VALUES[attr])
+    return ctx.finish(text, query, getattr(n, attr), attr, ATTR_VALUES[attr])
 
 
 WHERE_TEMPLATES = (
@@ -122,9 +121,8 @@ WHERE_TEMPLATES = (
 )
 
 
+@QUESTION_TYPES.add("where", "grounding", scene="shapes")
 def g_where(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
     unique_texts = [t for t in ctx.scene.texts if sum(1 for o in ctx.scene.texts if o.text == t.text) == 1]
     if unique_texts and ctx.rng.random() < 0.25:
         t = ctx.rng.choice(unique_texts)
@@ -136,10 +134,11 @@ def g_where(ctx: GenContext) -> Question | None:
         if ref is None:
             return None
         phrase, target, region = ref_phrase(ref), ref, where(s, ctx.scene)
-    text = say(ctx, WHERE_TEMPLATES, r=phrase)
-    return finish(ctx, text, {"type": "where", "target": target}, region, "region", REGIONS)
+    text = ctx.say(WHERE_TEMPLATES, r=phrase)
+    return ctx.finish(text, {"type": "where", "target": target}, region, "region", REGIONS)
 
 
+@QUESTION_TYPES.add("which_at", "grounding")
 def g_which_at(ctx: GenContext) -> Question | None:
     candidates = [s for s in ctx.scene.shapes if _unique_name(ctx.scene, s)
                   and sum(1 for o in (*ctx.scene.shapes, *ctx.scene.texts) if where(o, ctx.scene) == where(s, ctx.scene)) == 1]
@@ -147,12 +146,12 @@ def g_which_at(ctx: GenContext) -> Question | None:
     if s is None:
         return None
     region = where(s, ctx.scene)
-    text = say(ctx, (
+    text = ctx.say((
         "Which shape is in the {g}?", "What is in the {g} of the image?", "What shape can be seen in the {g}?",
         "Describe the shape in the {g}.", "What object is located in the {g} of the picture?",
     ), g=region)
-    return finish(ctx, text, {"type": "which_at", "region": region}, shape_name(s), "object",
-                   object_distractors(ctx, s), aliases=aliases_of(ctx, s))
+    return ctx.finish(text, {"type": "which_at", "region": region}, shape_name(s), "object",
+                       object_distractors(ctx, s), aliases=aliases_of(ctx, s))
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,14 +190,14 @@ def _target_item(scene: Scene, target: dict) -> Shape | TextMark:
 
 
 def _relation_statements(scene: Scene, q: dict) -> list[str]:
-    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
+    a, b = pair_shapes(scene, q)
     return [f"The {ref_phrase(q['a'])} is in the {where(a, scene)} and the "
             f"{ref_phrase(q['b'])} is in the {where(b, scene)}."]
 
 
 def _relation_steps(scene: Scene, question: Question) -> list[str]:
     q = question.query
-    a, b = resolve(scene, q["a"]), resolve(scene, q["b"])
+    a, b = pair_shapes(scene, q)
     pa, pb = ref_phrase(q["a"]), ref_phrase(q["b"])
     rel = q["rel"]
     holds = relation_holds(a, b, rel)
@@ -242,20 +241,12 @@ NEIGHBOR = QueryRules(
     relevant=_neighbor_pair,
 )
 
-QUESTION_TYPES = (
-    QuestionType("relation", "instance_reasoning", g_relation),
-    QuestionType("neighbor", "instance_reasoning", g_neighbor),
-    QuestionType("neighbor_attr", "instance_reasoning", g_neighbor_attr),
-    QuestionType("where", "grounding", g_where),
-    QuestionType("which_at", "grounding", g_which_at),
-)
-
 QUERY_RULES = {
     "relation": QueryRules(
         focus=lambda q: f"the spatial relationship between the {ref_phrase(q['a'])} and the {ref_phrase(q['b'])}",
         statements=_relation_statements,
         steps=_relation_steps,
-        relevant=lambda scene, q: [resolve(scene, q["a"]), resolve(scene, q["b"])],
+        relevant=pair_shapes,
     ),
     "neighbor": NEIGHBOR,
     "neighbor_attr": NEIGHBOR,

@@ -104,6 +104,21 @@ def resolve(scene: Scene, ref: dict) -> Shape:
     return found[0]
 
 
+def target_shape(scene: Scene, q: dict) -> list[Shape]:
+    """The shape `q["target"]` names (what a target query is about)."""
+    return [resolve(scene, q["target"])]
+
+
+def pair_shapes(scene: Scene, q: dict) -> list[Shape]:
+    """The shapes `q["a"]` and `q["b"]` name (what a two-shape query is about)."""
+    return [resolve(scene, q["a"]), resolve(scene, q["b"])]
+
+
+def filter_shapes(scene: Scene, q: dict) -> list[Shape]:
+    """The shapes `q["filter"]` selects (what a filter query is about)."""
+    return select(scene, q["filter"])
+
+
 def resolve_text(scene: Scene, tref: dict) -> TextMark:
     found = [t for t in scene.texts if
              ("region" not in tref or where(t, scene) == tref["region"])

@@ -107,7 +107,7 @@ def generate_questions(
             qt = QTYPES[name]
             ctx = GenContext(scene, rng, mc=rng.random() < mc_prob, forbidden=forbidden, prefer=prefer,
                              qtype=name, category=qt.category)
-            q = qt.generate(ctx)
+            q = qt.ask(ctx)
             if q is not None and q.text not in seen:
                 seen.add(q.text)
                 out.append(q)

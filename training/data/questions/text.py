@@ -12,18 +12,12 @@ from training.data.language import (
     text_ref_phrase,
     where,
 )
-from training.data.questions.core import (
-    GenContext,
-    QueryRules,
-    Question,
-    QuestionType,
-    finish,
-    say,
-    yes_no,
-)
+from training.data.questions.core import GenContext, QueryRules, Question, QuestionTypes, yes_no
 from training.data.questions.refs import near_numbers, resolve_text
 from training.data.scene import Scene, TextMark
 from training.data.vocabulary import TEXT_COLORS, WORDS, YES_NO
+
+QUESTION_TYPES = QuestionTypes()
 
 
 def _texts(scene: Scene, numbers: bool | None = None) -> list[TextMark]:
@@ -41,17 +35,17 @@ def _text_refs(scene: Scene, t: TextMark) -> list[dict]:
     return refs
 
 
-def g_has_text(ctx: GenContext) -> Question | None:
-    if ctx.scene.kind != "shapes":
-        return None
-    text = say(ctx, (
+@QUESTION_TYPES.add("has_text", "coarse_perception", scene="shapes")
+def g_has_text(ctx: GenContext) -> Question:
+    text = ctx.say((
         "Is there any writing in the image?", "Does the image contain any text?",
         "Are there any words or numbers written in the picture?", "Is anything written in this image?",
     ))
-    return finish(ctx, text, {"type": "has_text"}, yes_no(bool(ctx.scene.texts)), "yesno",
-                   YES_NO)
+    return ctx.finish(text, {"type": "has_text"}, yes_no(bool(ctx.scene.texts)), "yesno",
+                       YES_NO)
 
 
+@QUESTION_TYPES.add("read_text", "fine_grained_perception")
 def g_read_text(ctx: GenContext) -> Question | None:
     if not ctx.scene.texts:
         return None
@@ -66,27 +60,29 @@ def g_read_text(ctx: GenContext) -> Question | None:
     else:
         templates = (f"What {tref['kind']} is written in the image?", f"Which {tref['kind']} appears in the picture?",
                      f"Read the {tref['kind']} in the image.", f"What {tref['kind']} can you read in the image?")
-    text = say(ctx, templates, r=tref.get("region", ""), c=tref.get("color", ""))
+    text = ctx.say(templates, r=tref.get("region", ""), c=tref.get("color", ""))
     if t.is_number:
         distractors = near_numbers(ctx.rng, int(t.text), hi=99) + [str(ctx.rng.randint(0, 99))]
     else:
         distractors = list(WORDS)
-    return finish(ctx, text, {"type": "read_text", "target": tref}, t.word, "text", distractors)
+    return ctx.finish(text, {"type": "read_text", "target": tref}, t.word, "text", distractors)
 
 
+@QUESTION_TYPES.add("text_color", "fine_grained_perception")
 def g_text_color(ctx: GenContext) -> Question | None:
     unique = [t for t in ctx.scene.texts if sum(1 for o in ctx.scene.texts if o.text == t.text) == 1]
     if not unique:
         return None
     t = ctx.rng.choice(unique)
-    text = say(ctx, (
+    text = ctx.say((
         "What <colour> is {n} written in?", "In which <colour> is {n} written?",
         "What is the <colour> of {n}?", "Which <colour> was used to write {n}?",
     ), n=text_name(t))
-    return finish(ctx, text, {"type": "text_color", "text": t.text}, t.color, "color",
-                   list(TEXT_COLORS))
+    return ctx.finish(text, {"type": "text_color", "text": t.text}, t.color, "color",
+                       list(TEXT_COLORS))
 
 
+@QUESTION_TYPES.add("number_extreme", "logical_reasoning")
 def g_number_extreme(ctx: GenContext) -> Question | None:
     numbers = _texts(ctx.scene, numbers=True)
     values = [int(t.text) for t in numbers]
@@ -94,29 +90,31 @@ def g_number_extreme(ctx: GenContext) -> Question | None:
         return None
     which = ctx.rng.choice(("max", "min"))
     w = {"max": ("largest", "biggest", "highest"), "min": ("smallest", "lowest")}[which]
-    text = say(ctx, (
+    text = ctx.say((
         "Which number written in the image is the {w}?", "What is the {w} number in the picture?",
         "Of the numbers written in the image, which is the {w}?",
     ), w=ctx.rng.choice(w))
     answer = max(values) if which == "max" else min(values)
     distractors = [str(v) for v in values] + near_numbers(ctx.rng, answer, hi=99)
-    return finish(ctx, text, {"type": "number_extreme", "which": which}, str(answer),
-                   "number", distractors)
+    return ctx.finish(text, {"type": "number_extreme", "which": which}, str(answer),
+                       "number", distractors)
 
 
+@QUESTION_TYPES.add("number_sum", "math")
 def g_number_sum(ctx: GenContext) -> Question | None:
     numbers = _texts(ctx.scene, numbers=True)
     if len(numbers) < 2:
         return None
     total = sum(int(t.text) for t in numbers)
-    text = say(ctx, (
+    text = ctx.say((
         "What is the sum of the numbers written in the image?", "Add up all the numbers in the picture. What is the total?",
         "What do the numbers in the image add up to?", "What is the total of the numbers shown?",
     ))
-    return finish(ctx, text, {"type": "number_sum"}, str(total), "number",
-                   near_numbers(ctx.rng, total, hi=198) + [str(total + 10), str(max(0, total - 10))])
+    return ctx.finish(text, {"type": "number_sum"}, str(total), "number",
+                       near_numbers(ctx.rng, total, hi=198) + [str(total + 10), str(max(0, total - 10))])
 
 
+@QUESTION_TYPES.add("number_arith", "math")
 def g_number_arith(ctx: GenContext) -> Question | None:
     numbers = _texts(ctx.scene, numbers=True)
     if not numbers:
@@ -133,9 +131,9 @@ def g_number_arith(ctx: GenContext) -> Question | None:
     else:
         templates = ("What is {p} minus {k}?", "If you subtract {k} from {p}, what do you get?", "What is left when {k} is taken away from {p}?")
         answer = value - k
-    text = say(ctx, templates, p=phrase, k=str(k))
+    text = ctx.say(templates, p=phrase, k=str(k))
     query = {"type": "number_arith", "op": op, "k": k, "target": tref}
-    return finish(ctx, text, query, str(answer), "number", near_numbers(ctx.rng, answer, hi=120))
+    return ctx.finish(text, query, str(answer), "number", near_numbers(ctx.rng, answer, hi=120))
 
 
 # ---------------------------------------------------------------------------------------
@@ -214,15 +212,6 @@ NUMBER_LIST = QueryRules(
     statements=lambda scene, q: [f"The numbers written in the image are {listing(t.text for t in _numbers(scene))}."],
     steps=_number_list_steps,
     relevant=lambda scene, q: _numbers(scene),
-)
-
-QUESTION_TYPES = (
-    QuestionType("has_text", "coarse_perception", g_has_text),
-    QuestionType("read_text", "fine_grained_perception", g_read_text),
-    QuestionType("text_color", "fine_grained_perception", g_text_color),
-    QuestionType("number_extreme", "logical_reasoning", g_number_extreme),
-    QuestionType("number_sum", "math", g_number_sum),
-    QuestionType("number_arith", "math", g_number_arith),
 )
 
 QUERY_RULES = {
