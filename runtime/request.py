@@ -18,6 +18,7 @@ from runtime import prompts
 from runtime.errors import BundleError, InputError
 from runtime.image import load_and_preprocess
 from runtime.image_layout import ImagePlan, LayoutSpec, load_views
+from runtime.lookup import check_lookup
 from runtime.manifest import Budgets, ImagePreprocess
 from runtime.sampling import GREEDY, NON_THINKING, THINKING, SamplingConfig
 
@@ -73,6 +74,7 @@ class Request:
     # The image's views [n, size, size, 3] uint8 (pixels = views[0]) and their token count.
     views: np.ndarray | None = field(default=None, repr=False, compare=False)
     image_plan: ImagePlan | None = None
+    lookup: int = 0  # prompt-lookup draft tokens per decode step (runtime.lookup; 0 = off)
 
     @property
     def needs_image(self) -> bool:
@@ -174,6 +176,7 @@ def make_request(
     seed: int = 0,
     nowait: bool = True,
     layout: LayoutSpec | None = None,
+    lookup: int = 0,
 ) -> Request:
     """Check every argument (see `ExtractThink.stream`), decode the image, freeze them.
 
@@ -197,6 +200,7 @@ def make_request(
         raise InputError(f"the deadline must be a positive number of seconds, got {deadline_s!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"the seed must be an integer >= 0, got {seed!r}")
+    check_lookup(lookup)
     plan = sampling_plan(sampling)
     pixels = image_hash = views = image_plan = None
     if needs_image:
@@ -214,5 +218,5 @@ def make_request(
         question=question, options=options, mode=mode, focus=focus, budgets=budgets,
         deadline_s=float(deadline_s) if deadline_s is not None else None, sampling=plan, seed=seed,
         thinking=bool(thinking), hint=bool(hint), nowait=bool(nowait), pixels=pixels,
-        image_hash=image_hash, views=views, image_plan=image_plan,
+        image_hash=image_hash, views=views, image_plan=image_plan, lookup=lookup,
     )

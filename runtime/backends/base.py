@@ -52,7 +52,8 @@ class LanguageModel(Protocol):
     """One decoding sequence with a KV cache.
 
     `feed_*` append to the sequence and return float32 logits [n_vocab] for the last
-    position. `truncate(n)` drops everything after the first n positions so a shared
+    position; `feed_tokens_all` returns them for every position it fed, [n, n_vocab] (one
+    batch, so prompt-lookup drafts are verified in one pass; n is small). `truncate(n)` drops everything after the first n positions so a shared
     prompt prefix can be reused. `save_state()` keeps the whole sequence's KV state in
     host memory; `load_state(state)` replaces the sequence with it (the next `feed_*`
     continues after `state.n_past` positions exactly as if they had just been fed).
@@ -72,6 +73,8 @@ class LanguageModel(Protocol):
     def truncate(self, n: int) -> None: ...
 
     def feed_tokens(self, ids: Sequence[int]) -> np.ndarray: ...
+
+    def feed_tokens_all(self, ids: Sequence[int]) -> np.ndarray: ...
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray: ...
 

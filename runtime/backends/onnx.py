@@ -185,6 +185,23 @@ class OnnxLanguageModel:
             raise InputError("feed_tokens needs at least one token")
         return self.feed_embeddings(self.embed(ids))
 
+    def feed_tokens_all(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed `ids` in one decoder call with logits for every position: [n, n_vocab]
+        (prompt-lookup verification; n is at most `PREFILL_CHUNK`)."""
+        n = len(ids)
+        if not 0 < n <= PREFILL_CHUNK:
+            raise InputError(f"feed_tokens_all takes 1..{PREFILL_CHUNK} token ids, got {n}")
+        if self._n_past + n > self._n_ctx:
+            raise ContextOverflowError(f"{self._n_past + n} positions do not fit the context of {self._n_ctx} tokens")
+        x = self.embed(ids)[None, :, :]
+        saved = (self._kv, self._n_past)
+        try:
+            logits = self._step(x, self._positions[0, :n])
+        except BaseException:
+            self._kv, self._n_past = saved
+            raise
+        return logits[0].astype(np.float32, copy=False)
+
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray:
         embeds = np.asarray(embeds)
         if embeds.ndim != 2 or embeds.shape[1] != self._text.hidden_size or embeds.shape[0] == 0:
