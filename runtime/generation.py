@@ -15,6 +15,7 @@ allocated once, the controller's precomputed index masks, and the sampler.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from runtime.memory import current_rss_mb
 from runtime.result import BudgetAction, Event, StageFinished, StageStarted, StageStats, TokenEvent
 from runtime.sampling import NothingToSample, Sampler
 from runtime.tokenizer import StreamDecoder
+
+logger = logging.getLogger(__name__)
 
 # Prompt positions per backend call: the backends' own batch size, and how far apart the
 # cancellation checks of a long prefill are.
@@ -231,6 +234,9 @@ def generate(
         )
     controller.fit_context(room)
 
+    if lookup and not lm.batch_invariant:
+        _warn_not_invariant(model)
+        lookup = 0
     tally = LookupTally() if lookup else None
     log = _StageLog(first_stage, role, tok, controller, n_prompt, load_s, tally)
     yield StageStarted(first_stage, role, _budget_of(controller, first_stage))
@@ -419,6 +425,16 @@ def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str
     if not np.isfinite(logits).all():
         raise _damaged(model)
     raise NothingToSample("every token is masked: nothing can be sampled")  # a controller bug
+
+
+_warned: set[str] = set()
+
+
+def _warn_not_invariant(model: str) -> None:
+    if model not in _warned:
+        _warned.add(model)
+        logger.warning("prompt lookup is off for %s: its logits depend on the batch (per-call activation "
+                    "quantization), so verified drafts could change greedy tokens", model)
 
 
 def _damaged(model: str) -> BundleError:

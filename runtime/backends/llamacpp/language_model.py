@@ -86,6 +86,12 @@ class LlamaCppLanguageModel:
         return self._n_past
 
     @property
+    def batch_invariant(self) -> bool:
+        # llama.cpp's CPU kernels quantize activations per row (Q8 blocks of 32 values), so
+        # a batch's rows are the single-token logits bit for bit (tests/runtime/test_lookup_decoding.py)
+        return True
+
+    @property
     def n_embd(self) -> int:
         return self._n_embd
 
