@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.inputs import OPTIONS, QUESTIONS, bench_image
+from benchmarks.inputs import OPTIONS, QUESTIONS, TokenCounts, bench_image
 from benchmarks.machine import load_average
 from benchmarks.stats import ratio, summarize
 from runtime.bundle import Bundle
-from runtime.manifest import example_options
+from runtime.manifest import Manifest, example_options
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
 
@@ -36,15 +36,20 @@ REASONING = ("thinking", "answer")
 @dataclass(frozen=True)
 class LookupBenchConfig:
     backend: str = "llamacpp"
-    lookup: int = 8  # draft tokens per step when on
+    lookup: int = 4  # draft tokens per step when on
     repeat: int = 5
     warmup: int = 1
     threads: int = 1
+    counts: TokenCounts | None = None  # stage budgets (None: the bundle's)
+    # Measurement only: verify drafts even where batches are not invariant (int8 ONNX), to
+    # see what lookup would gain there; `identical` then says whether outputs changed.
+    force_batches: bool = False
 
 
-def trained_weights(bundle: Bundle) -> bool:
-    """False for the benchmark workloads' random-weight bundles (`benchmarks.workloads`)."""
-    return not any((entry.source or "").startswith("random") for entry in bundle.manifest.models.values())
+def trained_weights(manifest: Manifest) -> bool:
+    """False for the benchmark workloads' random-weight bundles (`benchmarks.workloads`
+    names their sources "random ...")."""
+    return not any((entry.source or "").startswith("random") for entry in manifest.models.values())
 
 
 def bench_items(bundle: Bundle) -> list[tuple[Any, str, list[str] | None]]:
@@ -79,14 +84,23 @@ def measure_lookup(bundle: Bundle, cfg: LookupBenchConfig, progress: Progress | 
     identical = True
     load_before = load_average()
     total = cfg.warmup + cfg.repeat
-    with ExtractThink.load(bundle, backend=cfg.backend, threads=cfg.threads, lookup=0) as et:
+    budgets = {}
+    if cfg.counts is not None:
+        c = cfg.counts
+        budgets = {"hint_budget": c.hint, "extraction_budget": c.extraction, "thinking_budget": c.thinking,
+                   "answer_budget": c.answer}
+    with ExtractThink.load(bundle, backend=cfg.backend, threads=cfg.threads, lookup=0,
+                           residency="resident" if cfg.force_batches else "auto") as et:
+        if cfg.force_batches:
+            for role in et.roles:
+                et._slot(role).lm.batch_invariant = True  # resident: these objects serve every request
         for r in range(total):
             report(progress, f"lookup {r + 1}/{total}", r / total)
             sums = {k: {"decode_s": 0.0, "stage_s": 0.0, "tokens": 0, "drafted": 0, "accepted": 0} for k in settings}
             for image, question, options in items:
                 seen = {}
                 for k in settings if r % 2 == 0 else settings[::-1]:
-                    res = et.answer(image, question, options, sampling="greedy", lookup=k)
+                    res = et.answer(image, question, options, sampling="greedy", lookup=k, **budgets)
                     seen[k] = _outputs(res)
                     for key, v in _reasoning(res).items():
                         sums[k][key] += v
@@ -115,6 +129,7 @@ def measure_lookup(bundle: Bundle, cfg: LookupBenchConfig, progress: Progress | 
         "accepted_per_token": accepted / max(sum(x["tokens"] for x in on), 1),
         "decode_s": {"off": summarize(x["decode_s"] for x in off), "on": summarize(x["decode_s"] for x in on)},
         "identical": identical,
+        "forced_batches": cfg.force_batches,
         "items": len(items),
         "repeat": cfg.repeat,
         "threads": cfg.threads,
