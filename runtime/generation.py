@@ -298,6 +298,21 @@ def decode_tokens(
     """
     buf = np.empty(logits.shape[0], dtype=np.float32)  # the one per-token copy
     while True:
+        step = _position(controller, sampler, buf, logits, cancel, model)
+        if isinstance(step, str):
+            return step
+        yield step
+        if controller.done:
+            return "forced_answer" if controller.forced_answer else "budget"
+        logits = feed(step.token_id)
+
+
+def _position(controller: BudgetController, sampler: Sampler, buf: np.ndarray, logits: np.ndarray,
+              cancel: Cancellation | None, model: str, draft: int | None = None) -> Step | str:
+    """One position of the decode loop: the controller's forced token, or a sample from the
+    masked logits (`draft`: a guessed token, kept by `Sampler.speculative`), accepted by the
+    controller; a Step, or why the stage stopped."""
+    while True:
         if cancel is not None:
             cancel.check()
         tid = controller.forced()
@@ -307,16 +322,12 @@ def decode_tokens(
         if not forced:
             np.copyto(buf, logits)
             controller.apply(buf)
-            tid = _choose(sampler, buf, logits, model)
+            tid = _choose(sampler, buf, logits, model, draft)
         verdict = controller.accept(int(tid), forced=forced)
         if verdict is Verdict.STOP:
             return "forced_answer" if controller.forced_answer else "stop_token"
-        if verdict is Verdict.RETRY:
-            continue
-        yield Step(int(tid), controller.last_stage, forced)
-        if controller.done:
-            return "forced_answer" if controller.forced_answer else "budget"
-        logits = feed(int(tid))
+        if verdict is not Verdict.RETRY:  # RETRY: the token was dropped, ask again
+            return Step(int(tid), controller.last_stage, forced)
 
 
 class LookupTally:
@@ -359,23 +370,7 @@ def decode_tokens_lookup(
     lm = session.lm
 
     def choose(row: np.ndarray, draft: int | None) -> Step | str:
-        """One position, as in `decode_tokens`: a Step, or why the stage stopped."""
-        while True:
-            if cancel is not None:
-                cancel.check()
-            tid = controller.forced()
-            if tid == STOP:
-                return "forced_answer" if controller.forced_answer else "budget"
-            forced = tid is not None
-            if not forced:
-                np.copyto(buf, row)
-                controller.apply(buf)
-                tid = _choose(sampler, buf, row, model, draft)
-            verdict = controller.accept(int(tid), forced=forced)
-            if verdict is Verdict.STOP:
-                return "forced_answer" if controller.forced_answer else "stop_token"
-            if verdict is not Verdict.RETRY:
-                return Step(int(tid), controller.last_stage, forced)
+        return _position(controller, sampler, buf, row, cancel, model, draft)
 
     def finished() -> str:
         return "forced_answer" if controller.forced_answer else "budget"
