@@ -87,8 +87,9 @@ class LlamaCppLanguageModel:
 
     @property
     def batch_invariant(self) -> bool:
-        # llama.cpp's CPU kernels quantize activations per row (Q8 blocks of 32 values), so
-        # a batch's rows are the single-token logits bit for bit (tests/runtime/test_lookup_decoding.py)
+        # llama.cpp's CPU kernels quantize activations per row (Q8 blocks of 32 values): the
+        # default bundle's Q8_0 rows equal the single-token logits bit for bit, F32 ones to
+        # 1.5e-7 (summation order) (tests/runtime/test_lookup_decoding.py)
         return True
 
     @property
