@@ -9,7 +9,10 @@
   (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096);
 - fast, second question: another question about the same image through the fast
   pipeline (its extraction cache is cleared first, so the perception stage really runs:
-  a new focus would miss it too).
+  a new focus would miss it too);
+- lookup (bundles with trained weights only, `benchmarks.lookup_speed`): prompt-lookup
+  decoding's acceptance and reasoning speed-up, lookup on against off in one process. Not
+  part of `fast`: it is off by default (it does not pay on the measured bundles).
 
 Both pipelines run on llama.cpp with sequential residency (the models take turns), one
 loaded at a time, interleaved per repetition so machine load drifts hit both alike.
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.inputs import OPTIONS, QUESTIONS, TokenCounts, bench_image
+from benchmarks.lookup_speed import LookupBenchConfig, measure_lookup, trained_weights
 from benchmarks.machine import load_average
 from benchmarks.rss import RssSampler
 from benchmarks.stats import ratio, summarize
@@ -176,8 +180,12 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
                 runs[name].append(first)
                 if second is not None:
                     runs["fast_second_question"].append(second)
-    report(progress, "compare", 1.0)
     out = _summarize(runs, parity, plain_mm, fast_mm, cfg, bundle.manifest.name)
+    if trained_weights(bundle.manifest):  # random weights never copy their prompt: nothing to measure
+        out["lookup"] = measure_lookup(bundle, LookupBenchConfig(
+            backend="llamacpp", threads=cfg.threads, repeat=cfg.repeat, warmup=cfg.warmup, counts=cfg.counts),
+            progress)
+    report(progress, "compare", 1.0)
     out["settings"]["fast"].update(image_tokens=fast_tokens, context_length=fast_load["context_length"])
     out["settings"]["plain"].update(image_tokens=vision.tokens_per_image if vision is not None else None)
     return out
@@ -235,4 +243,9 @@ def to_markdown(comparison: dict) -> str:
     mm = c["mmproj"]
     rows.append(f"mmproj {mm['plain']} {mm['file_mb']['plain']:.2f} MiB -> {mm['fast']} {mm['file_mb']['fast']:.2f} "
                 f"MiB; vs {mm['plain']}: " + ", ".join(f"{k} {v:.4g}" for k, v in mm["parity_vs_plain"].items()))
+    lk = c.get("lookup")
+    if lk is not None:
+        rows.append(f"prompt lookup (k={lk['lookup']}, {lk['backend']}, bundle {lk['bundle']}): acceptance "
+                    f"{f(lk['acceptance'])}, reasoning speed-up {f(lk['reasoning_speedup'])}, "
+                    f"greedy outputs identical: {lk['identical']}")
     return "\n".join(rows)

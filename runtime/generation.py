@@ -15,6 +15,7 @@ allocated once, the controller's precomputed index masks, and the sampler.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,13 @@ from runtime.backends.base import LanguageModel, PrefixState, TokenizerLike
 from runtime.budget import STOP, BudgetController, Verdict
 from runtime.cancel import Cancellation
 from runtime.errors import BundleError, ContextOverflowError, InputError
+from runtime.lookup import PromptLookup
 from runtime.memory import current_rss_mb
 from runtime.result import BudgetAction, Event, StageFinished, StageStarted, StageStats, TokenEvent
 from runtime.sampling import NothingToSample, Sampler
 from runtime.tokenizer import StreamDecoder
+
+logger = logging.getLogger(__name__)
 
 # Prompt positions per backend call: the backends' own batch size, and how far apart the
 # cancellation checks of a long prefill are.
@@ -135,6 +139,17 @@ class Session:
         self._keys.append(token_id)
         return logits
 
+    def feed_all(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed `ids` in one batch; logits [len(ids), n_vocab] for every position."""
+        logits = self.lm.feed_tokens_all(ids)
+        self._keys.extend(int(t) for t in ids)
+        return logits
+
+    def truncate(self, n: int) -> None:
+        """Keep the first `n` positions (drop rejected draft tokens)."""
+        self.lm.truncate(n)
+        del self._keys[n:]
+
 
 @dataclass(frozen=True)
 class PrefixSave:
@@ -179,6 +194,8 @@ class Generation:
     generated: int
     stop_reason: str  # "stop_token" | "budget" | "forced_answer"
     stages: list[str] = field(default_factory=list)
+    drafted: int = 0  # prompt-lookup draft tokens verified (0 with lookup off)
+    accepted: int = 0  # of which the model's own choice agreed
 
 
 def generate(
@@ -195,13 +212,16 @@ def generate(
     cancel: Cancellation | None = None,
     model: str | None = None,
     save: PrefixSave | None = None,
+    lookup: int = 0,
 ) -> Generator[Event, None, Generation]:
     """Run one generation stage; yields events, returns the `Generation`.
 
     `cancel` is checked between prefill chunks and before every token (raising
     `runtime.errors.Cancelled`); `save` keeps the state of a prompt prefix
     (`Session.prefill`). `model` names the model in errors (default: the role):
-    logits that are not finite (damaged weights) raise `BundleError` naming it."""
+    logits that are not finite (damaged weights) raise `BundleError` naming it.
+    `lookup` > 0 drafts that many tokens per step by prompt lookup and verifies them in
+    one batch (`decode_tokens_lookup`); 0 is the plain loop."""
     model = model or f"the {role} model"
     lm = session.lm
     n_prompt = len(prompt)
@@ -214,7 +234,11 @@ def generate(
         )
     controller.fit_context(room)
 
-    log = _StageLog(first_stage, role, tok, controller, n_prompt, load_s)
+    if lookup and not lm.batch_invariant:
+        _warn_not_invariant(model)
+        lookup = 0
+    tally = LookupTally() if lookup else None
+    log = _StageLog(first_stage, role, tok, controller, n_prompt, load_s, tally)
     yield StageStarted(first_stage, role, _budget_of(controller, first_stage))
     yield from _new_events(controller, 0)
     n_events = len(controller.events)
@@ -223,7 +247,12 @@ def generate(
     log.t_prefill = time.perf_counter()
     if not np.isfinite(logits).all():  # one pass per stage; later tokens are checked as chosen
         raise _damaged(model)
-    steps = decode_tokens(controller, sampler, logits, session.feed, cancel=cancel, model=model)
+    if lookup:
+        drafter = PromptLookup(prompt, lookup)
+        steps = decode_tokens_lookup(controller, sampler, logits, session, drafter, tally,  # type: ignore[arg-type]
+                                     cancel=cancel, model=model)
+    else:
+        steps = decode_tokens(controller, sampler, logits, session.feed, cancel=cancel, model=model)
     while True:
         try:
             step = next(steps)
@@ -269,6 +298,21 @@ def decode_tokens(
     """
     buf = np.empty(logits.shape[0], dtype=np.float32)  # the one per-token copy
     while True:
+        step = _position(controller, sampler, buf, logits, cancel, model)
+        if isinstance(step, str):
+            return step
+        yield step
+        if controller.done:
+            return "forced_answer" if controller.forced_answer else "budget"
+        logits = feed(step.token_id)
+
+
+def _position(controller: BudgetController, sampler: Sampler, buf: np.ndarray, logits: np.ndarray,
+              cancel: Cancellation | None, model: str, draft: int | None = None) -> Step | str:
+    """One position of the decode loop: the controller's forced token, or a sample from the
+    masked logits (`draft`: a guessed token, kept by `Sampler.speculative`), accepted by the
+    controller; a Step, or why the stage stopped."""
+    while True:
         if cancel is not None:
             cancel.check()
         tid = controller.forced()
@@ -278,23 +322,97 @@ def decode_tokens(
         if not forced:
             np.copyto(buf, logits)
             controller.apply(buf)
-            tid = _choose(sampler, buf, logits, model)
+            tid = _choose(sampler, buf, logits, model, draft)
         verdict = controller.accept(int(tid), forced=forced)
         if verdict is Verdict.STOP:
             return "forced_answer" if controller.forced_answer else "stop_token"
-        if verdict is Verdict.RETRY:
-            continue
-        yield Step(int(tid), controller.last_stage, forced)
+        if verdict is not Verdict.RETRY:  # RETRY: the token was dropped, ask again
+            return Step(int(tid), controller.last_stage, forced)
+
+
+class LookupTally:
+    """Prompt-lookup draft tokens verified and accepted, per stage."""
+
+    def __init__(self) -> None:
+        self.drafted: dict[str, int] = {}
+        self.accepted: dict[str, int] = {}
+
+    def add(self, stage: str, drafted: int = 0, accepted: int = 0) -> None:
+        self.drafted[stage] = self.drafted.get(stage, 0) + drafted
+        self.accepted[stage] = self.accepted.get(stage, 0) + accepted
+
+
+def decode_tokens_lookup(
+    controller: BudgetController,
+    sampler: Sampler,
+    logits: np.ndarray,
+    session: Session,
+    drafter: PromptLookup,
+    tally: LookupTally,
+    *,
+    cancel: Cancellation | None = None,
+    model: str = "the model",
+) -> Generator[Step, None, str]:
+    """`decode_tokens` with prompt-lookup drafts verified in one batch per step.
+
+    After each emitted token t the drafter guesses d1..dk; [t, d1..dk] is fed in one batch
+    whose k+1 logit rows are the model's next-token logits after t, d1, ..., dk. Each
+    row then goes through exactly what the plain loop does for one position (the
+    controller's forced token, or its mask and the sampler) with the draft as the guess
+    (`Sampler.speculative`): a draft is kept only if that choice agrees, so greedy tokens
+    are the plain loop's, sampling draws from the same distribution, and the budget
+    controller (budgets, forcing, NoWait, forced answers) sees every position once and in
+    order. The first disagreement is emitted instead of the draft, the KV positions of the
+    rejected drafts are dropped, and the next step starts from it; when all k are kept
+    the last row gives one more token. Counts go to `tally` per stage.
+    """
+    buf = np.empty(logits.shape[0], dtype=np.float32)
+    lm = session.lm
+
+    def choose(row: np.ndarray, draft: int | None) -> Step | str:
+        return _position(controller, sampler, buf, row, cancel, model, draft)
+
+    def finished() -> str:
+        return "forced_answer" if controller.forced_answer else "budget"
+
+    step = choose(logits, None)
+    while not isinstance(step, str):
+        yield step
+        drafter.push(step.token_id)
         if controller.done:
-            return "forced_answer" if controller.forced_answer else "budget"
-        logits = feed(int(tid))
+            return finished()
+        draft = drafter.draft(lm.n_ctx - lm.n_past - 1)
+        if not draft:
+            step = choose(session.feed(step.token_id), None)
+            continue
+        base = lm.n_past + 1  # positions once t is in
+        rows = session.feed_all([step.token_id, *draft])
+        tally.add(step.stage, drafted=len(draft))
+        for i, row in enumerate(rows):
+            guess = draft[i] if i < len(draft) else None
+            nxt = choose(row, guess)
+            if isinstance(nxt, str):
+                session.truncate(base + i)
+                return nxt
+            if guess is None or nxt.token_id != guess:
+                session.truncate(base + i)  # drop the drafts from i on
+                step = nxt
+                break
+            tally.add(nxt.stage, accepted=1)
+            yield nxt
+            drafter.push(guess)
+            if controller.done:
+                session.truncate(base + i + 1)
+                return finished()
+    return step
 
 
-def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str) -> int:
+def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str, draft: int | None = None) -> int:
     """The sampler's token, checked: a chosen logit that is not finite means the model
-    produced NaN or infinity (greedy's argmax picks NaN first), or nothing was left."""
+    produced NaN or infinity (greedy's argmax picks NaN first), or nothing was left.
+    `draft`: a guessed token, kept by the speculative rule (`Sampler.speculative`)."""
     try:
-        tid = sampler(masked)
+        tid = sampler(masked) if draft is None else sampler.speculative(masked, draft)
         if np.isfinite(masked[tid]):
             return tid
     except NothingToSample:
@@ -302,6 +420,16 @@ def _choose(sampler: Sampler, masked: np.ndarray, logits: np.ndarray, model: str
     if not np.isfinite(logits).all():
         raise _damaged(model)
     raise NothingToSample("every token is masked: nothing can be sampled")  # a controller bug
+
+
+_warned: set[str] = set()
+
+
+def _warn_not_invariant(model: str) -> None:
+    if model not in _warned:
+        _warned.add(model)
+        logger.warning("prompt lookup is off for %s: its logits depend on the batch (per-call activation "
+                    "quantization), so verified drafts could change greedy tokens", model)
 
 
 def _damaged(model: str) -> BundleError:
@@ -325,8 +453,9 @@ class _StageLog:
     one stage and open the next."""
 
     def __init__(self, first: str, role: str, tok: TokenizerLike, controller: BudgetController,
-                 n_prompt: int, load_s: float) -> None:
+                 n_prompt: int, load_s: float, tally: LookupTally | None = None) -> None:
         self.role, self.controller, self.n_prompt, self.load_s = role, controller, n_prompt, load_s
+        self.tally = tally
         self.t0 = time.perf_counter()
         self.t_prefill = self.t0
         self.reused = 0
@@ -388,6 +517,8 @@ class _StageLog:
             generated=len(self.all_ids),
             stop_reason=stop_reason,
             stages=self.order,
+            drafted=sum(self.tally.drafted.values()) if self.tally is not None else 0,
+            accepted=sum(self.tally.accepted.values()) if self.tally is not None else 0,
         )
 
     def _stats(self, name: str) -> StageStats:
@@ -412,6 +543,8 @@ class _StageLog:
             load_s=self.load_s if is_first else 0.0,
             budget=_budget_of(self.controller, name),
             rss_mb=current_rss_mb(),
+            drafted=self.tally.drafted.get(name, 0) if self.tally is not None else 0,
+            accepted=self.tally.accepted.get(name, 0) if self.tally is not None else 0,
         )
 
 

@@ -42,6 +42,7 @@ from runtime.deadline import DeadlinePlanner, Throughput
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
 from runtime.image_layout import LayoutSpec, resolve_layout
+from runtime.lookup import check_lookup
 from runtime.manifest import Budgets
 from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, plan_memory
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
@@ -61,8 +62,9 @@ TURN_POLL_S = 0.05  # how often a request waiting for its turn looks at its canc
 
 
 def _check_load_args(threads: object, context_length: object, residency: object, cache_mb: object,
-                     prefix_cache_mb: object = 0) -> None:
+                     prefix_cache_mb: object = 0, lookup: object = 0) -> None:
     check_threads(threads)
+    check_lookup(lookup)
     if context_length is not None and (not isinstance(context_length, int) or context_length < 16):
         raise InputError(f"context length must be an integer >= 16, got {context_length!r}")
     if residency not in ("auto", "resident", "sequential"):
@@ -84,8 +86,9 @@ class ExtractThink:
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
                  *, cache_bytes: int, prior: Mapping[str, Throughput] | None,
                  speed_store: SpeedStore | None = None, image_layout: LayoutSpec | None = None,
-                 prefix_cache_bytes: int = 0) -> None:
+                 prefix_cache_bytes: int = 0, lookup: int = 0) -> None:
         self.bundle = bundle
+        self.lookup = check_lookup(lookup)  # the requests' default (`stream(lookup=...)` overrides it)
         self.image_layout = image_layout  # how the perception model's image tokens are laid out
         self._slots = ModelSlots(slots, plan.residency)
         self.memory_plan = plan
@@ -129,6 +132,7 @@ class ExtractThink:
         image_tokens: int | None = None,
         input_mode: str | None = None,
         max_image_tokens: int | None = None,
+        lookup: int = 0,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident.
 
@@ -141,10 +145,13 @@ class ExtractThink:
         `image_tokens` per view (729, 196 or 81 at 27x27: LLaVA-OneVision pooling),
         `input_mode` ("single" or "anyres"), `max_image_tokens` (anyres: fewer tiles).
 
+        `lookup`: prompt-lookup decoding (`runtime.lookup`), draft tokens per step, 0 = off
+        (the default); greedy outputs are unchanged and sampling keeps its distribution.
+
         `speed_cache`: remember measured speeds per machine and model for later processes'
         deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
         """
-        _check_load_args(threads, context_length, residency, cache_mb, prefix_cache_mb)  # before a bundle is hashed
+        _check_load_args(threads, context_length, residency, cache_mb, prefix_cache_mb, lookup)  # before a bundle is hashed
         b = bundle if isinstance(bundle, Bundle) else open_bundle(
             default_bundle_path() if bundle is None else bundle, verify=verify)
         if threads is None:
@@ -171,7 +178,7 @@ class ExtractThink:
         if speed_cache is not False:
             store = SpeedStore(None if speed_cache is True else Path(speed_cache))
         et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store, image_layout=layout,
-                 prefix_cache_bytes=prefix_cache_mb << 20)
+                 prefix_cache_bytes=prefix_cache_mb << 20, lookup=lookup)
         try:
             et._slots.load_initial()
         except BaseException:
@@ -243,7 +250,9 @@ class ExtractThink:
         `Done(result)`. Arguments are checked before any model work starts.
 
         The keywords `settings` are the fields of `runtime.request.RequestSettings` (mode,
-        thinking, hint, focus, the four budgets, deadline_s, sampling, seed, nowait).
+        thinking, hint, focus, the four budgets, deadline_s, sampling, seed, nowait, lookup:
+        prompt-lookup draft tokens per step for this request, None or left out: the
+        pipeline's `load(lookup=...)`).
 
         `cancel` (a `threading.Event`): once set, the request stops at its next check
         (before every token, between prefill chunks and stages) and the iterator raises
@@ -256,12 +265,17 @@ class ExtractThink:
             cancellation.watch(cancel, "the request was cancelled")
         perception = self._slots.get("perception")
         req = make_request(
-            image, question, options, RequestSettings(**settings), roles=tuple(self._slots),
+            image, question, options, RequestSettings(**self._with_lookup(settings)), roles=tuple(self._slots),
             defaults=self.bundle.manifest.budgets if self.bundle is not None else Budgets(),
             image_prep=perception.entry.image if perception is not None else None,
             layout=self.image_layout,
         )
         return self._run(req, cancellation)
+
+    def _with_lookup(self, settings: dict[str, Any]) -> dict[str, Any]:
+        if settings.get("lookup") is None:
+            return {**settings, "lookup": self.lookup}
+        return settings
 
     def close(self) -> None:
         """Free the models (and native tokenizers); the pipeline cannot be used afterwards.

@@ -19,6 +19,7 @@ from runtime import prompts
 from runtime.errors import BundleError, InputError
 from runtime.image import load_and_preprocess
 from runtime.image_layout import ImagePlan, LayoutSpec, load_views
+from runtime.lookup import check_lookup
 from runtime.manifest import Budgets, ImagePreprocess
 from runtime.sampling import GREEDY, NON_THINKING, THINKING, SamplingConfig
 
@@ -74,6 +75,7 @@ class Request:
     # The image's views [n, size, size, 3] uint8 (pixels = views[0]) and their token count.
     views: np.ndarray | None = field(default=None, repr=False, compare=False)
     image_plan: ImagePlan | None = None
+    lookup: int = 0  # prompt-lookup draft tokens per decode step (runtime.lookup; 0 = off)
 
     @property
     def needs_image(self) -> bool:
@@ -171,6 +173,7 @@ class RequestSettings:
     sampling: str | SamplingConfig = "paper"
     seed: int = 0
     nowait: bool = True
+    lookup: int = 0  # prompt-lookup draft tokens per step (runtime.lookup); 0 = off
 
 
 def make_request(
@@ -208,6 +211,7 @@ def make_request(
         raise InputError(f"the deadline must be a positive number of seconds, got {deadline_s!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"the seed must be an integer >= 0, got {seed!r}")
+    check_lookup(s.lookup)
     plan = sampling_plan(s.sampling)
     pixels = image_hash = views = image_plan = None
     if needs_image:
@@ -225,5 +229,5 @@ def make_request(
         question=question, options=options, mode=mode, focus=focus, budgets=budgets,
         deadline_s=float(deadline_s) if deadline_s is not None else None, sampling=plan, seed=seed,
         thinking=bool(s.thinking), hint=bool(s.hint), nowait=bool(s.nowait), pixels=pixels,
-        image_hash=image_hash, views=views, image_plan=image_plan,
+        image_hash=image_hash, views=views, image_plan=image_plan, lookup=s.lookup,
     )

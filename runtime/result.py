@@ -47,6 +47,8 @@ class StageStats:
     budget: int | None = None
     cached: bool = False
     rss_mb: float = 0.0  # process RSS when the stage finished
+    drafted: int = 0  # prompt-lookup draft tokens verified after this stage's tokens (0: lookup off)
+    accepted: int = 0  # draft tokens kept: the model chose them itself
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,8 @@ class StageStats:
             "budget": self.budget,
             "cached": self.cached,
             "rss_mb": round(self.rss_mb, 1),
+            "drafted": self.drafted,
+            "accepted": self.accepted,
         }
 
 

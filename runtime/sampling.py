@@ -74,6 +74,56 @@ class Sampler:
             return int(np.argmax(logits))
         return self._sample(logits)
 
+    def distribution(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens `__call__` can pick from `logits` and their probabilities (float64,
+        summing to 1): after temperature, top-k and top-p, masked tokens excluded."""
+        n = logits.shape[0]
+        top = float(logits.max())
+        if not np.isfinite(top):
+            raise NothingToSample("no token has a finite logit: nothing can be sampled")
+        cfg = self.config
+        if cfg.greedy:
+            return np.asarray([int(np.argmax(logits))]), np.ones(1)
+        inv_t = 1.0 / cfg.temperature
+        k = min(cfg.top_k or _CANDIDATES, n)
+        cand = np.argpartition(logits, n - k)[n - k :] if k < n else np.arange(n)
+        w = np.exp((logits[cand].astype(np.float64) - top) * inv_t)
+        if cfg.top_k:
+            total = float(w.sum())
+        else:
+            total = float(np.exp((logits.astype(np.float64) - top) * inv_t).sum())
+            if cfg.top_p >= 1.0 or float(w.sum()) < cfg.top_p * total:  # the nucleus is wider than the candidates
+                cand = np.arange(n)
+                w = np.exp((logits.astype(np.float64) - top) * inv_t)
+        order = np.argsort(-w, kind="stable")
+        cand, w = cand[order], w[order]
+        if cfg.top_p < 1.0:
+            cut = int(np.searchsorted(np.cumsum(w), cfg.top_p * total, side="left")) + 1
+            cand, w = cand[:cut], w[:cut]
+        keep = w > 0
+        cand, w = cand[keep], w[keep]
+        return cand, w / w.sum()
+
+    def speculative(self, logits: np.ndarray, draft: int) -> int:
+        """The next token when `draft` was guessed for it (prompt lookup): `draft` with
+        its probability p(draft) under this sampler's distribution, otherwise a sample from
+        that distribution with `draft` removed and the rest renormalised. The standard
+        speculative-sampling rule for a deterministic draft: the token's distribution is
+        exactly p, as if `__call__` had sampled it. Greedy: the argmax."""
+        if self.config.greedy:
+            return int(np.argmax(logits))
+        ids, p = self.distribution(logits)
+        at = np.flatnonzero(ids == draft)
+        p_draft = float(p[at[0]]) if at.size else 0.0
+        if self.rng.random() < p_draft:
+            return int(draft)
+        if at.size:
+            p = p.copy()
+            p[at[0]] = 0.0
+        cum = np.cumsum(p)
+        idx = int(np.searchsorted(cum, self.rng.random() * float(cum[-1]), side="right"))
+        return int(ids[min(idx, len(ids) - 1)])
+
     def _sample(self, logits: np.ndarray) -> int:
         cfg = self.config
         n = logits.shape[0]

@@ -339,7 +339,7 @@ def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], li
     sampler = Sampler(cfg, np.random.default_rng([run.req.seed, STAGE_SEEDS[seed_stage]]))
     events = generate(slot.session, slot.tok, ids, ctl, sampler, role=slot.role, image=image,
                       image_key=image_key, load_s=load_s, cancel=run.cancel,
-                      model=f"the {slot.role} model ({slot.label})", save=save)
+                      model=f"the {slot.role} model ({slot.label})", save=save, lookup=run.req.lookup)
     while True:
         try:
             ev = next(events)

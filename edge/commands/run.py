@@ -82,6 +82,9 @@ def add_parser(subparsers: Any) -> None:
                    "explicit flags win")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere")
+    p.add_argument("--lookup", type=int, default=0, metavar="K",
+                   help="prompt-lookup decoding: draft up to K tokens per step from n-gram matches in the prompt "
+                   "and output, verified in one batch (same greedy output; 0 = off, the default)")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     p.add_argument("--json", action="store_true", help="print one JSON object (JSON lines with --stream)")
     p.set_defaults(func=main)
@@ -162,7 +165,7 @@ def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, d
     load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
             "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
             "gpu_layers": args.gpu_layers or 0, "image_tokens": args.image_tokens, "input_mode": args.input_mode,
-            "max_image_tokens": args.max_image_tokens}
+            "max_image_tokens": args.max_image_tokens, "lookup": args.lookup}
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
                "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
                "answer_budget": args.answer_budget, "deadline_s": args.deadline}

@@ -52,7 +52,12 @@ class LanguageModel(Protocol):
     """One decoding sequence with a KV cache.
 
     `feed_*` append to the sequence and return float32 logits [n_vocab] for the last
-    position. `truncate(n)` drops everything after the first n positions so a shared
+    position; `feed_tokens_all` returns them for every position it fed, [n, n_vocab] (one
+    batch, so prompt-lookup drafts are verified in one pass; n is small).
+    `batch_invariant`: a position's logits do not depend on which positions share its
+    batch (beyond float summation order, ~1e-7), so `feed_tokens_all`'s rows are what
+    feeding the tokens one at a time returns (prompt lookup runs only then: its greedy
+    tokens must be the plain loop's). `truncate(n)` drops everything after the first n positions so a shared
     prompt prefix can be reused. `save_state()` keeps the whole sequence's KV state in
     host memory; `load_state(state)` replaces the sequence with it (the next `feed_*`
     continues after `state.n_past` positions exactly as if they had just been fed).
@@ -67,11 +72,16 @@ class LanguageModel(Protocol):
     @property
     def n_past(self) -> int: ...
 
+    @property
+    def batch_invariant(self) -> bool: ...
+
     def reset(self) -> None: ...
 
     def truncate(self, n: int) -> None: ...
 
     def feed_tokens(self, ids: Sequence[int]) -> np.ndarray: ...
+
+    def feed_tokens_all(self, ids: Sequence[int]) -> np.ndarray: ...
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray: ...
 

@@ -69,6 +69,10 @@ __all__ = [  # the graph contract is re-exported: export.onnx imports it from he
 log = logging.getLogger(__name__)
 
 PREFILL_CHUNK = 512  # positions per decoder call when feeding a long prompt
+# Quants whose decoder quantizes activations per call (one scale across all positions):
+# int8 (`quantize_dynamic`). int4's MatMulNBits quantizes per row block, but that is not
+# measured here, so it is listed too: prompt lookup stays off where exactness is unknown.
+PER_CALL_QUANTIZED = frozenset({"int8", "int4"})
 
 
 def _import_ort() -> Any:
@@ -121,7 +125,11 @@ class OnnxLanguageModel:
     """One sequence (batch 1) over the embed + decoder sessions."""
 
     def __init__(self, ort: Any, decoder: Any, embed: Any, text: TextShape, n_ctx: int,
-                 *, owner: str = "") -> None:
+                 *, owner: str = "", batch_invariant: bool = True) -> None:
+        # int8 graphs quantize each call's activations with one scale for the whole call
+        # (`DynamicQuantizeLinear`), so a position's logits depend on its batch: measured
+        # up to 0.18 logit apart on the default bundle, enough to flip a greedy token.
+        self.batch_invariant = batch_invariant
         self._ort_value = ort.OrtValue.ortvalue_from_numpy
         # what a saved state is valid for (the artifact's weights, given by `load`)
         self._owner = f"onnx|{owner or id(decoder)}|layers={text.num_layers}|kv={text.num_kv_heads}x{text.head_dim}"
@@ -184,6 +192,23 @@ class OnnxLanguageModel:
         if len(ids) == 0:
             raise InputError("feed_tokens needs at least one token")
         return self.feed_embeddings(self.embed(ids))
+
+    def feed_tokens_all(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed `ids` in one decoder call with logits for every position: [n, n_vocab]
+        (prompt-lookup verification; n is at most `PREFILL_CHUNK`)."""
+        n = len(ids)
+        if not 0 < n <= PREFILL_CHUNK:
+            raise InputError(f"feed_tokens_all takes 1..{PREFILL_CHUNK} token ids, got {n}")
+        if self._n_past + n > self._n_ctx:
+            raise ContextOverflowError(f"{self._n_past + n} positions do not fit the context of {self._n_ctx} tokens")
+        x = self.embed(ids)[None, :, :]
+        saved = (self._kv, self._n_past)
+        try:
+            logits = self._step(x, self._positions[0, :n])
+        except BaseException:
+            self._kv, self._n_past = saved
+            raise
+        return logits[0].astype(np.float32, copy=False)
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray:
         embeds = np.asarray(embeds)
@@ -347,4 +372,6 @@ def load(
     )
     owner = ",".join(f"{part}={bundle.manifest.files[rel].sha256}" for part, rel in sorted(artifact.files.items())
                      if part in ("decoder", "embed"))
-    return OnnxLanguageModel(ort, decoder, embed, text, n_ctx, owner=owner), vision
+    lm = OnnxLanguageModel(ort, decoder, embed, text, n_ctx, owner=owner,
+                           batch_invariant=artifact.quant not in PER_CALL_QUANTIZED)
+    return lm, vision

@@ -42,6 +42,9 @@ def test_compare_reports_plain_fast_and_second_question(bench_bundle_dir, tmp_pa
     assert (mm["plain"], mm["fast"]) == ("f32", "q8_0") and mm["file_mb"]["fast"] < mm["file_mb"]["plain"]
     assert 0 < mm["parity_vs_plain"]["embed_rel_l2"] < 0.05
     assert c["settings"]["residency"] == "sequential" and c["settings"]["tokens"]["extraction"] == 3
+    lookup = c["lookup"]  # the tiny bundle's models are not random-weight workloads
+    assert {"acceptance", "reasoning_speedup", "bundle"} <= set(lookup) and lookup["identical"] is True
+    assert lookup["bundle"] == c["settings"]["bundle"] and lookup["reasoning_speedup"] > 0
 
 
 def test_compare_cli_prints_one_json_object(bench_bundle_dir, tmp_path, capsys):

@@ -326,3 +326,19 @@ def test_image_tokens_option_pools_the_image(capsys, bundle, photo):
                  2, "image tokens must be one of 16, 4")
     expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q", "--input-mode", "anyres"],
                  2, "no any-resolution layout")
+
+
+def test_lookup_flag_keeps_the_greedy_answer_and_reports_drafts(capsys):
+    """`--lookup 4` on the shipped default bundle (llama.cpp): the same greedy result, with
+    the drafted / accepted counts in the stage stats; a bad value is a one-line error."""
+    common = ["--json", "--threads", "1", "--greedy", "--backend", "llamacpp"]
+    outs = {}
+    for k in ("0", "4"):
+        rc, out, err = run(capsys, *common, "--lookup", k)
+        assert rc == 0, err
+        outs[k] = json.loads(out)
+    keys = ("hint", "extraction", "thinking", "answer_text", "answer")
+    assert [outs["4"][k] for k in keys] == [outs["0"][k] for k in keys]
+    assert sum(s["drafted"] for s in outs["4"]["stages"].values()) > 0
+    assert all(s["drafted"] == 0 for s in outs["0"]["stages"].values())
+    expect_error(capsys, [*common, "--lookup", "-2"], 2, "lookup must be an integer")

@@ -86,6 +86,13 @@ class LlamaCppLanguageModel:
         return self._n_past
 
     @property
+    def batch_invariant(self) -> bool:
+        # llama.cpp's CPU kernels quantize activations per row (Q8 blocks of 32 values): the
+        # default bundle's Q8_0 rows equal the single-token logits bit for bit, F32 ones to
+        # 1.5e-7 (summation order) (tests/runtime/test_lookup_decoding.py)
+        return True
+
+    @property
     def n_embd(self) -> int:
         return self._n_embd
 
@@ -129,6 +136,29 @@ class LlamaCppLanguageModel:
             tok[:n] = chunk
             self._decode(self._tok_batch, pos, logits, n, last=start + n == arr.size)
         return self._last_logits()
+
+    def feed_tokens_all(self, ids: Sequence[int]) -> np.ndarray:
+        """Feed `ids` in one batch with logits requested for every position: [n, n_vocab]
+        (prompt-lookup verification; n is at most the batch size)."""
+        self._alive()
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not 0 < arr.size <= self._n_batch:
+            raise InputError(f"feed_tokens_all takes 1..{self._n_batch} token ids, got {arr.size}")
+        if arr.min() < 0 or arr.max() >= self._n_vocab:
+            bad = int(arr[(arr < 0) | (arr >= self._n_vocab)][0])
+            raise InputError(f"token id {bad} is outside the vocabulary (0..{self._n_vocab - 1})")
+        self._check_room(arr.size)
+        n = arr.size
+        tok, pos, logits = self._tok_views
+        tok[:n] = arr
+        self._decode(self._tok_batch, pos, logits, n, last=True, every=True)
+        out = np.empty((n, self._n_vocab), dtype=np.float32)
+        for i in range(n):  # by batch index: llama.cpp maps it to its output row
+            ptr = self._llama.llama_get_logits_ith(self._ctx, i)
+            if not ptr:
+                raise RuntimeError("llama.cpp returned no logits")
+            ctypes.memmove(out[i].ctypes.data, ptr, out[i].nbytes)
+        return out
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray:
         self._alive()
@@ -231,13 +261,14 @@ class LlamaCppLanguageModel:
             data = np.ctypeslib.as_array(batch.token, shape=(n,))
         return data, pos, logits
 
-    def _decode(self, batch: Any, pos: np.ndarray, logits: np.ndarray, n: int, *, last: bool) -> None:
+    def _decode(self, batch: Any, pos: np.ndarray, logits: np.ndarray, n: int, *, last: bool,
+                every: bool = False) -> None:
         if n == 1:
             pos[0] = self._n_past
             logits[0] = 1 if last else 0
         else:
             pos[:n] = np.arange(self._n_past, self._n_past + n, dtype=np.int32)
-            logits[:n] = 0
+            logits[:n] = 1 if every else 0
             if last:
                 logits[n - 1] = 1  # logits only for the very last position: no [n, vocab] copy
         batch.n_tokens = n
