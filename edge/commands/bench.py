@@ -198,7 +198,8 @@ def _input_modes(args: argparse.Namespace, bundle: Bundle, name: str | None) -> 
                              "image_newline) for --input-modes anyres: export a converted paper checkpoint with "
                              "--input-mode anyres, or use --workload")
         # a random-weight workload: the paper's layout with a random newline (speed only)
-        bundle = open_bundle(anyres_variant(bundle, WorkloadBuilder(args.artifacts).anyres_path(bundle.root)))
+        variant = anyres_variant(bundle, WorkloadBuilder(args.artifacts).anyres_path(bundle.root))
+        bundle = open_bundle(variant, verify="size")  # its files are the checked bundle's, hard-linked
     out = Path(args.out) if args.out else Path("runs") / "bench" / f"input-modes-{name or bundle.manifest.name}"
     cfg = ModesConfig(threads=args.threads or default_threads(),
                       counts=TokenCounts.parse(args.tokens) if args.tokens else TokenCounts(), modes=modes,
