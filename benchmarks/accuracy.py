@@ -84,6 +84,7 @@ def evaluate_item(et: Any, item: EvalItem, cfg: EvalConfig, config_id: str, key:
         answer_source=res.answer_source, answer_text=res.answer_text, hint=res.hint, extraction=res.extraction,
         thinking=res.thinking, seconds=round(res.seconds, 4),
         tokens={name: st.tokens for name, st in res.stages.items() if name != "vision"},
+        image_tokens=res.stages["vision"].tokens if "vision" in res.stages else None,
         budgets=dict(res.budgets), forced_answer=any(e.kind == "force_answer" for e in res.budget_events),
         error=None,
     )

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +33,13 @@ from benchmarks.lookup_speed import LookupBenchConfig, measure_lookup, trained_w
 from benchmarks.machine import load_average
 from benchmarks.rss import RssSampler
 from benchmarks.stats import ratio, summarize
-from export.bundle_writer import file_entries
+from benchmarks.variants import bundle_variant
 from export.gguf.mmproj_parity import compare_mmproj
 from export.gguf.mmproj_requant import file_quant, requantize_mmproj
-from runtime.atomic import staged_dir
-from runtime.bundle import MANIFEST_NAME, Bundle, open_bundle
-from runtime.config_io import save_json
+from runtime.bundle import Bundle, open_bundle
 from runtime.errors import BundleError
 from runtime.image_pool import pooled_side
-from runtime.manifest import Budgets
+from runtime.manifest import Budgets, Manifest
 from runtime.model_slot import context_need
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
@@ -86,20 +82,8 @@ def _gguf_perception(bundle: Bundle):
 def mmproj_variant(bundle: Bundle, quant: str, dst: Path) -> Path:
     """A copy of `bundle` at `dst` (files hard-linked where possible) whose GGUF perception
     artifacts use an mmproj requantized to `quant`; reused when already there."""
-    if (dst / MANIFEST_NAME).is_file():
-        try:
-            open_bundle(dst, verify="size")
-            return dst
-        except BundleError:
-            pass
-    m = bundle.manifest
-    with staged_dir(dst, marker=MANIFEST_NAME) as tmp:
-        for rel in m.files:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(bundle.path(rel), tmp / rel)
-            except OSError:
-                shutil.copyfile(bundle.path(rel), tmp / rel)
+
+    def change(tmp: Path, m: Manifest) -> Manifest:
         entry = m.models["perception"]
         arts = []
         for art in entry.artifacts:
@@ -114,13 +98,12 @@ def mmproj_variant(bundle: Bundle, quant: str, dst: Path) -> Path:
         for rel in m.files:  # the replaced mmproj, unless another artifact still uses it
             if rel.startswith("perception-mmproj-") and rel not in used:
                 (tmp / rel).unlink()
-        manifest = dataclasses.replace(m, models=models, name=f"{m.name}-mmproj-{quant}", files=file_entries(tmp))
-        save_json(manifest, tmp / MANIFEST_NAME)
-        open_bundle(tmp, verify="full")
-    return dst
+        return dataclasses.replace(m, models=models, name=f"{m.name}-mmproj-{quant}")
+
+    return bundle_variant(bundle, dst, change)
 
 
-def _image_side(stages: dict[str, Any]) -> float:
+def image_side_s(stages: dict[str, Any]) -> float:
     vision = stages.get("vision")
     extraction = stages.get("extraction")
     side = 0.0
@@ -136,7 +119,7 @@ def _request(et: ExtractThink, image, question: str, counts: TokenCounts, seed: 
     r = et.answer(image, question, list(OPTIONS), hint_budget=counts.hint, extraction_budget=counts.extraction,
                   thinking_budget=counts.thinking, answer_budget=counts.answer, sampling="greedy", seed=seed)
     sampler.sample()
-    return {"request_s": r.seconds, "image_side_s": _image_side(r.stages),
+    return {"request_s": r.seconds, "image_side_s": image_side_s(r.stages),
             "load_s": sum(s.load_s for s in r.stages.values()),
             "peak_rss_mb": sampler.max_between(t0), "prefix_hit": r.cache_hits.get("prefix"),
             "vision_s": r.stages["vision"].seconds - r.stages["vision"].load_s if "vision" in r.stages else None}

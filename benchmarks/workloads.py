@@ -159,6 +159,10 @@ class WorkloadBuilder:
         quants = tuple(quants or w.quants)
         return self.root / "workloads" / (name if quants == w.quants else f"{name}-{'-'.join(quants)}")
 
+    def anyres_path(self, bundle_root: Path) -> Path:
+        """Where a workload bundle's any-resolution variant (`benchmarks.variants.anyres_variant`) goes."""
+        return self.root / "workloads" / f"{Path(bundle_root).name}-anyres"
+
     def bundle(self, name: str, quants: tuple[str, ...] | None = None) -> Path:
         """The workload's bundle folder (built and verified on first use)."""
         w = workload(name)

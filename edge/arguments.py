@@ -41,3 +41,20 @@ def add_gpu_layers(parser: argparse.ArgumentParser) -> None:
 def check_gpu_layers(value: int | None) -> None:
     if value is not None and value < 0:
         raise InputError(f"--gpu-layers must be 0 or more (999 offloads every layer), got {value}")
+
+
+def add_image_layout(parser: argparse.ArgumentParser) -> None:
+    """How an image becomes perception tokens, overriding the bundle's `image_layout`."""
+    parser.add_argument("--image-tokens", type=int, metavar="N",
+                        help="image tokens per view: 729, 196 or 81 for a 27x27 model (LLaVA-OneVision "
+                        "pooling; default: the bundle's)")
+    parser.add_argument("--input-mode", choices=("single", "anyres"),
+                        help="one view, or the paper's any-resolution tiles (default: the bundle's)")
+    parser.add_argument("--max-image-tokens", type=int, metavar="N",
+                        help="anyres: use fewer tiles so an image takes at most N tokens")
+
+
+def image_layout_kwargs(args: argparse.Namespace) -> dict[str, int | str | None]:
+    """The `ExtractThink.load` keywords of `add_image_layout`'s options."""
+    return {"image_tokens": args.image_tokens, "input_mode": args.input_mode,
+            "max_image_tokens": args.max_image_tokens}

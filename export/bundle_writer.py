@@ -112,7 +112,9 @@ class ExportRequest:
     verify: bool = True  # run the parity checks before publishing the bundle
     tokenizer: Path | None = None  # for a paper checkpoint that ships no tokenizer.json
     vision_heads: int | None = None  # attention heads of a paper checkpoint's unknown vision tower
-    input_mode: str = "single"  # the perception model's default image input (runtime.image_layout)
+    # the perception model's default image input (runtime.image_layout); None: the mode it was
+    # trained with (anyres for a model trained so, else single)
+    input_mode: str | None = None
     image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
     # the perception mmproj's type: f32, f16 or q8_0 (None: f32 beside f32 files, else f16)
     mmproj_quant: str | None = None

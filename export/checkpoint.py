@@ -19,13 +19,14 @@ from runtime.errors import ConfigError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.image_pool import POOL_STRIDES
 from runtime.manifest import ImageLayout, ImagePreprocess
+from training.models.anyres import CONFIG_KEY as TRAINED_LAYOUT_KEY
+from training.models.anyres import NEWLINE_FILE  # the image_newline, raw float32 (re-exported)
 from training.models.loading import load_perception, load_reasoner
 
 log = logging.getLogger(__name__)
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 CONVERSION_NOTE = "conversion.json"  # written by export.convert_llava_ov
-NEWLINE_FILE = "image_newline.f32"  # the paper's image_newline, raw float32 (export.convert_llava_ov)
 BUNDLE_NEWLINE = "perception-image-newline-f32.bin"
 # PIL resample ids in HF image processors -> the manifest's names
 _RESAMPLE = {2: "bilinear", 3: "bicubic"}
@@ -134,24 +135,40 @@ def _json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def image_layout(folder: Path, *, tile: int, hidden: int, input_mode: str = "single",
+def _trained_layout(folder: Path) -> dict[str, Any] | None:
+    """The any-resolution layout a model trained with `input_mode: anyres` records in its
+    config.json (training.models.anyres), in conversion.json's schema; None otherwise."""
+    try:
+        lay = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get(TRAINED_LAYOUT_KEY)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{folder / 'config.json'}: unreadable ({exc})") from None
+    if lay is not None and not isinstance(lay, dict):
+        raise ConfigError(f"{folder / 'config.json'}: {TRAINED_LAYOUT_KEY} is malformed")
+    return lay
+
+
+def image_layout(folder: Path, *, tile: int, hidden: int, input_mode: str | None = None,
                  pool: int = 1) -> tuple[ImageLayout, Path | None]:
     """The perception model's image layout for the manifest, and the newline file to ship.
 
     A converted paper checkpoint records its any-resolution layout (pinpoints, max tiles)
-    and keeps its `image_newline`: both go into every bundle made from it, so the runtime
-    can run either mode; `input_mode` is the bundle's default. `pool` is the LLaVA-OV
-    pooling stride (1, 2, 3).
+    and keeps its `image_newline`; so does a model trained with `input_mode: anyres`
+    (in config.json, the newline beside the weights). Both go into every bundle made from
+    it, so the runtime can run either mode; `input_mode` is the bundle's default (None:
+    the mode the model was trained with: anyres for a model trained so, else single).
+    `pool` is the LLaVA-OV pooling stride (1, 2, 3).
     """
     if pool not in POOL_STRIDES:
         raise ConfigError(f"pooling stride {pool} is not one of {', '.join(map(str, POOL_STRIDES))}")
-    if input_mode not in ("single", "anyres"):
+    if input_mode not in (None, "single", "anyres"):
         raise ConfigError(f"input mode must be single or anyres, not {input_mode!r}")
     note = _conversion_note(folder)
-    lay = note.get("image_layout")
+    lay = note.get("image_layout") or _trained_layout(folder)
+    if input_mode is None:
+        input_mode = str(lay.get("input_mode", "single")) if lay else "single"
     if not lay:
         if input_mode == "anyres":
-            why = note.get("image_layout_why") or "not a converted paper checkpoint"
+            why = note.get("image_layout_why") or "not a converted paper checkpoint nor trained with anyres"
             raise ConfigError(f"{folder}: no any-resolution layout to export ({why})")
         return ImageLayout(input_mode="single", pool=pool), None
     src = Path(folder) / str(lay.get("newline", NEWLINE_FILE))

@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from runtime import anyres
 from runtime.anyres import AnyresPlan
@@ -151,8 +152,14 @@ def load_views(source: object, spec: LayoutSpec, prep: ImagePreprocess) -> tuple
     else:
         img = load_image(source)
         plan = plan_image(spec, img.size)
-        views = anyres.anyres_views(img, plan.anyres) if plan.anyres is not None else preprocess(img, prep)[None]
+        views = image_views(img, plan, prep)
     return views, plan, views_hash(views, spec, plan)
+
+
+def image_views(img: Image.Image, plan: ImagePlan, prep: ImagePreprocess) -> np.ndarray:
+    """A decoded RGB image's views for `plan`, uint8 [views, size, size, 3]: the fork's base
+    view + tiles, or the one preprocessed view (training cuts its views here too)."""
+    return anyres.anyres_views(img, plan.anyres) if plan.anyres is not None else preprocess(img, prep)[None]
 
 
 def views_hash(views: np.ndarray, spec: LayoutSpec, plan: ImagePlan) -> str:

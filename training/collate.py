@@ -8,11 +8,15 @@ step: resuming needs only the step, and N processes see exactly what one process
 same global batch sees.
 
 `Collator` pads right (labels IGNORE, attention mask 0) and loads images exactly as the
-runtime does (`runtime.image`): the same resize, then the bundle's mean / std.
+runtime does (`runtime.image`): the same resize, then the bundle's mean / std. With an
+any-resolution `layout` each image becomes the runtime's views (`runtime.image_layout`:
+the base view, then the tiles), its prompt holds that image's own token count, and the
+batch carries one `AnyresPlan` per image (`image_plans`) for the merge in the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass
@@ -22,6 +26,7 @@ import numpy as np
 
 from runtime.errors import EdgeError
 from runtime.image import load_image, preprocess
+from runtime.image_layout import LayoutSpec, image_views, plan_image
 from runtime.manifest import ImagePreprocess
 from training.examples import IGNORE, ExampleSource, TokenizedExample, tokenize
 
@@ -91,23 +96,44 @@ class Collator:
     image_token_id: int | None = None
     image: ImagePreprocess | None = None
     pad_to_multiple: int = 1
+    layout: LayoutSpec | None = None  # kept only for anyres: a single-view layout is the plain path
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and self.layout.input_mode != "anyres":
+            self.layout = None
 
     def tokenize(self, example) -> TokenizedExample:
-        return tokenize(example, self.tok, image_tokens=self.image_tokens,
-                        image_token_id=self.image_token_id, max_length=self.max_length)
+        n = self.image_tokens
+        if self.layout is not None and example.image is not None:
+            with contextlib.suppress(EdgeError):  # unreadable: collate skips the row
+                n = plan_image(self.layout, load_image(example.image).size).tokens  # this image's own count
+        return tokenize(example, self.tok, image_tokens=n, image_token_id=self.image_token_id,
+                        max_length=self.max_length)
+
+    def _normalize(self, arr: np.ndarray) -> np.ndarray:
+        """uint8 [..., size, size, 3] -> float32 [..., 3, size, size] with the mean / std."""
+        assert self.image is not None
+        x = arr.astype(np.float32) / 255.0
+        x = (x - np.asarray(self.image.mean, dtype=np.float32)) / np.asarray(self.image.std, dtype=np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
     def pixels(self, path: str) -> np.ndarray:
         """float32 [3, size, size], normalised like the runtime's vision encoders."""
         assert self.image is not None
-        arr = preprocess(load_image(path), self.image).astype(np.float32) / 255.0
-        mean = np.asarray(self.image.mean, dtype=np.float32)
-        std = np.asarray(self.image.std, dtype=np.float32)
-        return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
+        return self._normalize(preprocess(load_image(path), self.image))
+
+    def views(self, path: str) -> tuple[np.ndarray, Any]:
+        """Any-resolution input: float32 [views, 3, size, size] and the image's `AnyresPlan`."""
+        assert self.layout is not None
+        img = load_image(path)
+        plan = plan_image(self.layout, img.size)
+        return self._normalize(image_views(img, plan, self.image)), plan.anyres
 
     def collate(self, items: Sequence[TokenizedExample]) -> dict[str, Any]:
         import torch  # deferred: tokenizing and data checks need no torch
 
         pixels: list[np.ndarray] = []
+        plans: list[Any] = []
         rows: list[tuple[list[int], list[int]]] = []
         for ex in items:
             ids, labels = ex.input_ids, ex.labels
@@ -115,7 +141,12 @@ class Collator:
                 if self.image is None:
                     raise EdgeError("image examples need a perception model")
                 try:
-                    pixels.append(self.pixels(ex.image))
+                    if self.layout is not None:
+                        views, plan = self.views(ex.image)
+                        pixels.extend(views)
+                        plans.append(plan)
+                    else:
+                        pixels.append(self.pixels(ex.image))
                 except EdgeError as exc:  # unreadable image: the row contributes nothing
                     log.warning("example %s: %s; skipped", ex.id, exc)
                     ids, labels = ids[:1], [IGNORE]
@@ -134,4 +165,6 @@ class Collator:
             mask[i, : len(ids)] = 1
         batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
         batch["pixel_values"] = torch.from_numpy(np.stack(pixels)) if pixels else None
+        if self.layout is not None:
+            batch["image_plans"] = tuple(plans) if pixels else None
         return batch

@@ -49,6 +49,14 @@ class PerceptionSpec:
     # (27x27 = 729 tokens), 2 (14x14 = 196), 3 (9x9 = 81). Recorded in the checkpoint;
     # `edge export` writes it into the bundle's image_layout.
     image_pool: int = 1
+    # The image input: "single" (one view) or "anyres" (LLaVA-OneVision's base view + tiles
+    # from the pinpoints, unpadded, shrunk past `anyres_max_tiles` tiles, with a learned
+    # image_newline ending every row: training.models.anyres, the runtime's own planning).
+    # Pinpoints as the fork's flag ("(1x1),...,(6x6)": multiples of the view size) or a list
+    # of [width, height] pixel pairs written as a string; anyres_max_tiles null: no shrink.
+    input_mode: Literal["single", "anyres"] = "single"
+    image_grid_pinpoints: str = "(1x1),...,(6x6)"
+    anyres_max_tiles: int | None = 9
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,17 @@ class TargetLoss(torch.nn.Module):
     dominate memory at the paper's sizes.
     """
 
-    def __init__(self, model: Any, image_pool: int = 1) -> None:
+    def __init__(self, model: Any, image_pool: int = 1, image_newline: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         self.image_pool = image_pool  # LLaVA-OV pooling of the image features (training.models.pooling)
+        # any-resolution input: the learned vector that ends every row of tiles (training.models.anyres)
+        self.image_newline = None if image_newline is None else torch.nn.Parameter(image_newline.clone().float())
 
-    def forward(self, input_ids, attention_mask, labels, pixel_values=None):
+    def forward(self, input_ids, attention_mask, labels, pixel_values=None, image_plans=None):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
         if pixel_values is not None:
-            kwargs.update(image_inputs(self.model, pixel_values, self.image_pool))
+            kwargs.update(image_inputs(self.model, pixel_values, self.image_pool, image_plans, self.image_newline))
         hidden = self.model.model(**kwargs).last_hidden_state
         shift = labels[:, 1:]
         mask = shift != IGNORE

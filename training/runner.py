@@ -25,7 +25,7 @@ from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file, save_file
 from transformers.utils import logging as hf_logging
 
-from runtime.atomic import atomic_write_text
+from runtime.atomic import atomic_write_bytes, atomic_write_text
 from runtime.config_io import to_dict
 from runtime.errors import ConfigError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
@@ -43,12 +43,21 @@ from training.losses import CellLoss, TargetLoss
 from training.model_init import (
     copy_tokenizer,
     final_dir,
+    init_source,
     initial_model,
     load_module,
     resolve_init,
     resolve_tokenizer,
     set_trainable,
     special_ids,
+)
+from training.models.anyres import CONFIG_KEY as LAYOUT_KEY
+from training.models.anyres import (
+    NEWLINE_FILE,
+    config_entry,
+    initial_newline,
+    layout_spec,
+    newline_bytes,
 )
 from training.models.pooling import CONFIG_KEY as POOL_KEY
 from training.models.pooling import check_pool
@@ -161,7 +170,7 @@ class StageRunner:
         grad_norm = None
         for begin, count in step_slices(step, self.micro, self.accum, self.world, self.rank):
             batch = self.collator.collate(tokenized[begin - base: begin - base + count])
-            batch = {k: (v.to(acc.device) if v is not None else None) for k, v in batch.items()}
+            batch = {k: (v.to(acc.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
             with acc.accumulate(self.wrapper):
                 loss, _ = self.wrapper(**batch)
                 # a sum over this slice's targets, scaled so that DDP's averaging and the
@@ -238,8 +247,12 @@ class StageRunner:
                 model = initial_model(self.recipe, self.name, self.tokenizer_dir, self.seed)
             self.start = 0
         model.config.use_cache = False
+        self.layout = None
         if self.module == "perception":  # saved with the checkpoint: export and evaluation read it
             setattr(model.config, POOL_KEY, check_pool(self.recipe.perception.image_pool))
+            self.layout = layout_spec(self.recipe.perception, model.config.vision_config,
+                                      model.config.text_config.hidden_size)
+            setattr(model.config, LAYOUT_KEY, config_entry(self.layout))
         if hasattr(model, "set_attn_implementation"):
             try:
                 model.set_attn_implementation("sdpa")
@@ -277,8 +290,24 @@ class StageRunner:
                 image_token_id=ids["image"] if perception else None,
                 image=_image_prep(model) if perception else None,
                 pad_to_multiple=8 if torch.cuda.is_available() else 1,
+                layout=self.layout,
             )
-            wrapper = TargetLoss(model, image_pool=self.recipe.perception.image_pool if perception else 1)
+            newline = None
+            if self.layout is not None:  # the checkpoint resumed, else the stage started from, else new
+                if self.resume is not None:
+                    start = self.resume[0]
+                elif resolve_init(self.recipe, self.name) != "recipe":
+                    start = Path(init_source(self.recipe, self.name))
+                else:
+                    start = None
+                newline = initial_newline(self.layout.hidden, self.seed, start)
+            wrapper = TargetLoss(model, image_pool=self.recipe.perception.image_pool if perception else 1,
+                                 image_newline=newline)
+            if wrapper.image_newline is not None:  # LLaVA trains it with the projector
+                trains = "projector" in parts
+                wrapper.image_newline.requires_grad_(trains)
+                if trains:
+                    parts = {**parts, "projector": [*parts["projector"], ("image_newline", wrapper.image_newline)]}
         opt = self.stage.optim
         optimizer = torch.optim.AdamW(_param_groups(parts, opt), lr=opt.lr, betas=(opt.beta1, opt.beta2),
                                       eps=opt.eps, weight_decay=opt.weight_decay)
@@ -367,14 +396,19 @@ class StageRunner:
 
     def _save_weights(self, tmp: Path, *, with_heads: bool) -> None:
         """The model in HF format (+ the vision heads in checkpoints) and its tokenizer."""
-        inner = self.accelerator.unwrap_model(self.wrapper).model
+        unwrapped = self.accelerator.unwrap_model(self.wrapper)
+        inner = unwrapped.model
+        newline = getattr(unwrapped, "image_newline", None)
         if self.sharded:
             sd = self.accelerator.get_state_dict(self.wrapper)
             if self.main:
+                newline = sd.get("image_newline", newline)
                 sd = {k.removeprefix("model."): v for k, v in sd.items() if k.startswith("model.")}
                 inner.save_pretrained(tmp, state_dict=sd)
         elif self.main:
             inner.save_pretrained(tmp)
+        if self.main and newline is not None:  # beside the weights, as a converted paper checkpoint has it
+            atomic_write_bytes(tmp / NEWLINE_FILE, newline_bytes(newline))
         if self.main and with_heads and self.stage.kind == "vision":
             heads = {k: v.detach().cpu().contiguous()
                      for k, v in self.accelerator.unwrap_model(self.wrapper).state_dict().items()

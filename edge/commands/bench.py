@@ -8,6 +8,8 @@
     edge bench build --workload paper-1.7b     # only build and cache a workload bundle
     edge bench serve --repeat 12               # `edge serve`'s overhead against the Python API
     edge bench --compare --json                # plain vs fast pipeline (+ a second question), interleaved
+    edge bench --workload paper-0.6b --input-modes single,anyres   # views, image tokens, vision and
+                                               # prefill seconds per image input mode and image size
 
 Writes bench.json, bench.md and PNG plots (stage breakdown, tokens/s by quantization,
 memory over time) into --out (default runs/bench/<bundle or workload>).
@@ -24,12 +26,15 @@ from benchmarks.bench_config import BenchConfig
 from benchmarks.compare import CompareConfig, run_compare
 from benchmarks.compare import to_markdown as compare_markdown
 from benchmarks.hf_baseline import HFModel
+from benchmarks.input_modes import ModesConfig, parse_modes, parse_sizes, run_input_modes
+from benchmarks.input_modes import to_markdown as modes_markdown
 from benchmarks.inputs import TokenCounts
 from benchmarks.latency import run_bench
 from benchmarks.loops import HFSource
 from benchmarks.report import to_markdown, write_outputs
 from benchmarks.serve_overhead import ServeBenchConfig, run_serve_overhead
 from benchmarks.serve_overhead import to_markdown as serve_markdown
+from benchmarks.variants import anyres_variant, has_anyres_layout
 from benchmarks.workloads import WORKLOADS, WorkloadBuilder, hf_source, workload
 from edge.extras import require
 from edge.progress import ProgressDisplay
@@ -76,6 +81,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="only compare the plain pipeline (f16 mmproj, no image-prefix cache) with the fast one "
                    "(q8_0 mmproj, prefix cache) and a second question on the same image, interleaved "
                    "(llama.cpp, sequential residency; docs/benchmarks.md)")
+    p.add_argument("--input-modes", metavar="LIST",
+                   help="only measure these image input modes (e.g. single,anyres): views, image tokens, vision "
+                   "and extraction-prefill seconds per mode and image size, interleaved; a workload gets the "
+                   "paper's any-resolution layout with a random image_newline (docs/runtime.md)")
+    p.add_argument("--image-sizes", metavar="LIST", default="384x384,640x480",
+                   help="with --input-modes: image sizes WIDTHxHEIGHT (default 384x384,640x480)")
+    p.add_argument("--max-image-tokens", type=int, metavar="N",
+                   help="with --input-modes: anyres uses fewer tiles so an image takes at most N tokens")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=main)
 
@@ -110,9 +123,18 @@ def _check(args: argparse.Namespace) -> None:
         require(backend, f"--backend {backend}")
     if args.compare and args.action != "run":
         raise InputError("--compare is a kind of `edge bench run`")
+    if args.input_modes is not None:
+        if args.action != "run" or args.compare:
+            raise InputError("--input-modes is a kind of `edge bench run` (not with --compare)")
+        parse_modes(args.input_modes)
+        parse_sizes(args.image_sizes)
+        if args.max_image_tokens is not None and args.max_image_tokens < 1:
+            raise InputError(f"--max-image-tokens must be at least 1, got {args.max_image_tokens}")
+    elif args.max_image_tokens is not None:
+        raise InputError("--max-image-tokens is an option of --input-modes")
     if args.action == "serve" and args.workload:
         raise InputError("`edge bench serve` measures a bundle: give --bundle (or nothing for the shipped one)")
-    if args.action == "run" and not args.no_plots:
+    if args.action == "run" and not args.no_plots and args.input_modes is None:
         require("bench", "the benchmark's plots", alternative="or pass --no-plots")
 
 
@@ -168,6 +190,31 @@ def _compare(args: argparse.Namespace, bundle: Bundle, name: str | None) -> int:
     return 0
 
 
+def _input_modes(args: argparse.Namespace, bundle: Bundle, name: str | None) -> int:
+    modes = parse_modes(args.input_modes)
+    if "anyres" in modes and not has_anyres_layout(bundle):
+        if not name:
+            raise InputError(f"{bundle.root}: the perception model has no any-resolution layout (pinpoints and "
+                             "image_newline) for --input-modes anyres: export a converted paper checkpoint with "
+                             "--input-mode anyres, or use --workload")
+        # a random-weight workload: the paper's layout with a random newline (speed only)
+        variant = anyres_variant(bundle, WorkloadBuilder(args.artifacts).anyres_path(bundle.root))
+        bundle = open_bundle(variant, verify="size")  # its files are the checked bundle's, hard-linked
+    out = Path(args.out) if args.out else Path("runs") / "bench" / f"input-modes-{name or bundle.manifest.name}"
+    cfg = ModesConfig(threads=args.threads or default_threads(),
+                      counts=TokenCounts.parse(args.tokens) if args.tokens else TokenCounts(), modes=modes,
+                      sizes=parse_sizes(args.image_sizes), repeat=args.repeat, warmup=args.warmup,
+                      backend=(args.backend or ["auto"])[0], quant=(args.quant or [None])[0],
+                      max_image_tokens=args.max_image_tokens)
+    with ProgressDisplay("bench input modes", enabled=not args.quiet) as progress:
+        result = run_input_modes(bundle, cfg, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "input_modes.json", json.dumps({"input_modes": result}, indent=1))
+    atomic_write_text(out / "input_modes.md", modes_markdown(result) + "\n")
+    print(json.dumps({"input_modes": result}) if args.json else modes_markdown(result))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     _check(args)
     if args.action == "serve":
@@ -190,6 +237,8 @@ def main(args: argparse.Namespace) -> int:
     bundle = open_bundle(root, verify="full")
     if args.compare:
         return _compare(args, bundle, name)
+    if args.input_modes is not None:
+        return _input_modes(args, bundle, name)
     if hf is None:
         hf = _hf_source_for_bundle(bundle)
     residency = ("resident", "sequential") if args.residency == "both" else (args.residency,)

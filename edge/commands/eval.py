@@ -4,6 +4,7 @@
     edge eval --bundle B --data mmstar.parquet --mode end-to-end --limit 200
     edge eval --data test.jsonl --no-thinking --json
     edge eval --data test.jsonl --sweep-thinking off,0,64,256,1024   # accuracy vs budget vs latency
+    edge eval --bundle B --data test.jsonl --input-mode anyres --max-image-tokens 3000   # the paper's tiles
 
 Input: JSONL ({"id", "image", "question", "answer", "options"?, "category"?}) or an
 MMStar-style .parquet/.tsv. Per-item predictions are appended to
@@ -24,6 +25,7 @@ from benchmarks.accuracy import EvalConfig, run_eval
 from benchmarks.eval_items import load_items
 from benchmarks.eval_report import parse_sweep, summary_markdown, sweep_markdown, sweep_point
 from benchmarks.plots import sweep_plot
+from edge.arguments import add_image_layout, image_layout_kwargs
 from edge.extras import require
 from edge.progress import ProgressDisplay
 from runtime.atomic import atomic_write_text
@@ -60,9 +62,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--quant", metavar="Q", help="quantization to run (e.g. q8_0, int8)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     p.add_argument("--max-memory", metavar="SIZE", help="memory cap, e.g. 2G")
-    p.add_argument("--image-tokens", type=int, metavar="N",
-                   help="perception image tokens per view (729, 196 or 81: LLaVA-OneVision pooling; "
-                        "default: the bundle's), e.g. to evaluate an unpooled model pooled")
+    add_image_layout(p)
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/eval/<data>-<bundle>)")
     p.add_argument("--fresh", action="store_true", help="discard earlier predictions instead of resuming")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
@@ -94,8 +94,10 @@ def main(args: argparse.Namespace) -> int:
     items, report = load_items(args.data, need_image=args.mode != "blind", limit=args.limit)
     bundle = open_bundle(args.bundle if args.bundle else default_bundle_path())
     bundle_id = f"{bundle.manifest.name}:{sha256_file(bundle.root / MANIFEST_NAME)[:16]}"
-    if args.image_tokens is not None:  # other embeddings: earlier predictions do not carry over
-        bundle_id += f":image_tokens={args.image_tokens}"
+    layout = image_layout_kwargs(args)
+    for flag, value in layout.items():  # other embeddings: earlier predictions do not carry over
+        if value is not None:
+            bundle_id += f":{flag}={value}"
     out = Path(args.out) if args.out else Path("runs") / "eval" / f"{Path(args.data).stem}-{bundle.manifest.name}"
     out.mkdir(parents=True, exist_ok=True)
     if not args.quiet and report.problems:
@@ -104,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
 
     summaries = []
     with ExtractThink.load(bundle, backend=args.backend, quant=args.quant, threads=args.threads,
-                           max_memory=args.max_memory, image_tokens=args.image_tokens) as et:
+                           max_memory=args.max_memory, **layout) as et:
         for thinking, budget in runs:
             cfg = EvalConfig(mode=args.mode, thinking=thinking, thinking_budget=budget, hint=not args.no_hint,
                              hint_budget=args.hint_budget, extraction_budget=args.extraction_budget,

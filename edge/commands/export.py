@@ -58,9 +58,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-tokens", type=int, metavar="N",
                    help="perception image tokens per view after LLaVA-OneVision pooling (729, 196 or 81 for "
                         "27x27; default: unpooled); runs can override it")
-    p.add_argument("--input-mode", choices=("single", "anyres"), default="single",
+    p.add_argument("--input-mode", choices=("single", "anyres"),
                    help="the perception model's default image input: one view, or the paper's any-resolution "
-                        "tiles (converted paper checkpoints only); runs can override it")
+                        "tiles (converted paper checkpoints and models trained with anyres; default: the mode "
+                        "the model was trained with, single for converted ones); runs can override it")
     p.set_defaults(func=_json_errors(main_export))
 
     sub2 = p.add_subparsers(dest="export_command", metavar="{verify,convert,compose}")

@@ -22,7 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edge.arguments import add_gpu_layers, add_options, add_verify, check_gpu_layers
+from edge.arguments import (
+    add_gpu_layers,
+    add_image_layout,
+    add_options,
+    add_verify,
+    check_gpu_layers,
+    image_layout_kwargs,
+)
 from edge.extras import require
 from edge.plan import make_plan, resolve_profile, stream_kwargs
 from edge.profiles import PROFILE_FILE
@@ -66,13 +73,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--residency", choices=("auto", "resident", "sequential"), default="auto",
                    help="keep both models loaded, or load them one after the other")
     p.add_argument("--context", type=int, metavar="N", help="context length per model")
-    p.add_argument("--image-tokens", type=int, metavar="N",
-                   help="image tokens per view: 729, 196 or 81 for a 27x27 model (LLaVA-OneVision pooling; "
-                        "default: the bundle's)")
-    p.add_argument("--input-mode", choices=("single", "anyres"),
-                   help="one view, or the paper's any-resolution tiles (default: the bundle's)")
-    p.add_argument("--max-image-tokens", type=int, metavar="N",
-                   help="anyres: use fewer tiles so the image takes at most N tokens")
+    add_image_layout(p)
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     add_gpu_layers(p)
     add_verify(p)
@@ -164,8 +165,8 @@ def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, d
     """
     load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
             "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
-            "gpu_layers": args.gpu_layers or 0, "image_tokens": args.image_tokens, "input_mode": args.input_mode,
-            "max_image_tokens": args.max_image_tokens, "lookup": args.lookup}
+            "gpu_layers": args.gpu_layers or 0, **image_layout_kwargs(args),
+            "lookup": args.lookup}
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
                "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
                "answer_budget": args.answer_budget, "deadline_s": args.deadline}

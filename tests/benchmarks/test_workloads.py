@@ -49,6 +49,25 @@ def test_workload_bundle_loads_and_answers(tiny_workload):
     assert tiny_workload.bundle("tiny") == root and (root / "manifest.json").stat().st_mtime_ns == mtime
 
 
+def test_bench_input_modes_gives_a_workload_the_papers_layout(tiny_workload, tmp_path, capsys):
+    """`edge bench --workload W --input-modes single,anyres`: the workload bundle gets an
+    any-resolution variant beside it (random newline, pinpoints 1x1..6x6, max 9 tiles)."""
+    import json
+
+    from edge.cli import main
+    from runtime.bundle import open_bundle
+
+    rc = main(["-q", "bench", "--workload", "tiny", "--artifacts", str(tiny_workload.root), "--input-modes",
+               "single,anyres", "--image-sizes", "40x40", "--repeat", "1", "--warmup", "0", "--threads", "1",
+               "--tokens", "extraction=2", "--quant", "q8_0", "--out", str(tmp_path / "out"), "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)["input_modes"]["rows"]
+    assert [(r["mode"], r["views"], r["image_tokens"]) for r in rows] == [("single", 1, 16), ("anyres", 5, 88)]
+    variant = open_bundle(tiny_workload.root / "workloads" / "tiny-anyres", verify="full")
+    lay = variant.manifest.model("perception").image_layout
+    assert (lay.input_mode, lay.max_tiles, len(lay.pinpoints)) == ("anyres", 9, 36)
+
+
 def test_unknown_workload_is_a_clear_error():
     from runtime.errors import ConfigError
 

@@ -207,3 +207,30 @@ def test_an_undecodable_line_is_counted_as_malformed(bundle_dir, tmp_path, capsy
     assert "Traceback" not in err and "2 items loaded, skipped 1 malformed" in err
     s = json.loads(out)
     assert s["n"] == 2 and s["skipped_rows"] == {"malformed": 1}
+
+
+def test_eval_input_mode_and_token_cap_reach_the_pipeline(bundle_dir, tmp_path, capsys):
+    """The tiny bundle with the paper's any-resolution layout (32 px views, 4 x 4 grid): a
+    40 x 40 image is the base view + 2 x 2 tiles = 16 + 8 x (8 + 1) = 88 tokens; capped at
+    40 one tile is left (16 + 4 x 5 = 36); single mode is one view (16). Other settings
+    are other predictions: a run with another input mode does not reuse the rows."""
+    from benchmarks.variants import anyres_variant
+    from runtime.bundle import open_bundle
+
+    anyres = anyres_variant(open_bundle(bundle_dir), tmp_path / "anyres")
+    data = _jsonl(tmp_path / "set.jsonl", _mc_rows(tmp_path, 2))
+    common = ["eval", "--bundle", str(anyres), "--data", str(data), "--json", "--no-thinking", "--no-hint",
+              "--sampling", "greedy", "--extraction-budget", "3", "--answer-budget", "2", "--threads", "1"]
+    seen = {}
+    for name, flags in (("anyres", ["--input-mode", "anyres"]), ("single", ["--input-mode", "single"]),
+                        ("capped", ["--max-image-tokens", "40"])):
+        rc, out, _ = _edge(capsys, *common, "--out", str(tmp_path / name), *flags)
+        assert rc == 0, name
+        s = json.loads(out)
+        seen[name] = {json.loads(x)["image_tokens"] for x in Path(s["predictions"]).read_text().splitlines()}
+    assert seen == {"anyres": {88}, "single": {16}, "capped": {36}}
+    rc, _, err = _edge(capsys, *common, "--out", str(tmp_path / "anyres"), "--input-mode", "single")
+    assert rc != 0 and "other settings" in err
+    rc, _, err = _edge(capsys, "eval", "--bundle", str(bundle_dir), "--data", str(data), "--input-mode", "anyres",
+                       "--threads", "1")
+    assert rc == 2 and "no any-resolution layout" in err

@@ -9,6 +9,7 @@ model trained pooled runs pooled after export, and an unpooled one can be evalua
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from runtime.errors import ConfigError
 from runtime.image_pool import POOL_STRIDES, pooled_side
+from training.models.anyres import merge_images
 
 CONFIG_KEY = "image_pool"  # recorded in the checkpoint's config.json; export reads it
 
@@ -43,18 +45,27 @@ def pool_features(feat: torch.Tensor, stride: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(side * side, d)
 
 
-def image_inputs(model: Any, pixel_values: torch.Tensor, stride: int) -> dict[str, Any]:
-    """The keyword arguments that give a `LlavaModel` forward pooled image features.
+def image_inputs(model: Any, pixel_values: torch.Tensor, stride: int, plans: Sequence[Any] | None = None,
+                 newline: torch.Tensor | None = None) -> dict[str, Any]:
+    """The keyword arguments that give a `LlavaModel` forward its image features.
 
-    Unpooled: the pixels as they are. Pooled: the features computed here (the model's own
-    `get_image_features`: tower, feature layer, projector), pooled per image and handed over
-    as `mm_encoder_outputs`, so the prompt holds the pooled count of image tokens."""
-    if stride == 1:
+    Unpooled single views: the pixels as they are. Otherwise the features computed here
+    (the model's own `get_image_features`: tower, feature layer, projector), pooled per
+    view and, for any-resolution input (`plans`: one `runtime.anyres.AnyresPlan` per
+    image, its views consecutive in `pixel_values`), merged per image with `newline`
+    (`training.models.anyres`), handed over as `mm_encoder_outputs`, so the prompt holds
+    the pooled (or merged) count of image tokens."""
+    if stride == 1 and plans is None:
         return {"pixel_values": pixel_values}
     inner = model.model
     cfg = model.config
     out = inner.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
                                    vision_feature_select_strategy=cfg.vision_feature_select_strategy,
                                    return_dict=True)
-    out.pooler_output = [pool_features(f, stride) for f in out.pooler_output]
+    feats = [pool_features(f, stride) for f in out.pooler_output]
+    if plans is not None:
+        if newline is None:
+            raise ValueError("any-resolution input needs the image_newline vector")
+        feats = merge_images(feats, plans, newline)
+    out.pooler_output = feats
     return {"mm_encoder_outputs": {"image": out}}
