@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.backends.llamacpp.native_model import use_extra_buffer_types
 from runtime.errors import BackendUnavailableError
 
 MAX_BATCH = 512  # the runtime's backend uses min(512, n_ctx) as well
@@ -41,6 +42,7 @@ class RawLlamaCpp:
         llama, mtmd = _lib()
         self._llama, self._mtmd = llama, mtmd
         mp = llama.llama_model_default_params()
+        mp.use_extra_bufts = use_extra_buffer_types()  # the runtime's choice (AMX is off)
         self._model = llama.llama_model_load_from_file(str(model_path).encode(), mp)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {model_path}")

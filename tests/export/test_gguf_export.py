@@ -383,9 +383,9 @@ def test_stock_llama_cpp_python_chat_with_image(perception_model, tiny_tokenizer
 
     from PIL import Image
 
-    from runtime.backends.llamacpp import llama_lib
+    from tests.support.stock_llama import patch_default_params
 
-    llama_lib()  # route native logs before the stock classes load
+    patch_default_params()  # routes native logs too, before the stock classes load
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import MTMDChatHandler
 

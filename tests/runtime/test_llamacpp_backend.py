@@ -440,3 +440,40 @@ def test_backend_runs_without_torch(bundle_dir):
     """)
     assert out.attempted == []
     assert out.stdout.startswith("OK (1280,) 19"), out.stderr
+
+
+# -- extra CPU buffer types (AMX) ---------------------------------------------------------------
+
+def test_extra_buffer_types_follow_the_cpu_and_the_override(monkeypatch):
+    from runtime.backends.llamacpp import native_model
+    from runtime.procfs import cpu_flags
+
+    monkeypatch.delenv(native_model.EXTRA_BUFTS_ENV, raising=False)
+    assert native_model.use_extra_buffer_types() is ("amx_int8" not in cpu_flags())
+    monkeypatch.setenv(native_model.EXTRA_BUFTS_ENV, "1")
+    assert native_model.use_extra_buffer_types() is True
+    monkeypatch.setenv(native_model.EXTRA_BUFTS_ENV, "0")
+    assert native_model.use_extra_buffer_types() is False
+    monkeypatch.setenv(native_model.EXTRA_BUFTS_ENV, "yes")  # not 0/1: the CPU decides
+    assert native_model.use_extra_buffer_types() is ("amx_int8" not in cpu_flags())
+
+
+def test_cpu_flags_are_read_on_linux():
+    from runtime.procfs import cpu_flags
+
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("no /proc/cpuinfo")
+    flags = cpu_flags()
+    assert flags and all(flag == flag.strip() and flag for flag in flags)
+
+
+def test_shipped_q8_0_models_answer_on_this_cpu(tmp_path):
+    """Before the AMX guard this crashed the process (SIGSEGV in llama.cpp's AMX matmul) on
+    CPUs with AMX; a subprocess keeps a crash from taking the test run down."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edge", "run", "--backend", "llamacpp", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["answer"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -10,6 +11,24 @@ from pathlib import Path
 from runtime.backends.gguf_file import MAGIC
 from runtime.backends.llamacpp.library import llama_lib, native_reason, recent_native
 from runtime.errors import BundleError
+from runtime.procfs import cpu_flags
+
+# "1" or "0" forces llama.cpp's extra CPU weight layouts (AMX, repacked 4-bit) on or off
+EXTRA_BUFTS_ENV = "EDGE_LLAMACPP_EXTRA_BUFTS"
+
+
+def use_extra_buffer_types() -> bool:
+    """Whether llama.cpp may put weights in its extra CPU buffer types.
+
+    On CPUs with AMX, llama.cpp puts quantized weights in its AMX buffer, and its AMX
+    matmul crashes (SIGSEGV on the first batch of the shipped Q8_0 models here;
+    upstream ggml-org/llama.cpp#20824, #16315 for wrong results with Q4_0). llama.cpp
+    offers no switch for AMX alone, so on such CPUs every extra layout is off, the
+    repacked 4-bit one included: slower prompt processing, correct results."""
+    forced = os.environ.get(EXTRA_BUFTS_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return "amx_int8" not in cpu_flags()
 
 
 def _check_gguf_file(path: Path, what: str) -> None:
@@ -30,6 +49,7 @@ class NativeModel:
         params = llama.llama_model_default_params()
         params.n_gpu_layers = int(gpu_layers)
         params.vocab_only = vocab_only
+        params.use_extra_bufts = use_extra_buffer_types()
         if not gpu_layers and not vocab_only:
             # Read the weights into memory instead of mapping the file: on CPU llama.cpp
             # repacks 4-bit tensors into a copy but keeps reading the rest through the
