@@ -36,9 +36,9 @@ def check_gpu_layers(value: int | None) -> None:
 def add_prefix_cache(parser: argparse.ArgumentParser) -> None:
     # a string, checked by `prefix_cache_mb`: argparse's own type errors print the usage too
     parser.add_argument("--prefix-cache-mb", metavar="N",
-                        help="MiB of host memory for the perception model's KV state after each image, so a "
-                        "second question on the same image skips the vision encoder and the image prefill; "
-                        "0 turns it off (default 256)")
+                        help="MiB of host memory for the perception model's KV state after each image (and the "
+                        "reasoner's after the fixed start of its prompts), so a second question on the same "
+                        "image skips the vision encoder and the image prefill; 0 turns it off (default 256)")
 
 
 def prefix_cache_mb(value: str | None) -> int | None:

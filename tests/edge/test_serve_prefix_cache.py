@@ -17,6 +17,7 @@ from tests.edge.helpers import REPO  # noqa: E402
 from tests.edge.serve_helpers import DEFAULT_EXAMPLE, data_url, start_server, user_message  # noqa: E402
 
 HIT = 'edge_serve_cache_hits_total{cache="prefix"}'
+REASONER_HIT = 'edge_serve_cache_hits_total{cache="reasoner_prefix"}'
 
 
 def _ask(server, focus: str) -> dict:
@@ -40,6 +41,9 @@ def test_second_request_on_the_same_image(tmp_path, size, second_hits):
         if second_hits:  # no vision encoder either (with 0 the embedding cache still answers)
             assert second["stages"]["vision"]["cached"] is True
         assert server.metric(HIT) == (1 if second_hits else 0)
+        # the reasoner's prompt start, saved by the first request, restored by the second
+        assert second["cache_hits"].get("reasoner_prefix", False) is second_hits
+        assert server.metric(REASONER_HIT) == (1 if second_hits else 0)
     finally:
         assert server.stop() == 0, server.stderr()
 
