@@ -42,6 +42,7 @@ from runtime.manifest import (
     FORMAT_VERSION,
     GGUF_QUANTS,
     ONNX_QUANTS,
+    ONNX_VISION_QUANTS,
     Artifact,
     Budgets,
     FileEntry,
@@ -116,6 +117,7 @@ class ExportRequest:
     image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
     # the perception mmproj's type: f32, f16 or q8_0 (None: f32 beside f32 files, else f16)
     mmproj_quant: str | None = None
+    vision_quant: str | None = None  # the onnx vision graph: fp32 (None) or int8
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
@@ -185,7 +187,9 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None,
     """Export the requested modules to a bundle at `req.out`; returns its path.
 
     `report` (optional) receives what the export measured: "mmproj_parity", file name ->
-    the quantized mmproj's embedding error against F16 (`export.gguf.mmproj_parity`)."""
+    the quantized mmproj's embedding error against F16 (`export.gguf.mmproj_parity`);
+    "vision_parity", file name -> an int8 ONNX vision graph's against float32
+    (`export.onnx.vision_parity`)."""
     progress = progress or (lambda stage, frac: None)
     if req.perception is None and req.reasoner is None:
         raise ConfigError("nothing to export: give --perception and/or --reasoner")
@@ -201,6 +205,13 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None,
     plan = assign_quants(req.formats, req.quants)
     if req.mmproj_quant is not None and req.mmproj_quant not in MMPROJ_QUANTS:
         raise ConfigError(f"the mmproj can be {', '.join(MMPROJ_QUANTS)}, not {req.mmproj_quant!r}")
+    if req.vision_quant is not None:
+        if req.vision_quant not in ONNX_VISION_QUANTS:
+            raise ConfigError(f"the ONNX vision graph can be {', '.join(ONNX_VISION_QUANTS)}, "
+                              f"not {req.vision_quant!r}")
+        if "onnx" not in plan or req.perception is None:
+            raise ConfigError("--vision-quant applies to the perception model's ONNX export "
+                              "(give --perception and --format onnx or both)")
 
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack, staged_dir(out, marker=MANIFEST_NAME) as tmp:
@@ -272,8 +283,12 @@ def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], 
             if fmt == "gguf" and role == "perception":
                 extra = {"mmproj_quant": req.mmproj_quant, "report": report.setdefault("mmproj_parity", {})
                          if report is not None else None}
+            if fmt == "onnx" and role == "perception":
+                extra = {"vision_quant": req.vision_quant, "report_to": report.setdefault("vision_parity", {})
+                         if report is not None else None}
             parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub, **extra)
-            artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
+            vquant = (req.vision_quant or "fp32") if fmt == "onnx" and "vision" in parts else None
+            artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts), vision_quant=vquant))
             done += 1
     return ModelEntry(
         role=role,
