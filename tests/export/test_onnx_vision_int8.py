@@ -93,3 +93,13 @@ def test_bad_vision_quant_is_refused_before_any_work(tmp_path, tiny_perception_d
     with pytest.raises(ConfigError, match=message):
         export_bundle(ExportRequest(out=tmp_path / "b", perception=tiny_perception_dir, quants=quants,
                                     verify=False, **kw))
+
+
+def test_cli_refuses_vision_quant_without_onnx_in_one_line(tmp_path, tiny_perception_dir, capsys):
+    from edge.cli import main
+
+    rc = main(["export", "--perception", str(tiny_perception_dir), "--format", "gguf", "--vision-quant", "int8",
+               "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "--vision-quant applies to the perception model's ONNX" in err[0]
+    assert not (tmp_path / "b").exists()

@@ -211,18 +211,28 @@ def _state_of_other_tokens(bundle, backend: str, n: int) -> PrefixState:
         lm.close()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_wrong_restored_start_changes_the_tokens(rt_bundle, backend):
-    """The equality above is not vacuous: a restored state with other numbers in it gives
-    other tokens, so a restore that loaded the wrong state would fail it."""
+def _with_starts_replaced(rt_bundle, backend: str, replace) -> tuple[list[int], list[int], object, list]:
+    """Request B's tokens cold; then B's tokens and result in a pipeline that ran request A
+    and had each saved reasoner start replaced by `replace(key, state)`, and the states left
+    under those keys afterwards."""
     a, b = _image(31), _image(32)
     with ExtractThink.load(rt_bundle, backend=backend, threads=1, prefix_cache_mb=0) as cold_et:
         cold_ids, _ = _reasoner_run(cold_et, b, "Which one is red?", HOT)
     with ExtractThink.load(rt_bundle, backend=backend, threads=1) as et:
         _reasoner_run(et, a, "How many are there?", HOT)
         for key in _text_keys(et):
-            et.prefix_cache.put_state(key, _state_of_other_tokens(rt_bundle, backend, len(key.prefix)))
-        bad_ids, bad = _reasoner_run(et, b, "Which one is red?", HOT)
+            et.prefix_cache.put_state(key, replace(key, et.prefix_cache.get_state(key)))
+        ids, result = _reasoner_run(et, b, "Which one is red?", HOT)
+        left = [et.prefix_cache.get_state(k) for k in _text_keys(et)]
+    return cold_ids, ids, result, left
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_restored_start_changes_the_tokens(rt_bundle, backend):
+    """The equality above is not vacuous: a restored state with other numbers in it gives
+    other tokens, so a restore that loaded the wrong state would fail it."""
+    cold_ids, bad_ids, bad, _ = _with_starts_replaced(
+        rt_bundle, backend, lambda key, _: _state_of_other_tokens(rt_bundle, backend, len(key.prefix)))
     assert bad.cache_hits["reasoner_prefix"] is True
     assert bad_ids != cold_ids
 
@@ -248,15 +258,7 @@ def test_default_bundle_greedy_tokens_equal_with_the_start_restored(backend):
 def test_an_unrestorable_start_is_prefilled_again(rt_bundle, backend):
     """A saved start the model refuses (another model's) is dropped and prefilled: the
     tokens are a cold run's and the request reports no hit."""
-    a, b = _image(31), _image(32)
-    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prefix_cache_mb=0) as cold_et:
-        cold_ids, _ = _reasoner_run(cold_et, b, "Which one is red?", HOT)
-    with ExtractThink.load(rt_bundle, backend=backend, threads=1) as et:
-        _reasoner_run(et, a, "How many are there?", HOT)
-        for key in _text_keys(et):
-            s = et.prefix_cache.get_state(key)
-            et.prefix_cache.put_state(key, PrefixState(s.n_past, s.nbytes, "another model", s.data))
-        ids, result = _reasoner_run(et, b, "Which one is red?", HOT)
-        assert not _text_keys(et) or all(et.prefix_cache.get_state(k).owner != "another model"
-                                         for k in _text_keys(et))
+    cold_ids, ids, result, left = _with_starts_replaced(
+        rt_bundle, backend, lambda _, s: PrefixState(s.n_past, s.nbytes, "another model", s.data))
     assert result.cache_hits["reasoner_prefix"] is False and ids == cold_ids
+    assert left == []  # dropped (the next request saves them again)
