@@ -20,11 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import (
+from export.checkpoint import (  # text_shape, vision_shape: also imported from here by others
     image_layout,
     image_preprocess,
     load_for_export,
     system_prompt,
+    text_shape,
+    vision_shape,
 )
 from export.gguf import export_gguf
 from export.gguf.mmproj import MMPROJ_QUANTS
@@ -50,8 +52,6 @@ from runtime.manifest import (
     ModelEntry,
     Provenance,
     SpecialTokens,
-    TextShape,
-    VisionShape,
 )
 from runtime.progress import Progress
 from runtime.tokenizer import BundleTokenizer
@@ -124,41 +124,6 @@ def file_entries(folder: Path) -> dict[str, FileEntry]:
     """Size and sha256 of every file below `folder` but the manifest, by relative path."""
     return {p.relative_to(folder).as_posix(): FileEntry(size=p.stat().st_size, sha256=sha256_file(p))
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
-
-
-def text_shape(cfg: Any) -> TextShape:
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    theta = rope.get("rope_theta", getattr(cfg, "rope_theta", None))
-    if theta is None:
-        raise ConfigError("text config has no rope_theta")
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return TextShape(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_hidden_layers,
-        num_heads=cfg.num_attention_heads,
-        num_kv_heads=cfg.num_key_value_heads,
-        head_dim=head_dim,
-        intermediate_size=cfg.intermediate_size,
-        vocab_size=cfg.vocab_size,
-        context_length=cfg.max_position_embeddings,
-        rope_theta=float(theta),
-        rms_norm_eps=float(cfg.rms_norm_eps),
-        tie_word_embeddings=bool(cfg.tie_word_embeddings),
-    )
-
-
-def vision_shape(v: Any) -> VisionShape:
-    """From a SigLIP vision config (or any object with its field names)."""
-    n = (v.image_size // v.patch_size) ** 2
-    return VisionShape(
-        image_size=v.image_size,
-        patch_size=v.patch_size,
-        hidden_size=v.hidden_size,
-        num_layers=v.num_hidden_layers,
-        num_heads=v.num_attention_heads,
-        intermediate_size=v.intermediate_size,
-        tokens_per_image=n,
-    )
 
 
 def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:

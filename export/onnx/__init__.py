@@ -147,8 +147,12 @@ def _vision_fp32(tmp: Path) -> Path:
 def _vision_parity(model: Any, tokenizer_dir: Path, tmp: Path, staged: dict[str, Path]) -> dict[str, Any]:
     """`compare_vision` of the staged int8 vision graph, with this export's decoder and the
     runtime's extraction prompt."""
-    from export.bundle_writer import text_shape, vision_shape  # it imports this package
-    from export.checkpoint import image_preprocess, system_prompt
+    from export.checkpoint import (  # loads training
+        image_preprocess,
+        system_prompt,
+        text_shape,
+        vision_shape,
+    )
 
     vcfg = model.config.vision_config
     vision = vision_shape(vcfg)
