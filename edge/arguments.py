@@ -58,3 +58,25 @@ def image_layout_kwargs(args: argparse.Namespace) -> dict[str, int | str | None]
     """The `ExtractThink.load` keywords of `add_image_layout`'s options."""
     return {"image_tokens": args.image_tokens, "input_mode": args.input_mode,
             "max_image_tokens": args.max_image_tokens}
+
+
+def add_prefix_cache(parser: argparse.ArgumentParser) -> None:
+    # a string, checked by `prefix_cache_mb`: argparse's own type errors print the usage too
+    parser.add_argument("--prefix-cache-mb", metavar="N",
+                        help="MiB of host memory for the perception model's KV state after each image (and the "
+                        "reasoner's after the fixed start of its prompts), so a second question on the same "
+                        "image skips the vision encoder and the image prefill; 0 turns it off (default 256)")
+
+
+def prefix_cache_mb(value: str | None) -> int | None:
+    """`--prefix-cache-mb` as a whole number of MiB >= 0 (None: not given)."""
+    if value is None:
+        return None
+    try:
+        mb = int(value.strip())
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise InputError(f"--prefix-cache-mb must be a whole number of MiB, 0 or more (0 turns the cache off), "
+                         f"got {value!r}")
+    return mb

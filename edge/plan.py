@@ -115,8 +115,11 @@ def make_plan(
     )
 
 
-def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full") -> ExtractThink:
-    """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context."""
+def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full",
+                  prefix_cache_mb: int | None = None) -> ExtractThink:
+    """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context
+    (`prefix_cache_mb`: None keeps the runtime's default)."""
+    extra = {} if prefix_cache_mb is None else {"prefix_cache_mb": prefix_cache_mb}
     return ExtractThink.load(
         bundle,
         backend=plan.selection.backend,
@@ -128,6 +131,7 @@ def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str 
         gpu_layers=plan.gpu_layers,
         cache_mb=plan.profile.image.cache_mb,
         verify=verify,
+        **extra,
     )
 
 

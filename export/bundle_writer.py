@@ -20,11 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from export.checkpoint import (
+from export.checkpoint import (  # text_shape, vision_shape: also imported from here by others
     image_layout,
     image_preprocess,
     load_for_export,
     system_prompt,
+    text_shape,
+    vision_shape,
 )
 from export.gguf import export_gguf
 from export.gguf.mmproj import MMPROJ_QUANTS
@@ -42,6 +44,7 @@ from runtime.manifest import (
     FORMAT_VERSION,
     GGUF_QUANTS,
     ONNX_QUANTS,
+    ONNX_VISION_QUANTS,
     Artifact,
     Budgets,
     FileEntry,
@@ -49,8 +52,6 @@ from runtime.manifest import (
     ModelEntry,
     Provenance,
     SpecialTokens,
-    TextShape,
-    VisionShape,
 )
 from runtime.progress import Progress
 from runtime.tokenizer import BundleTokenizer
@@ -118,47 +119,13 @@ class ExportRequest:
     image_tokens: int | None = None  # per view after LLaVA-OV pooling (729/196/81 at 27x27); None: unpooled
     # the perception mmproj's type: f32, f16 or q8_0 (None: f32 beside f32 files, else f16)
     mmproj_quant: str | None = None
+    vision_quant: str | None = None  # the onnx vision graph: fp32 (None) or int8
 
 
 def file_entries(folder: Path) -> dict[str, FileEntry]:
     """Size and sha256 of every file below `folder` but the manifest, by relative path."""
     return {p.relative_to(folder).as_posix(): FileEntry(size=p.stat().st_size, sha256=sha256_file(p))
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
-
-
-def text_shape(cfg: Any) -> TextShape:
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    theta = rope.get("rope_theta", getattr(cfg, "rope_theta", None))
-    if theta is None:
-        raise ConfigError("text config has no rope_theta")
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return TextShape(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_hidden_layers,
-        num_heads=cfg.num_attention_heads,
-        num_kv_heads=cfg.num_key_value_heads,
-        head_dim=head_dim,
-        intermediate_size=cfg.intermediate_size,
-        vocab_size=cfg.vocab_size,
-        context_length=cfg.max_position_embeddings,
-        rope_theta=float(theta),
-        rms_norm_eps=float(cfg.rms_norm_eps),
-        tie_word_embeddings=bool(cfg.tie_word_embeddings),
-    )
-
-
-def vision_shape(v: Any) -> VisionShape:
-    """From a SigLIP vision config (or any object with its field names)."""
-    n = (v.image_size // v.patch_size) ** 2
-    return VisionShape(
-        image_size=v.image_size,
-        patch_size=v.patch_size,
-        hidden_size=v.hidden_size,
-        num_layers=v.num_hidden_layers,
-        num_heads=v.num_attention_heads,
-        intermediate_size=v.intermediate_size,
-        tokens_per_image=n,
-    )
 
 
 def special_tokens_of(tokenizer_json: Path) -> SpecialTokens:
@@ -187,7 +154,9 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None,
     """Export the requested modules to a bundle at `req.out`; returns its path.
 
     `report` (optional) receives what the export measured: "mmproj_parity", file name ->
-    the quantized mmproj's embedding error against F16 (`export.gguf.mmproj_parity`)."""
+    the quantized mmproj's embedding error against F16 (`export.gguf.mmproj_parity`);
+    "vision_parity", file name -> an int8 ONNX vision graph's against float32
+    (`export.onnx.vision_parity`)."""
     progress = progress or (lambda stage, frac: None)
     if req.perception is None and req.reasoner is None:
         raise ConfigError("nothing to export: give --perception and/or --reasoner")
@@ -203,6 +172,13 @@ def export_bundle(req: ExportRequest, progress: Progress | None = None,
     plan = assign_quants(req.formats, req.quants)
     if req.mmproj_quant is not None and req.mmproj_quant not in MMPROJ_QUANTS:
         raise ConfigError(f"the mmproj can be {', '.join(MMPROJ_QUANTS)}, not {req.mmproj_quant!r}")
+    if req.vision_quant is not None:
+        if req.vision_quant not in ONNX_VISION_QUANTS:
+            raise ConfigError(f"the ONNX vision graph can be {', '.join(ONNX_VISION_QUANTS)}, "
+                              f"not {req.vision_quant!r}")
+        if "onnx" not in plan or req.perception is None:
+            raise ConfigError("--vision-quant applies to the perception model's ONNX export "
+                              "(give --perception and --format onnx or both)")
 
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack, staged_dir(out, marker=MANIFEST_NAME) as tmp:
@@ -274,8 +250,12 @@ def _export_role(role: str, src: Source, tmp: Path, plan: dict[str, list[str]], 
             if fmt == "gguf" and role == "perception":
                 extra = {"mmproj_quant": req.mmproj_quant, "report": report.setdefault("mmproj_parity", {})
                          if report is not None else None}
+            if fmt == "onnx" and role == "perception":
+                extra = {"vision_quant": req.vision_quant, "report_to": report.setdefault("vision_parity", {})
+                         if report is not None else None}
             parts = EXPORTERS[fmt](model, folder, tmp, role=role, quant=quant, progress=sub, **extra)
-            artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts)))
+            vquant = (req.vision_quant or "fp32") if fmt == "onnx" and "vision" in parts else None
+            artifacts.append(Artifact(format=fmt, quant=quant, files=dict(parts), vision_quant=vquant))
             done += 1
     return ModelEntry(
         role=role,

@@ -18,7 +18,7 @@ from runtime.bundle import sha256_file
 from runtime.errors import ConfigError
 from runtime.image import SIGLIP_MEAN, SIGLIP_STD
 from runtime.image_pool import POOL_STRIDES
-from runtime.manifest import ImageLayout, ImagePreprocess
+from runtime.manifest import ImageLayout, ImagePreprocess, TextShape, VisionShape
 from training.models.anyres import CONFIG_KEY as TRAINED_LAYOUT_KEY
 from training.models.anyres import NEWLINE_FILE  # the image_newline, raw float32 (re-exported)
 from training.models.loading import load_perception, load_reasoner
@@ -183,3 +183,38 @@ def image_layout(folder: Path, *, tile: int, hidden: int, input_mode: str | None
         raise ConfigError(f"{folder / CONVERSION_NOTE}: image_layout tile {lay.get('tile')} is not the tower's {tile}")
     return ImageLayout(input_mode=input_mode, pool=pool, pinpoints=pinpoints, max_tiles=max_tiles,
                        newline=BUNDLE_NEWLINE), src
+
+
+def text_shape(cfg: Any) -> TextShape:
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    theta = rope.get("rope_theta", getattr(cfg, "rope_theta", None))
+    if theta is None:
+        raise ConfigError("text config has no rope_theta")
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return TextShape(
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_hidden_layers,
+        num_heads=cfg.num_attention_heads,
+        num_kv_heads=cfg.num_key_value_heads,
+        head_dim=head_dim,
+        intermediate_size=cfg.intermediate_size,
+        vocab_size=cfg.vocab_size,
+        context_length=cfg.max_position_embeddings,
+        rope_theta=float(theta),
+        rms_norm_eps=float(cfg.rms_norm_eps),
+        tie_word_embeddings=bool(cfg.tie_word_embeddings),
+    )
+
+
+def vision_shape(v: Any) -> VisionShape:
+    """From a SigLIP vision config (or any object with its field names)."""
+    n = (v.image_size // v.patch_size) ** 2
+    return VisionShape(
+        image_size=v.image_size,
+        patch_size=v.patch_size,
+        hidden_size=v.hidden_size,
+        num_layers=v.num_hidden_layers,
+        num_heads=v.num_attention_heads,
+        intermediate_size=v.intermediate_size,
+        tokens_per_image=n,
+    )

@@ -174,6 +174,16 @@ def prompt_keys(prompt: Sequence[int | None], image_key: str | None) -> list[obj
     return keys
 
 
+def shared_length(a: Sequence[int | None], b: Sequence[int | None]) -> int:
+    """How many leading positions `a` and `b` have in common."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def image_prefix_length(prompt: Sequence[int | None]) -> int:
     """Positions up to and including the prompt's last image position (0: no image)."""
     for i in range(len(prompt) - 1, -1, -1):
@@ -213,12 +223,14 @@ def generate(
     model: str | None = None,
     save: PrefixSave | None = None,
     lookup: int = 0,
+    restore: Callable[[], None] | None = None,
 ) -> Generator[Event, None, Generation]:
     """Run one generation stage; yields events, returns the `Generation`.
 
     `cancel` is checked between prefill chunks and before every token (raising
     `runtime.errors.Cancelled`); `save` keeps the state of a prompt prefix
-    (`Session.prefill`). `model` names the model in errors (default: the role):
+    (`Session.prefill`); `restore()` loads a saved one into the session first (its time
+    counts as prefill). `model` names the model in errors (default: the role):
     logits that are not finite (damaged weights) raise `BundleError` naming it.
     `lookup` > 0 drafts that many tokens per step by prompt lookup and verifies them in
     one batch (`decode_tokens_lookup`); 0 is the plain loop."""
@@ -243,6 +255,8 @@ def generate(
     yield from _new_events(controller, 0)
     n_events = len(controller.events)
 
+    if restore is not None:
+        restore()
     logits, log.reused = session.prefill(prompt, image, image_key, cancel, save)
     log.t_prefill = time.perf_counter()
     if not np.isfinite(logits).all():  # one pass per stage; later tokens are checked as chosen

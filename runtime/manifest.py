@@ -33,6 +33,7 @@ GGUF_QUANTS: tuple[str, ...] = (
     "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k",
 )
 ONNX_QUANTS: tuple[str, ...] = ("fp32", "int8", "int4")
+ONNX_VISION_QUANTS: tuple[str, ...] = ("fp32", "int8")  # the onnx vision graph (`Artifact.vision_quant`)
 QUANT_ALIASES: dict[str, dict[str, str]] = {"gguf": {}, "onnx": {"f32": "fp32"}}
 # Every name a format accepts (its quants and their aliases), e.g. in a profile's list.
 KNOWN_QUANTS: dict[str, tuple[str, ...]] = {
@@ -133,12 +134,15 @@ class Artifact:
 
     gguf parts: "model" (text decoder), "mmproj" (vision encoder + projector).
     onnx parts: "decoder" (inputs_embeds + KV cache -> logits), "embed" (ids -> embeds),
-    "vision" (pixel_values -> image embeddings).
+    "vision" (pixel_values -> image embeddings). `quant` is the text decoder's;
+    `vision_quant` the onnx vision graph's ("fp32" or "int8"; None: no vision graph, or a
+    manifest written before it was recorded, whose graph is float32).
     """
 
     format: BackendFormat
     quant: str
     files: dict[str, str]
+    vision_quant: str | None = None
 
 
 @dataclass(frozen=True)

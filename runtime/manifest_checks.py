@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 
 from runtime.errors import BundleError
 from runtime.manifest import (
+    ONNX_VISION_QUANTS,
     Budgets,
     ImageLayout,
     ImagePreprocess,
@@ -91,6 +92,11 @@ def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:
     if not entry.artifacts:
         raise BundleError(f"{where} has no artifacts")
     for i, art in enumerate(entry.artifacts):
+        if art.vision_quant is not None and (art.format != "onnx" or "vision" not in art.files):
+            raise BundleError(f"{where}.artifacts[{i}].vision_quant is set but it has no onnx vision graph")
+        if art.vision_quant not in (None, *ONNX_VISION_QUANTS):
+            raise BundleError(f"{where}.artifacts[{i}].vision_quant {ascii(art.vision_quant)} is not one of "
+                              f"{', '.join(ONNX_VISION_QUANTS)}")
         for part, rel in art.files.items():
             if rel not in m.files:
                 raise BundleError(f"{where}.artifacts[{i}] ({art.format}) {ascii(part)} file {ascii(rel)} "

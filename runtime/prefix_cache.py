@@ -11,6 +11,11 @@ The cache is an LRU bounded by bytes (`ExtractThink.load(prefix_cache_mb=...)`; 
 it off). An entry is large: a llama.cpp F16 KV cache takes 2 x layers x kv_heads x
 head_dim x 2 bytes per position (112 KiB for Qwen3-0.6B, so ~80 MiB for a 729-token
 image), the ONNX backend keeps float32 arrays (twice that).
+
+The same cache keeps the reasoner's state after the fixed start of its prompts (user
+header, role or instruction line: `prompts.shared_start`), keyed by the model and those
+token ids, so later requests restore it instead of prefilling it (`stages.reuse_shared_start`);
+such an entry is small (tens of positions).
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from runtime.cache import LRUCache
 class PrefixKey:
     """What a saved prefix state depends on."""
 
-    image_hash: str  # the preprocessed image's content
+    image_hash: str  # the preprocessed image's content ("" for a text-only prefix)
     artifact_id: str  # the perception model's weights (format and quantization included)
     kv_cache_type: str  # llama.cpp states are specific to the KV cache type
     prefix: tuple[int | None, ...]  # the prompt's ids up to the last image position (None: image)
-    variant: str = ""  # anything else that changes the image rows (e.g. how they were pooled)
+    variant: str = ""  # anything else that changes the image rows (how they were pooled); "text": no image
 
 
 class PrefixCache(LRUCache[PrefixState]):

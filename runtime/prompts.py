@@ -8,9 +8,9 @@ the question with its options and an answer-format instruction. The wording is o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from runtime.chat_format import Message, Segment, render_prompt
+from runtime.chat_format import Message, Segment, Text, render_prompt
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -118,3 +118,23 @@ def end_to_end_prompt(question: str, options: Sequence[str] | None, *, system: s
     tail = DIRECT_E2E if options else DIRECT_E2E_OPEN
     text = f"{question_block(question, options)}\n{tail}"
     return render_prompt([Message("user", text, image=True)], thinking=None, system=system)
+
+
+_VARIABLE = "\x00"  # stands for a request's own text while a prompt is cut at it
+
+
+def shared_start(build: Callable[[str], list[Segment]]) -> list[Segment]:
+    """The segments before the first text of its own that `build(text)` puts into a prompt:
+    the start every prompt `build` makes shares (for the reasoner: the user header, the role
+    or instruction line and a label), whose KV state the runtime keeps across requests.
+
+    `shared_start(lambda q: hint_prompt(q))` is the hint instruction up to "Question:". The
+    whitespace before the variable text is left out: BPE joins it to the text's first word, so
+    only what comes before it tokenizes the same in every prompt."""
+    out: list[Segment] = []
+    for seg in build(_VARIABLE):
+        if isinstance(seg, Text) and _VARIABLE in seg.text:
+            head = seg.text.split(_VARIABLE, 1)[0].rstrip()
+            return [*out, Text(head)] if head else out
+        out.append(seg)
+    raise ValueError("the prompt does not contain the text it was built with")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from runtime.cancel import Cancellation
 from runtime.chat_format import Segment
 from runtime.deadline import DeadlinePlanner, StageSpec
 from runtime.errors import BundleError, EdgeError
-from runtime.generation import Generation, PrefixSave, generate, image_prefix_length
+from runtime.generation import Generation, PrefixSave, generate, image_prefix_length, shared_length
 from runtime.image_layout import LayoutSpec, encode_image
 from runtime.memory import current_rss_mb, peak_rss_mb
 from runtime.model_slot import ModelSlot, ModelSlots
@@ -110,9 +110,11 @@ def hint_stage(run: RequestRun) -> Generator[Event, None, str | None]:
         yield from plan_event(run, "hint", plan)
     if budget <= 0:
         return None
+    tags = reasoner.control.can_think
     gen, _ = yield from generate_stage(
-        run, reasoner, prompts.hint_prompt(req.question, think_tags=reasoner.control.can_think),
+        run, reasoner, prompts.hint_prompt(req.question, think_tags=tags),
         StageLimits("hint", budget), req.sampling.hint, "hint",
+        shared=prompts.shared_start(lambda q: prompts.hint_prompt(q, think_tags=tags)),
     )
     focus = clean_focus(gen.texts.get("hint", "")) or None
     run.result.hint = focus
@@ -281,9 +283,13 @@ def reasoning_stage(run: RequestRun, description: str | None) -> Generator[Event
     result.extraction = description
     if req.mode == "blind":
         segs = prompts.blind_prompt(req.question, req.options, thinking=thinking, think_tags=tags)
+        shared = prompts.shared_start(lambda q: prompts.blind_prompt(q, req.options, thinking=thinking,
+                                                                     think_tags=tags))
     else:
         segs = prompts.reasoning_prompt(description or "", req.question, req.options, thinking=thinking,
                                         think_tags=tags)
+        shared = prompts.shared_start(lambda d: prompts.reasoning_prompt(d, req.question, req.options,
+                                                                         thinking=thinking, think_tags=tags))
     think_b = b.thinking if thinking else None
     answer_b = b.answer if thinking else b.non_thinking_answer
     if run.planner is not None:
@@ -298,7 +304,7 @@ def reasoning_stage(run: RequestRun, description: str | None) -> Generator[Event
     limits = StageLimits("answer", answer_b, thinking_budget=think_b, nowait=req.nowait, ensure_answer=True,
                          options=req.options)
     cfg = req.sampling.thinking if thinking else req.sampling.answer
-    gen, ctl = yield from generate_stage(run, reasoner, segs, limits, cfg, "reasoning")
+    gen, ctl = yield from generate_stage(run, reasoner, segs, limits, cfg, "reasoning", shared=shared)
     observe(run, "reasoner", gen)
     if thinking:
         result.thinking = gen.texts.get("thinking", "").strip("\n")
@@ -327,19 +333,25 @@ def finish(run: RequestRun, parsed: ParsedAnswer) -> Events:
 def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
                    cfg: SamplingConfig, seed_stage: str, *, ids: list[int | None] | None = None,
                    image: np.ndarray | None = None, image_key: str | None = None, save: PrefixSave | None = None,
+                   shared: Sequence[Segment] | None = None,
                    ) -> Generator[Event, None, tuple[Generation, BudgetController]]:
     """One `generate` run on `slot` (loaded first), its stats and budget events kept in the result.
-    `ids`: the prompt already encoded (with its image positions)."""
+    `ids`: the prompt already encoded (with its image positions). `shared`: the start every
+    prompt of this kind shares (`prompts.shared_start`), restored from or saved to the prefix cache."""
     run.cancel.check()
     load_s = run.slots.acquire(slot)
     if ids is None:
         ids = encode_segments(slot.tok, segs, image_tokens=image.shape[0] if image is not None else 0)
+    restore = None
+    if shared is not None and save is None:
+        save, restore = reuse_shared_start(run, slot, ids, shared)
     nowait_ids = slot.nowait_ids() if (limits.thinking_budget is not None and limits.nowait) else None
     ctl = BudgetController(limits, slot.control, slot.tok, slot.lm.n_vocab, nowait_ids=nowait_ids)
     sampler = Sampler(cfg, np.random.default_rng([run.req.seed, STAGE_SEEDS[seed_stage]]))
     events = generate(slot.session, slot.tok, ids, ctl, sampler, role=slot.role, image=image,
                       image_key=image_key, load_s=load_s, cancel=run.cancel,
-                      model=f"the {slot.role} model ({slot.label})", save=save, lookup=run.req.lookup)
+                      model=f"the {slot.role} model ({slot.label})", save=save, restore=restore,
+                      lookup=run.req.lookup)
     while True:
         try:
             ev = next(events)
@@ -350,6 +362,44 @@ def generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], li
         elif isinstance(ev, BudgetAction):
             run.result.budget_events.append(ev.event)
         yield ev
+
+
+def reuse_shared_start(run: RequestRun, slot: ModelSlot, ids: list[int | None], shared: Sequence[Segment],
+                       ) -> tuple[PrefixSave | None, Callable[[], None] | None]:
+    """The KV state after the fixed start of a text prompt (the reasoner's user header and
+    role or instruction line), kept in the prefix cache like an image prefix: (None, a
+    restore for `generate` to run) when it is saved (the restore does nothing when the
+    model still holds it), else (a `PrefixSave` that keeps it during this prefill, None).
+
+    `cache_hits["reasoner_prefix"]` records whether a saved start served this request's
+    prompts (all of them that have one)."""
+    if not run.prefixes.enabled:
+        return None, None
+    start = encode_segments(slot.tok, shared)
+    length = len(start)
+    # a prompt whose tokens differ from the start's own (BPE joined the start's last piece with
+    # what follows) is left alone: the key is the start's ids, the same for every request
+    if not 0 < length < len(ids) or shared_length(ids, start) < length:
+        return None, None
+    pkey = PrefixKey("", slot.art_id, slot.options.kv_cache_type, tuple(ids[:length]), variant="text")
+    state = run.prefixes.get_state(pkey)
+    hits = run.result.cache_hits
+    hits["reasoner_prefix"] = state is not None and hits.get("reasoner_prefix", True)
+    if state is None:
+        return PrefixSave(length, lambda st: run.prefixes.put_state(pkey, st)), None
+
+    def restore() -> None:
+        if slot.session.held(ids) >= length:
+            return
+        try:
+            slot.session.restore(state, ids)
+        except (EdgeError, RuntimeError):
+            log.warning("a saved prompt-start state could not be restored; prefilling it again", exc_info=True)
+            run.prefixes.drop(pkey)
+            slot.session.reset()
+            hits["reasoner_prefix"] = False
+
+    return None, restore
 
 
 # ---- deadline planning -----------------------------------------------------------------------

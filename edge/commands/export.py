@@ -50,6 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mmproj-quant", choices=("f32", "f16", "q8_0"), default=None,
                    help="the perception vision tower's GGUF type (default: f32 beside f32 files, else f16); "
                         "q8_0 is checked against f16 on a probe image and refused when too far off")
+    p.add_argument("--vision-quant", choices=("fp32", "int8"), default=None,
+                   help="the perception vision graph's ONNX type (default fp32); int8 is checked against "
+                        "fp32 on a probe image (embeddings and the extraction's greedy tokens) and refused "
+                        "when too far off")
     p.add_argument("--out", type=Path, help="bundle directory to create")
     p.add_argument("--name", help="bundle name recorded in the manifest (default: the folder name)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
@@ -136,20 +140,23 @@ def main_export(args: argparse.Namespace) -> int:
                           formats=formats, quants=tuple(quants), name=args.name,
                           overwrite=args.force, verify=not args.no_verify, tokenizer=args.tokenizer,
                           vision_heads=args.vision_heads, input_mode=args.input_mode,
-                          image_tokens=args.image_tokens, mmproj_quant=args.mmproj_quant),
+                          image_tokens=args.image_tokens, mmproj_quant=args.mmproj_quant,
+                          vision_quant=args.vision_quant),
             progress=progress, report=report,
         )
         progress.done(f"wrote {out}")
     m = read_manifest(out)
     parity = report.get("mmproj_parity") or {}
+    vision = report.get("vision_parity") or {}
     if args.json:
         print(json.dumps({"bundle": str(out), "files": {k: v.size for k, v in m.files.items()},
-                          "mmproj_parity": parity}))
+                          "mmproj_parity": parity, "vision_parity": vision}))
     else:
         for rel, entry in sorted(m.files.items()):
             print(f"{entry.size / 1e6:10.2f} MB  {rel}")
-        for name, metrics in parity.items():
-            print(f"{name} vs f16: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        for against, found in (("f16", parity), ("fp32", vision)):
+            for name, metrics in found.items():
+                print(f"{name} vs {against}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     return 0
 
 

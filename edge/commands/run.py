@@ -4,10 +4,13 @@
     edge run --image photo.jpg --question "How many cups?" --options 1 2 3 4
     edge run ... --thinking-budget 128 --deadline 20 --stream
     edge run ... --json                        # one JSON object (see docs/runtime.md)
+    edge run --image photo.jpg --question "How many cups?" --question "What colour is the table?"
     edge run --perception-gguf vlm.gguf --mmproj mmproj.gguf --reasoner-gguf chat.gguf ...
 
 With `--stream --json` every event is printed as one JSON line as it happens, the last
-one being {"type": "done", "result": {...}}.
+one being {"type": "done", "result": {...}}. Several --question flags ask them in turn about
+the same image, in one process: the later ones reuse the image's prefix state (see
+--prefix-cache-mb) and print one answer block (one JSON line with --json) each.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from edge.arguments import (
     add_gpu_layers,
     add_image_layout,
     add_options,
+    add_prefix_cache,
     add_verify,
     check_gpu_layers,
     image_layout_kwargs,
+    prefix_cache_mb,
 )
 from edge.extras import require
 from edge.plan import make_plan, resolve_profile, stream_kwargs
@@ -50,7 +55,8 @@ def add_parser(subparsers: Any) -> None:
         "reasoning under a token budget. With no --image/--question, runs the bundle's example.",
     )
     p.add_argument("--image", metavar="PATH", help="image file (JPEG, PNG, WEBP, BMP, GIF, TIFF)")
-    p.add_argument("--question", metavar="TEXT", help="the question")
+    p.add_argument("--question", metavar="TEXT", action="append",
+                   help="the question (repeat it to ask several about the same image)")
     add_options(p)
     p.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped default bundle)")
     p.add_argument("--backend", choices=("auto", "llamacpp", "onnx"), default="auto")
@@ -76,6 +82,7 @@ def add_parser(subparsers: Any) -> None:
     add_image_layout(p)
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     add_gpu_layers(p)
+    add_prefix_cache(p)
     add_verify(p)
     p.add_argument("--profile", metavar="NAME|FILE",
                    help="device profile for threads, memory, context, quantization and budgets "
@@ -102,7 +109,8 @@ def _example(bundle: Bundle) -> tuple[str, str, list[str] | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    image, question, options = args.image, args.question, args.options
+    image, questions, options = args.image, args.question, args.options
+    prefix_cache_mb(args.prefix_cache_mb)  # before the bundle is hashed
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
     check_gpu_layers(args.gpu_layers)
@@ -115,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
         if args.perception_gguf is not None or args.mmproj is not None:
             require("llamacpp", "--perception-gguf")
             bundle_dir = stack.enter_context(_composed(args, Path(bundle_dir)))
-        return _run(args, open_bundle(bundle_dir, verify=args.verify), image, question, options)
+        return _run(args, open_bundle(bundle_dir, verify=args.verify), image, questions, options)
 
 
 @contextlib.contextmanager
@@ -129,12 +137,12 @@ def _composed(args: argparse.Namespace, base: Path) -> Iterator[Path]:
                                             from_bundle=base, check_load=False))
 
 
-def _run(args: argparse.Namespace, bundle: Bundle, image: str | None, question: str | None,
+def _run(args: argparse.Namespace, bundle: Bundle, image: str | None, questions: list[str] | None,
          options: list[str] | None) -> int:
-    if image is None and question is None:
+    if image is None and questions is None:
         image, question, ex_options = _example(bundle)
-        options = options or ex_options
-    elif question is None:
+        questions, options = [question], options or ex_options
+    elif questions is None:
         raise InputError("give --question (or neither --image nor --question to run the bundle's example)")
     elif image is None and args.mode != "blind":
         raise InputError("give --image (or --mode blind to answer without one)")
@@ -142,18 +150,21 @@ def _run(args: argparse.Namespace, bundle: Bundle, image: str | None, question: 
     load_kw, request_kw = _profile_defaults(args, bundle)
     et = ExtractThink.load(bundle, reasoner_gguf=args.reasoner_gguf, **load_kw)
     try:
-        events = et.stream(
-            image, question, options, mode=args.mode, hint=not args.no_hint, focus=args.focus,
-            sampling="greedy" if args.greedy else "paper", seed=args.seed, nowait=not args.no_nowait,
-            **request_kw,
-        )
-        result = _consume(events, stream=args.stream, as_json=args.json)
+        for question in questions:
+            events = et.stream(
+                image, question, options, mode=args.mode, hint=not args.no_hint, focus=args.focus,
+                sampling="greedy" if args.greedy else "paper", seed=args.seed, nowait=not args.no_nowait,
+                **request_kw,
+            )
+            if len(questions) > 1 and not args.json:
+                print(f"Question:   {question}", flush=True)
+            result = _consume(events, stream=args.stream, as_json=args.json)
+            if args.json and not args.stream:
+                print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
+            elif not args.json:
+                _print_result(result, streamed=args.stream)
     finally:
         et.close()
-    if args.json and not args.stream:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
-    elif not args.json:
-        _print_result(result, streamed=args.stream)
     return 0
 
 
@@ -167,6 +178,8 @@ def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, d
             "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
             "gpu_layers": args.gpu_layers or 0, **image_layout_kwargs(args),
             "lookup": args.lookup}
+    if args.prefix_cache_mb is not None:
+        load["prefix_cache_mb"] = prefix_cache_mb(args.prefix_cache_mb)
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,
                "extraction_budget": args.extraction_budget, "thinking_budget": args.thinking_budget,
                "answer_budget": args.answer_budget, "deadline_s": args.deadline}

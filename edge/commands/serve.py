@@ -18,7 +18,14 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.arguments import add_bundle_options, add_gpu_layers, add_verify, check_gpu_layers
+from edge.arguments import (
+    add_bundle_options,
+    add_gpu_layers,
+    add_prefix_cache,
+    add_verify,
+    check_gpu_layers,
+    prefix_cache_mb,
+)
 from edge.extras import require
 from edge.plan import RunPlan, load_pipeline, make_plan, resolve_profile
 from edge.serve import server
@@ -66,6 +73,7 @@ def add_server_arguments(p: argparse.ArgumentParser, *, default_port: int = 8080
                    "e.g. behind a reverse proxy)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the profile's)")
     add_gpu_layers(p)
+    add_prefix_cache(p)
     add_verify(p)
 
 
@@ -84,6 +92,7 @@ def _check(args: argparse.Namespace) -> None:
             raise InputError(f"--threads must be at least 1, got {args.threads}")
         check_threads(args.threads)
     check_gpu_layers(args.gpu_layers)
+    prefix_cache_mb(args.prefix_cache_mb)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -139,7 +148,8 @@ def run_server(args: argparse.Namespace, *, demo: bool) -> int:
               f"{plan.profile.name}, {plan.threads} threads)…", file=sys.stderr, flush=True)
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            pipeline = load_pipeline(bundle, plan, verify=args.verify)
+            pipeline = load_pipeline(bundle, plan, verify=args.verify,
+                                     prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb))
         finally:
             signal.signal(signal.SIGTERM, previous)
         # from here on a signal only starts the shutdown: the cleanup below must not be cut

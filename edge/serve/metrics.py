@@ -12,7 +12,7 @@ counts tokens and stage times, the HTTP side counts requests and refusals.
     edge_serve_stage_seconds{stage}                per stage (hint, vision, extraction, ...)
     edge_serve_tokens_total{stage}                 generated tokens, cancelled requests too
     edge_serve_budget_events_total{kind}           budget controller actions
-    edge_serve_cache_hits_total{cache}             embedding / extraction / prefix cache hits
+    edge_serve_cache_hits_total{cache}             embedding / extraction / prefix / reasoner_prefix hits
 """
 
 from __future__ import annotations

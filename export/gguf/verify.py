@@ -28,6 +28,7 @@ from gguf import GGUFReader, quants
 from tokenizers import Tokenizer
 
 from export.checkpoint import image_preprocess
+from export.embedding_parity import probe_image
 from export.gguf.mmproj import vision_parts, write_mmproj_parts
 from export.gguf.mmproj_parity import MMPROJ_BOUNDS, compare_mmproj
 from export.gguf.mmproj_requant import file_quant
@@ -91,16 +92,6 @@ IMAGE_TOLERANCE = {"image_embed_rel_diff": 1e-2}
 # a Q8_0 mmproj against torch: quantization noise (the F16 comparison bounds it properly)
 QUANTIZED_MMPROJ_IMAGE_TOLERANCE = 0.1
 TOKENIZER_TOLERANCE = {"tokenizer_mismatches": 0}
-
-
-def probe_image(size: int, seed: int = 0) -> np.ndarray:
-    """A deterministic RGB uint8 image: gradients plus noise (any resampling shows up)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size]
-    base = np.stack([x * 255 // max(1, size - 1), y * 255 // max(1, size - 1),
-                     (x + y) * 127 // max(1, size - 1)], -1)
-    noise = rng.integers(-40, 41, size=base.shape)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
 def pixels(image: np.ndarray, mean: Any = SIGLIP_MEAN, std: Any = SIGLIP_STD):

@@ -14,6 +14,11 @@
 - int4: `MatMulNBits` (block-wise 4-bit weights, block 32, symmetric; accuracy_level 4 =
   int8 activations inside the kernel, the fast CPU path).
 The KV cache, norms, rotary tables and attention stay float32.
+
+The vision graph (SigLIP tower + projector) can be int8 too (`quantize_vision`, `edge export
+--vision-quant int8`): the same uint8 per-channel weights for every MatMul with a constant
+weight (attention projections, MLP, projector); the patch convolution, the position
+embeddings, the norms and the attention products stay float32.
 """
 
 from __future__ import annotations
@@ -39,16 +44,9 @@ def _weight_bytes(path: Path) -> int:
 
 def quantize_decoder(src: Path, dst: Path, quant: str) -> None:
     """Write a `quant` copy of the float32 graph `src` to `dst`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy, optional: local
-
     size = _weight_bytes(src)
     if quant == "int8":
-        external = size / 4 > EXTERNAL_DATA_THRESHOLD
-        quantize_dynamic(
-            src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
-            weight_type=QuantType[INT8_WEIGHT_TYPE], use_external_data_format=external,
-            extra_options={"MatMulConstBOnly": True},
-        )
+        _int8(src, dst, external=size / 4 > EXTERNAL_DATA_THRESHOLD)
     elif quant == "int4":
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -62,3 +60,19 @@ def quantize_decoder(src: Path, dst: Path, quant: str) -> None:
     else:
         raise ValueError(f"no quantizer for {quant!r}")
     log.info("quantized %s -> %s (%s)", src.name, dst.name, quant)
+
+
+def quantize_vision(src: Path, dst: Path) -> None:
+    """Write an int8 copy of the float32 vision graph `src` to `dst` (module docstring)."""
+    _int8(src, dst, external=_weight_bytes(src) / 4 > EXTERNAL_DATA_THRESHOLD)
+    log.info("quantized %s -> %s (int8)", src.name, dst.name)
+
+
+def _int8(src: Path, dst: Path, *, external: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy, optional: local
+
+    quantize_dynamic(
+        src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
+        weight_type=QuantType[INT8_WEIGHT_TYPE], use_external_data_format=external,
+        extra_options={"MatMulConstBOnly": True},
+    )

@@ -18,8 +18,11 @@ nearly every position is decisive, so it matches (2); on deep random-weight mode
 (Qwen3-0.6B shape: median margin 0.07 logit, int4 noise 0.26) almost none is, and
 agreement there measures chance. (3) int8 only: no pair of adjacent weights may be able
 to saturate the int16 sums of x86 CPUs without VNNI (see TOLERANCES), so the result does
-not depend on the CPU. The vision graph stays float32 at every quant, so it is held to
-1e-4 throughout; the int8 embedding table within half a step per row.
+not depend on the CPU. A float32 vision graph is held to 1e-4 at every quant; an int8 one
+(`edge export --vision-quant int8`, recognised from its quantized MatMuls) to the embedding
+bounds of `export.embedding_parity` against PyTorch's image features (relative L2 and mean
+error <= 0.05, worst token cosine >= 0.99) with the same saturation gate as the decoder; the
+int8 embedding table within half a step per row.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from export.embedding_parity import EMBED_BOUNDS, embedding_metrics
 from export.onnx.common import check_quant, model_parts
 from runtime.backends.base import BackendOptions
 from runtime.backends.onnx import (
@@ -167,6 +171,12 @@ def int8_weight_pair_max(path: Path) -> int:
     return worst
 
 
+def is_int8_graph(path: Path) -> bool:
+    """Whether the graph's MatMuls were quantized (dynamic int8: MatMulInteger nodes)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in model.graph.node)
+
+
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.argmax(-1) == b.argmax(-1)).mean())
 
@@ -215,10 +225,17 @@ def verify_onnx(bundle_root: Path, files: dict[str, str], quant: str, model: Any
     if quant == "int8":
         metrics["int8_weight_pair_max"] = int8_weight_pair_max(root / files["decoder"])
 
+    tol = dict(TOLERANCES[quant])
+    int8_vision = role == "perception" and is_int8_graph(root / files["vision"])
     if role == "perception":
         metrics.update(_verify_vision(root / files["vision"], ort, so, providers, model, parts,
                                       embed, decoder, ids[0, :16]))
-    tol = dict(TOLERANCES[quant])
+    if int8_vision:
+        # quantization noise, judged like a Q8_0 mmproj (export.embedding_parity)
+        metrics["vision_int8_weight_pair_max"] = int8_weight_pair_max(root / files["vision"])
+        tol.pop("vision_max_diff", None)
+        tol.update({f"vision_{k}": limit for k, (limit, _) in EMBED_BOUNDS.items()})
+        tol["vision_int8_weight_pair_max"] = INT8_PAIR_LIMIT
     if quant != "fp32":
         # The int8 table's error is bounded by half a quantization step of each row.
         amax = float(parts.embed_tokens.weight.detach().abs().amax().item())
@@ -229,8 +246,9 @@ def verify_onnx(bundle_root: Path, files: dict[str, str], quant: str, model: Any
         if name == "top1_agreement_decisive" and metrics["decisive_positions"] < MIN_DECISIVE:
             continue  # margins below the noise everywhere: argmax flips are coin tosses
         if value is not None:
-            checks[name] = bool(value >= bound if "agreement" in name else value <= bound)
-    if quant == "fp32" and "image_logits_max_diff" in metrics:
+            at_least = "agreement" in name or "cosine" in name
+            checks[name] = bool(value >= bound if at_least else value <= bound)
+    if quant == "fp32" and not int8_vision and "image_logits_max_diff" in metrics:
         # Quantized decoders are judged on the >= 200 text positions; the image prompt's
         # few dozen positions are reported for them, not gated (too few to be stable).
         checks["image_logits_max_diff"] = metrics["image_logits_max_diff"] <= tol["logits_max_diff"]
@@ -255,6 +273,8 @@ def _verify_vision(path: Path, ort: Any, so: Any, providers: list[str], model: A
         ref = torch.stack(list(feats)).numpy()
     got = vision.run([VISION_OUTPUT], {VISION_INPUT: pixels})[0]
     out = {"vision_max_diff": _max_diff(got, ref)}
+    width = got.shape[-1]
+    out.update({f"vision_{k}": v for k, v in embedding_metrics(got.reshape(-1, width), ref.reshape(-1, width)).items()})
 
     # One image prompt end to end: text, the image's tokens, text again.
     cfg = parts.text_config

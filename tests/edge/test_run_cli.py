@@ -342,3 +342,28 @@ def test_lookup_flag_keeps_the_greedy_answer_and_reports_drafts(capsys):
     assert sum(s["drafted"] for s in outs["4"]["stages"].values()) > 0
     assert all(s["drafted"] == 0 for s in outs["0"]["stages"].values())
     expect_error(capsys, [*common, "--lookup", "-2"], 2, "lookup must be an integer")
+
+
+def test_several_questions_reuse_the_image_prefix(capsys, bundle, photo):
+    """Repeated --question: one JSON line each; the second restores the image's prefix state
+    (no vision encoder, no image prefill) and answers as a cold run of it alone does."""
+    common = ["--bundle", str(bundle), "--image", str(photo), "--mode", "end-to-end", "--greedy", "--json",
+              "--answer-budget", "6", "--threads", "1"]
+    rc, out, err = run(capsys, *common, "--question", "How many?", "--question", "Which colour?")
+    assert rc == 0, err
+    first, second = (json.loads(ln) for ln in out.splitlines())
+    assert (first["question"], second["question"]) == ("How many?", "Which colour?")
+    assert first["cache_hits"]["prefix"] is False and second["cache_hits"]["prefix"] is True
+    rc, out, _ = run(capsys, *common, "--question", "Which colour?")
+    assert rc == 0 and json.loads(out)["answer_text"] == second["answer_text"]
+    rc, out, _ = run(capsys, *common, "--prefix-cache-mb", "0", "--question", "How many?", "--question", "Which?")
+    assert rc == 0 and [json.loads(ln)["cache_hits"].get("prefix") for ln in out.splitlines()] == [None, None]
+    rc, out, _ = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
+                     "--question", "Which colour?", *SMALL)
+    assert rc == 0 and out.count("Question:   ") == 2 and out.count("Answer:     ") == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "1.5", ""])
+def test_bad_prefix_cache_size(capsys, bundle, photo, value):
+    expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q?",
+                          "--prefix-cache-mb", value], 2, "--prefix-cache-mb must be a whole number")

@@ -128,10 +128,10 @@ def test_warm_second_question_equals_a_cold_run(rt_bundle, backend, residency):
     with ExtractThink.load(rt_bundle, backend=backend, threads=1, residency=residency) as et:
         _, first = _extraction_ids(et, a, "the shapes")
         assert first.cache_hits["prefix"] is False and not first.stages["vision"].cached
-        assert len(et.prefix_cache) == 1
+        assert len(et.prefix_cache) == 2  # the image prefix and the reasoning prompt's start
         _, other = _extraction_ids(et, b, "the shapes")  # another image: a miss, a second entry
         assert other.cache_hits["prefix"] is False and other.cache_hits["embedding"] is False
-        assert len(et.prefix_cache) == 2
+        assert len(et.prefix_cache) == 3
         warm_ids, warm = _extraction_ids(et, a, "the colours")
         _, _ = _extraction_ids(et, b, "the shapes", HOT)  # b's prefix in the context again
         hot_warm_ids, hot_warm = _extraction_ids(et, a, "the colours", HOT)
@@ -158,3 +158,107 @@ def test_pooled_layout_prefix_restores_the_pooled_rows(rt_bundle, backend):
     assert warm.cache_hits["prefix"] is True and warm.stages["vision"].tokens == 4
     assert warm_ids == cold_ids
     assert warm.stages["extraction"].prompt_tokens == cold.stages["extraction"].prompt_tokens
+
+
+# ---- the reasoner's fixed prompt start ----------------------------------------------------------
+
+
+def _reasoner_run(et: ExtractThink, image: np.ndarray, question: str, sampling: object = "greedy",
+                  ) -> tuple[list[int], object]:
+    """The reasoner's tokens (hint, thinking, answer) of one request, and its result."""
+    ids, result = [], None
+    for ev in et.stream(image, question, OPTIONS, hint_budget=3, extraction_budget=6, thinking_budget=8,
+                        answer_budget=4, sampling=sampling, seed=5):
+        if isinstance(ev, TokenEvent) and ev.stage in ("hint", "thinking", "answer"):
+            ids.append(ev.token_id)
+        result = getattr(ev, "result", result)
+    return ids, result
+
+
+def _text_keys(et: ExtractThink) -> list[PrefixKey]:
+    return [k for k in et.prefix_cache._items if k.variant == "text"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("residency", ["resident", "sequential"])
+def test_reasoner_prompt_start_restores_exactly(rt_bundle, backend, residency):
+    """The reasoner's hint and reasoning prompts start with a fixed part; a later request
+    restores its saved state (both prompts) and samples exactly what a cold run samples."""
+    a, b = _image(31), _image(32)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prefix_cache_mb=0) as cold_et:
+        cold_ids, cold = _reasoner_run(cold_et, b, "Which one is red?", HOT)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, residency=residency) as et:
+        _, first = _reasoner_run(et, a, "How many are there?", HOT)
+        assert first.cache_hits["reasoner_prefix"] is False
+        assert len(_text_keys(et)) == 2  # the hint's start and the reasoning prompt's start
+        warm_ids, warm = _reasoner_run(et, b, "Which one is red?", HOT)
+    assert warm.cache_hits["reasoner_prefix"] is True and "reasoner_prefix" not in cold.cache_hits
+    assert warm_ids == cold_ids and warm.answer_text == cold.answer_text
+    for stage in ("hint", "thinking"):  # the start (> 20 tokens) was restored, not prefilled
+        assert warm.stages[stage].reused_prompt_tokens >= cold.stages[stage].reused_prompt_tokens + 20
+        assert warm.stages[stage].prompt_tokens == cold.stages[stage].prompt_tokens
+
+
+def _state_of_other_tokens(bundle, backend: str, n: int) -> PrefixState:
+    """A valid state of the reasoner after `n` positions of other text (what a restore of the
+    wrong state would load)."""
+    _, art = choose_artifact(bundle, "reasoner", backend, None)
+    lm, _ = load_model(bundle, "reasoner", backend, art, BackendOptions(threads=1, context_length=256))
+    try:
+        lm.feed_tokens([7 + i % 50 for i in range(n)])
+        return lm.save_state()
+    finally:
+        lm.close()
+
+
+def _with_starts_replaced(rt_bundle, backend: str, replace) -> tuple[list[int], list[int], object, list]:
+    """Request B's tokens cold; then B's tokens and result in a pipeline that ran request A
+    and had each saved reasoner start replaced by `replace(key, state)`, and the states left
+    under those keys afterwards."""
+    a, b = _image(31), _image(32)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1, prefix_cache_mb=0) as cold_et:
+        cold_ids, _ = _reasoner_run(cold_et, b, "Which one is red?", HOT)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1) as et:
+        _reasoner_run(et, a, "How many are there?", HOT)
+        for key in _text_keys(et):
+            et.prefix_cache.put_state(key, replace(key, et.prefix_cache.get_state(key)))
+        ids, result = _reasoner_run(et, b, "Which one is red?", HOT)
+        left = [et.prefix_cache.get_state(k) for k in _text_keys(et)]
+    return cold_ids, ids, result, left
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_wrong_restored_start_changes_the_tokens(rt_bundle, backend):
+    """The equality above is not vacuous: a restored state with other numbers in it gives
+    other tokens, so a restore that loaded the wrong state would fail it."""
+    cold_ids, bad_ids, bad, _ = _with_starts_replaced(
+        rt_bundle, backend, lambda key, _: _state_of_other_tokens(rt_bundle, backend, len(key.prefix)))
+    assert bad.cache_hits["reasoner_prefix"] is True
+    assert bad_ids != cold_ids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_default_bundle_greedy_tokens_equal_with_the_start_restored(backend):
+    """The shipped (trained) bundle: greedy tokens of a request whose reasoner starts are
+    restored equal a cold run's."""
+    from runtime.defaults import default_bundle_path
+
+    image = _image(41)
+    kw = dict(backend=backend, threads=1, verify="size")
+    with ExtractThink.load(default_bundle_path(), prefix_cache_mb=0, **kw) as cold_et:
+        cold_ids, cold = _reasoner_run(cold_et, image, "Which shape is the largest?")
+    with ExtractThink.load(default_bundle_path(), **kw) as et:
+        _reasoner_run(et, _image(42), "How many shapes are there?")
+        warm_ids, warm = _reasoner_run(et, image, "Which shape is the largest?")
+    assert warm.cache_hits["reasoner_prefix"] is True
+    assert warm_ids == cold_ids and warm.thinking == cold.thinking and warm.answer == cold.answer
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_unrestorable_start_is_prefilled_again(rt_bundle, backend):
+    """A saved start the model refuses (another model's) is dropped and prefilled: the
+    tokens are a cold run's and the request reports no hit."""
+    cold_ids, ids, result, left = _with_starts_replaced(
+        rt_bundle, backend, lambda _, s: PrefixState(s.n_past, s.nbytes, "another model", s.data))
+    assert result.cache_hits["reasoner_prefix"] is False and ids == cold_ids
+    assert left == []  # dropped (the next request saves them again)
