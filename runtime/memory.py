@@ -62,12 +62,7 @@ FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
 # context and compute buffers apart (1,234 MiB with a 1,024-token context for 1,057 MiB).
 GGUF_REPACKED_QUANTS = ("q4_0", "q4_k_m", "q4_k_s", "iq4_nl")
 GGUF_REPACK_FACTOR = 1.1
-COMPUTE_BATCH = 512  # the ONNX prefill chunk (runtime.backends.onnx)
-# llama.cpp's micro-batch (n_ubatch), which its compute buffer is reserved for: a whole
-# micro-batch of outputs (n_ubatch x vocab x 4 bytes: 297 MiB at Qwen3's 151,936 at 512)
-# set the sequential peak at paper scale; at 256 it is half, prefill speed unchanged within
-# noise (docs/runtime.md "Memory")
-GGUF_UBATCH = 256
+COMPUTE_BATCH = 512  # llama.cpp's n_batch/n_ubatch and the ONNX prefill chunk (runtime.backends)
 COMPUTE_MLP_WIDTHS = 4  # MLP activations kept per position, in units of intermediate_size
 ONNX_ATTENTION_COPIES = 3  # buffers of [heads, chunk, context] (scores, probabilities...): fitted
 ONNX_KV_COPIES = 2  # the present key/values a call returns, and the copy while the cache grows
@@ -182,7 +177,7 @@ def compute_bytes(fmt: str, shape: TextShape, context: int, kv_bytes: int = 0) -
     call returns beside the cache (`kv_bytes`) plus the copy made while growing it;
     fitted to the tiny model's peak with a 3,846-token prompt.
     """
-    batch = min(GGUF_UBATCH if fmt == "gguf" else COMPUTE_BATCH, context)
+    batch = min(COMPUTE_BATCH, context)
     mlp = batch * COMPUTE_MLP_WIDTHS * shape.intermediate_size * 4
     if fmt == "gguf":
         return batch * shape.vocab_size * 4 + mlp

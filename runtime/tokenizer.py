@@ -45,17 +45,19 @@ class BundleTokenizer:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            raw = self.path.read_text(encoding="utf-8")
-            data = json.loads(raw)
-            self._full = Tokenizer.from_str(raw)
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if (data.get("model") or {}).get("type") != "BPE":
+                raise BundleError(f"{self.path}: only byte-level BPE tokenizers are supported")
+            self._added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+            # One tokenizers instance, without the added tokens: text never turns into a
+            # special token (`encode_plain`), and special tokens are looked up in `_added`.
+            # A second, full instance cost ~60 MiB at Qwen3's vocabulary for nothing.
+            self._plain = Tokenizer.from_str(json.dumps(dict(data, added_tokens=[])))
+            self._pieces: dict[int, str] = {v: k for k, v in data["model"]["vocab"].items()}
+        except BundleError:
+            raise
         except (OSError, ValueError, Exception) as exc:  # tokenizers raises plain Exception
             raise BundleError(f"{self.path}: not a readable tokenizer.json ({exc})") from None
-        if (data.get("model") or {}).get("type") != "BPE":
-            raise BundleError(f"{self.path}: only byte-level BPE tokenizers are supported")
-        self._added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-        plain = dict(data, added_tokens=[])
-        self._plain = Tokenizer.from_str(json.dumps(plain))
-        self._pieces: dict[int, str] = {v: k for k, v in data["model"]["vocab"].items()}
 
     @property
     def vocab_size(self) -> int:
@@ -68,7 +70,7 @@ class BundleTokenizer:
     def token_id(self, token: str) -> int | None:
         if token in self._added:
             return self._added[token]
-        return self._full.token_to_id(token)
+        return self._plain.token_to_id(token)
 
     @cached_property
     def _id_to_added(self) -> dict[int, str]:

@@ -58,8 +58,8 @@ def test_model_need_parts():
     n = _need("reasoner", "gguf", "q8_0", 600)
     assert n.weights_bytes == int(600 * MiB * 1.05)
     assert n.kv_bytes == 469_762_048 and n.kv_bytes_per_token == 2 * 28 * 8 * 128 * 2
-    # llama.cpp reserves the output projection of a 256-position micro-batch, plus the MLP
-    assert n.overhead_bytes == MODEL_OVERHEAD_BYTES + 256 * (151_936 + 4 * 3072) * 4
+    # llama.cpp reserves the output projection of a 512-position batch, plus the MLP
+    assert n.overhead_bytes == MODEL_OVERHEAD_BYTES + 512 * (151_936 + 4 * 3072) * 4
     assert n.total == n.weights_bytes + n.kv_bytes + n.overhead_bytes
     assert "reasoner gguf/q8_0" in n.describe()
 

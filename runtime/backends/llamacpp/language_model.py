@@ -17,17 +17,15 @@ from runtime.backends.llamacpp.library import llama_lib, native_reason, recent_n
 from runtime.backends.llamacpp.native_model import NativeModel
 from runtime.errors import ConfigError, ContextOverflowError, InputError, MemoryPlanError
 from runtime.gguf_constants import GGMLType
-from runtime.memory import GGUF_UBATCH
 
-MAX_BATCH = 512  # tokens per llama_decode call; llama.cpp runs them in GGUF_UBATCH micro-batches
+MAX_BATCH = 512
 _KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16}
 
 
 class LlamaCppLanguageModel:
     """`LanguageModel` over one llama.cpp context (one sequence, id 0)."""
 
-    def __init__(self, model: NativeModel, *, n_ctx: int, threads: int, kv_cache_type: str = "f16",
-                 n_ubatch: int = GGUF_UBATCH) -> None:
+    def __init__(self, model: NativeModel, *, n_ctx: int, threads: int, kv_cache_type: str = "f16") -> None:
         llama, _ = llama_lib()
         if kv_cache_type not in _KV_TYPES:
             raise ConfigError(f"kv_cache_type must be one of {', '.join(_KV_TYPES)}, not {kv_cache_type!r}")
@@ -39,7 +37,7 @@ class LlamaCppLanguageModel:
         cp = llama.llama_context_default_params()
         cp.n_ctx = n_ctx
         cp.n_batch = n_batch
-        cp.n_ubatch = max(1, min(n_ubatch, n_batch))
+        cp.n_ubatch = n_batch
         cp.n_seq_max = 1
         cp.n_threads = threads
         cp.n_threads_batch = threads
