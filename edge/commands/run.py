@@ -45,6 +45,7 @@ from runtime.errors import InputError
 from runtime.manifest import example_options
 from runtime.pipeline import MODES, ExtractThink
 from runtime.prompts import LETTERS
+from runtime.request import check_text
 from runtime.result import Done, Result, StageFinished, StageStarted, TokenEvent, event_to_dict
 
 
@@ -147,6 +148,8 @@ def _run(args: argparse.Namespace, bundle: Bundle, image: str | None, questions:
     elif image is None and args.mode != "blind":
         raise InputError("give --image (or --mode blind to answer without one)")
 
+    for question in questions:  # every question checked before the first answer is printed
+        check_text(question, options, args.focus)
     load_kw, request_kw = _profile_defaults(args, bundle)
     et = ExtractThink.load(bundle, reasoner_gguf=args.reasoner_gguf, **load_kw)
     try:

@@ -367,3 +367,10 @@ def test_several_questions_reuse_the_image_prefix(capsys, bundle, photo):
 def test_bad_prefix_cache_size(capsys, bundle, photo, value):
     expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q?",
                           "--prefix-cache-mb", value], 2, "--prefix-cache-mb must be a whole number")
+
+
+def test_a_bad_later_question_fails_before_any_answer(capsys, bundle, photo):
+    """Every --question is checked before the first is answered: nothing half-printed."""
+    rc, out, err = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
+                       "--question", "   ", *SMALL)
+    assert rc == 2 and out == "" and "the question is empty" in err
