@@ -80,3 +80,9 @@ def prefix_cache_mb(value: str | None) -> int | None:
         raise InputError(f"--prefix-cache-mb must be a whole number of MiB, 0 or more (0 turns the cache off), "
                          f"got {value!r}")
     return mb
+
+
+def add_lookup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lookup", type=int, default=0, metavar="K",
+                        help="prompt-lookup decoding: draft up to K tokens per step from n-gram matches in the "
+                        "prompt and output, verified in one batch (same greedy output; 0 = off, the default)")

@@ -116,9 +116,10 @@ def make_plan(
 
 
 def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full",
-                  prefix_cache_mb: int | None = None) -> ExtractThink:
+                  prefix_cache_mb: int | None = None, lookup: int = 0) -> ExtractThink:
     """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context
-    (`prefix_cache_mb`: None keeps the runtime's default)."""
+    (`prefix_cache_mb`: None keeps the runtime's default; `lookup`: the requests' default
+    prompt-lookup draft length, 0 = off)."""
     extra = {} if prefix_cache_mb is None else {"prefix_cache_mb": prefix_cache_mb}
     return ExtractThink.load(
         bundle,
@@ -131,6 +132,7 @@ def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str 
         gpu_layers=plan.gpu_layers,
         cache_mb=plan.profile.image.cache_mb,
         verify=verify,
+        lookup=lookup,
         **extra,
     )
 

@@ -28,6 +28,7 @@ from typing import Any
 from edge.arguments import (
     add_gpu_layers,
     add_image_layout,
+    add_lookup,
     add_options,
     add_prefix_cache,
     add_verify,
@@ -91,9 +92,7 @@ def add_parser(subparsers: Any) -> None:
                    "explicit flags win")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere")
-    p.add_argument("--lookup", type=int, default=0, metavar="K",
-                   help="prompt-lookup decoding: draft up to K tokens per step from n-gram matches in the prompt "
-                   "and output, verified in one batch (same greedy output; 0 = off, the default)")
+    add_lookup(p)
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     p.add_argument("--json", action="store_true", help="print one JSON object (JSON lines with --stream)")
     p.set_defaults(func=main)

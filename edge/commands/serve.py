@@ -21,6 +21,7 @@ from pathlib import Path
 from edge.arguments import (
     add_bundle_options,
     add_gpu_layers,
+    add_lookup,
     add_prefix_cache,
     add_verify,
     check_gpu_layers,
@@ -35,6 +36,7 @@ from edge.serve.metrics import Metrics
 from runtime.bundle import read_manifest
 from runtime.defaults import default_bundle_path
 from runtime.errors import InputError
+from runtime.lookup import check_lookup
 from runtime.threads import check_threads, default_threads
 
 API_KEY_ENV = "EDGE_API_KEY"
@@ -74,6 +76,7 @@ def add_server_arguments(p: argparse.ArgumentParser, *, default_port: int = 8080
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the profile's)")
     add_gpu_layers(p)
     add_prefix_cache(p)
+    add_lookup(p)
     add_verify(p)
 
 
@@ -93,6 +96,7 @@ def _check(args: argparse.Namespace) -> None:
         check_threads(args.threads)
     check_gpu_layers(args.gpu_layers)
     prefix_cache_mb(args.prefix_cache_mb)
+    check_lookup(args.lookup)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -149,7 +153,7 @@ def run_server(args: argparse.Namespace, *, demo: bool) -> int:
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             pipeline = load_pipeline(bundle, plan, verify=args.verify,
-                                     prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb))
+                                     prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb), lookup=args.lookup)
         finally:
             signal.signal(signal.SIGTERM, previous)
         # from here on a signal only starts the shutdown: the cleanup below must not be cut

@@ -15,7 +15,8 @@ Request controls, with the names clients already send:
 - `deadline_s`, `nowait`, `temperature`, `top_p`, `seed`, `stream`,
   `stream_options.include_usage`;
 - multiple choice: `options` (a list), or options written into the question (`choices`);
-- ours: `hint`, `focus`, `hint_budget`, `extraction_budget`, `mode`.
+- ours: `hint`, `focus`, `hint_budget`, `extraction_budget`, `mode`, `lookup` (prompt-lookup
+  draft tokens per step, 0..32; default: the server's `--lookup`, 0 = off).
 Unknown fields are ignored; a known field of the wrong type or range is a 400 naming it.
 """
 
@@ -31,6 +32,7 @@ from edge.serve.config import ServeConfig
 from edge.serve.errors import APIError, bad_request
 from edge.serve.images import ImageSource, check_url
 from runtime.errors import InputError
+from runtime.lookup import MAX_LOOKUP
 from runtime.request import MODES, check_text
 from runtime.sampling import SamplingConfig
 
@@ -60,6 +62,7 @@ class ChatRequest:
     seed: int
     nowait: bool
     reasoning_effort: str | None
+    lookup: int | None = None  # None: the pipeline's
 
     def stream_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `ExtractThink.stream` (besides image, question, options)."""
@@ -67,7 +70,7 @@ class ChatRequest:
                 "hint_budget": self.hint_budget, "extraction_budget": self.extraction_budget,
                 "thinking_budget": self.thinking_budget, "answer_budget": self.answer_budget,
                 "deadline_s": self.deadline_s, "sampling": self.sampling, "seed": self.seed,
-                "nowait": self.nowait}
+                "nowait": self.nowait, "lookup": self.lookup}
 
 
 # ---- typed field readers ------------------------------------------------------------------
@@ -293,6 +296,7 @@ def parse_chat_request(body: Any, config: ServeConfig) -> ChatRequest:
         answer_budget=_pick(answer, b.answer if thinking else b.non_thinking_answer),
         deadline_s=deadline, sampling=_sampling(body), seed=0 if seed is None else seed,
         nowait=_pick(_bool(body, "nowait"), True), reasoning_effort=effort,
+        lookup=_int(body, "lookup", maximum=MAX_LOOKUP),
     )
 
 

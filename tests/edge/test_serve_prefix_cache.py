@@ -55,3 +55,11 @@ def test_bad_prefix_cache_size_is_one_line(value):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge serve: error: --prefix-cache-mb must be"), proc.stderr
+
+
+def test_bad_lookup_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "edge", "serve", "--port", "0", "--lookup", "99"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge serve: error: lookup must be an integer"), proc.stderr

@@ -192,3 +192,29 @@ def test_host_and_origin_rules():
     g = Guard(host="127.0.0.1", port=8080, api_key=None, allowed_hosts=["pi.local"])
     assert g.host_ok("pi.local") and g.origin_ok("https://pi.local")
     assert Guard(host="127.0.0.1", port=1, api_key=None, allowed_hosts=["*"]).host_ok("anything")
+
+
+def test_lookup_is_a_request_control():
+    assert parse_chat_request(body(), CONFIG).stream_kwargs()["lookup"] is None  # the server's default
+    assert parse_chat_request(body(lookup=4), CONFIG).stream_kwargs()["lookup"] == 4
+    for bad in (-1, 33, "4", 2.5, True):
+        assert refused(body(lookup=bad)).param == "lookup"
+
+
+def test_a_parsed_request_runs_with_lookup_on_the_shipped_bundle():
+    """The request's keywords are the pipeline's: lookup drafts tokens, greedy text unchanged."""
+    from runtime.defaults import default_bundle_path
+    from runtime.pipeline import ExtractThink
+
+    pytest.importorskip("llama_cpp")
+    image = default_bundle_path() / "examples" / "000042.png"
+    et = ExtractThink.load(default_bundle_path(), backend="llamacpp", threads=1)
+    try:
+        results = {}
+        for k in (0, 4):
+            r = parse_chat_request(body("Which shape is above?", temperature=0, lookup=k), CONFIG)
+            results[k] = et.answer(image, r.question, r.options, **r.stream_kwargs())
+        assert results[4].thinking == results[0].thinking and results[4].answer == results[0].answer
+        assert sum(s.drafted for s in results[4].stages.values()) > 0
+    finally:
+        et.close()
