@@ -43,7 +43,7 @@ class StageStats:
     prefill_tokens_per_s: float = 0.0
     prefill_s: float = 0.0  # feeding the prompt (the positions not reused), first stage of a generation
     seconds: float = 0.0
-    load_s: float = 0.0  # model load time charged to this stage (sequential residency)
+    load_s: float = 0.0  # model swap time charged to this stage (sequential residency: freeing the other model, loading this one)
     budget: int | None = None
     cached: bool = False
     rss_mb: float = 0.0  # process RSS when the stage finished
