@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from export.gguf.mmproj_requant import file_quant, requantize_mmproj
 from runtime.bundle import Bundle, open_bundle
 from runtime.errors import BundleError
 from runtime.image_pool import pooled_side
-from runtime.manifest import Budgets, Manifest
+from runtime.manifest import Artifact, Budgets, Manifest
 from runtime.model_slot import context_need
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
@@ -79,9 +81,17 @@ def _gguf_perception(bundle: Bundle):
     raise BundleError("--compare needs a bundle with a GGUF perception model and its mmproj")
 
 
-def mmproj_variant(bundle: Bundle, quant: str, dst: Path) -> Path:
+def has_onnx_vision(bundle: Bundle) -> bool:
+    """Whether the perception model has an ONNX vision graph (the fast pipeline runs it)."""
+    entry = bundle.manifest.models.get("perception")
+    return entry is not None and any(a.format == "onnx" and "vision" in a.files for a in entry.artifacts)
+
+
+def mmproj_variant(bundle: Bundle, quant: str, dst: Path, vision_graph: Path | None = None) -> Path:
     """A copy of `bundle` at `dst` (files hard-linked where possible) whose GGUF perception
-    artifacts use an mmproj requantized to `quant`; reused when already there."""
+    artifacts use an mmproj requantized to `quant`; reused when already there.
+    `vision_graph`: an ONNX vision graph of the same shapes (int8), added as a vision-only
+    ONNX artifact, so the vision encoder can run on ONNX Runtime beside llama.cpp."""
 
     def change(tmp: Path, m: Manifest) -> Manifest:
         entry = m.models["perception"]
@@ -93,6 +103,14 @@ def mmproj_variant(bundle: Bundle, quant: str, dst: Path) -> Path:
                     requantize_mmproj(bundle.path(art.files["mmproj"]), tmp / new, quant)
                 art = dataclasses.replace(art, files={**art.files, "mmproj": new})
             arts.append(art)
+        if vision_graph is not None:
+            rel = "perception-vision-int8.onnx"
+            if not (tmp / rel).is_file():
+                try:
+                    os.link(vision_graph, tmp / rel)
+                except OSError:  # another filesystem
+                    shutil.copyfile(vision_graph, tmp / rel)
+            arts.append(Artifact(format="onnx", quant="int8", files={"vision": rel}, vision_quant="int8"))
         models = {**m.models, "perception": dataclasses.replace(entry, artifacts=tuple(arts))}
         used = {rel for e in models.values() for a in e.artifacts for rel in a.files.values()}
         for rel in m.files:  # the replaced mmproj, unless another artifact still uses it
@@ -125,11 +143,13 @@ def _request(et: ExtractThink, image, question: str, counts: TokenCounts, seed: 
             "vision_s": r.stages["vision"].seconds - r.stages["vision"].load_s if "vision" in r.stages else None}
 
 
-def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress: Progress | None = None) -> dict:
-    """The `comparison` object of `edge bench --compare` (see the module docstring)."""
+def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress: Progress | None = None,
+                vision_graph: Path | None = None) -> dict:
+    """The `comparison` object of `edge bench --compare` (see the module docstring);
+    `vision_graph`: an ONNX vision graph for the fast pipeline when the bundle has none."""
     art = _gguf_perception(bundle)
     report(progress, "compare: writing the q8_0 mmproj", 0.0)
-    fast_root = mmproj_variant(bundle, FAST["mmproj"], variant_dir)
+    fast_root = mmproj_variant(bundle, FAST["mmproj"], variant_dir, vision_graph)
     fast_bundle = open_bundle(fast_root, verify="size")
     size = bundle.model("perception").image.size
     plain_mm = bundle.path(art.files["mmproj"])
@@ -141,7 +161,8 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
     vision = bundle.model("perception").vision
     fast_tokens = pooled_tokens(vision.tokens_per_image, FAST["pool"]) if vision is not None else None
     fast_load = {"prefix_cache_mb": FAST["prefix_cache_mb"], "image_tokens": fast_tokens,
-                 "context_length": request_context(bundle, fast_tokens, cfg.counts)}
+                 "context_length": request_context(bundle, fast_tokens, cfg.counts),
+                 "vision_backend": "onnx" if has_onnx_vision(fast_bundle) else None}
     for i in range(total):
         for name, b, load_kw in (("plain", bundle, {"prefix_cache_mb": PLAIN["prefix_cache_mb"]}),
                                  ("fast", fast_bundle, fast_load)):
@@ -169,7 +190,9 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
             backend="llamacpp", threads=cfg.threads, repeat=cfg.repeat, warmup=cfg.warmup, counts=cfg.counts),
             progress)
     report(progress, "compare", 1.0)
-    out["settings"]["fast"].update(image_tokens=fast_tokens, context_length=fast_load["context_length"])
+    out["settings"]["fast"].update(image_tokens=fast_tokens, context_length=fast_load["context_length"],
+                                   vision=("onnx graph (onnxruntime)" if fast_load["vision_backend"]
+                                           else "mmproj (llama.cpp clip)"))
     out["settings"]["plain"].update(image_tokens=vision.tokens_per_image if vision is not None else None)
     return out
 

@@ -16,9 +16,11 @@ hard-linked into the bundle folders, so a rerun starts immediately.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,6 +153,43 @@ class WorkloadBuilder:
             self.models.mkdir(parents=True, exist_ok=True)
             self.progress(f"writing {final.name}")
             write_random_mmproj_gguf(final, vision_size(vision_name), text_hidden, seed=seed)
+        return final
+
+    def vision_graph(self, name: str, quant: str = "int8") -> Path:
+        """`models/<vision>-to<width>-vision-<quant>.onnx`: the workload's vision tower +
+        projector as an ONNX graph (random weights; built once in torch with a one-layer
+        text model, which only sets the projector's output width), for running vision on
+        ONNX Runtime beside the llama.cpp text model (`edge bench --compare`)."""
+        w = workload(name)
+        width = text_size(w.perception_text).hidden_size
+        final = self.models / f"{w.vision}-to{width}-vision-{quant}.onnx"
+        if final.is_file():
+            return final
+        # heavy optional dependencies (torch, the exporter): only this build step needs them
+        from export.onnx.common import model_parts
+        from export.onnx.quantize import quantize_vision
+        from export.onnx.vision import export_vision
+        from training.models.builders import build_perception, perception_config
+        from training.models.tiny import special_ids
+
+        self.models.mkdir(parents=True, exist_ok=True)
+        self.progress(f"exporting the {w.vision} vision graph to ONNX ({quant})")
+        ids = special_ids(self.tokenizer_dir())
+        text = dataclasses.replace(text_size(w.perception_text), num_hidden_layers=1,
+                                   vocab_size=max(text_size(w.perception_text).vocab_size, ids["vocab"]))
+        config = perception_config(vision_size(w.vision), text, image_token_id=ids["image"],
+                                   eos_token_id=ids["eos"], pad_token_id=ids["pad"])
+        with tempfile.TemporaryDirectory(dir=self.models) as tmp:
+            fp32 = Path(tmp) / "vision-fp32.onnx"
+            export_vision(model_parts(build_perception(config, seed=0), "perception"), fp32)
+            staged = Path(tmp) / final.name
+            if quant == "int8":
+                quantize_vision(fp32, staged)
+            elif quant == "fp32":
+                staged = fp32
+            else:
+                raise ConfigError(f"vision graph quantization {quant!r}: choose int8 or fp32")
+            os.replace(staged, final)
         return final
 
     def bundle_path(self, name: str, quants: tuple[str, ...] | None = None) -> Path:

@@ -86,3 +86,9 @@ def add_lookup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookup", type=int, default=0, metavar="K",
                         help="prompt-lookup decoding: draft up to K tokens per step from n-gram matches in the "
                         "prompt and output, verified in one batch (same greedy output; 0 = off, the default)")
+
+
+def add_vision_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vision-backend", choices=("llamacpp", "onnx"),
+                        help="run the perception model's vision encoder on this backend: onnx runs the bundle's "
+                        "ONNX vision graph beside a llama.cpp text model (default: the text model's)")

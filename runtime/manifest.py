@@ -34,6 +34,9 @@ GGUF_QUANTS: tuple[str, ...] = (
 )
 ONNX_QUANTS: tuple[str, ...] = ("fp32", "int8", "int4")
 ONNX_VISION_QUANTS: tuple[str, ...] = ("fp32", "int8")  # the onnx vision graph (`Artifact.vision_quant`)
+# the file that makes an artifact a text model; an onnx artifact with only `vision` is a
+# vision graph for `vision_backend="onnx"` beside the model's gguf text decoder
+TEXT_PART = {"gguf": "model", "onnx": "decoder"}
 QUANT_ALIASES: dict[str, dict[str, str]] = {"gguf": {}, "onnx": {"f32": "fp32"}}
 # Every name a format accepts (its quants and their aliases), e.g. in a profile's list.
 KNOWN_QUANTS: dict[str, tuple[str, ...]] = {

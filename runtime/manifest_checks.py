@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from runtime.errors import BundleError
 from runtime.manifest import (
     ONNX_VISION_QUANTS,
+    TEXT_PART,
     Budgets,
     ImageLayout,
     ImagePreprocess,
@@ -91,6 +92,8 @@ def _check_model(m: Manifest, role: str, entry: ModelEntry, where: str) -> None:
                           "from a GGUF file")
     if not entry.artifacts:
         raise BundleError(f"{where} has no artifacts")
+    if not any(TEXT_PART.get(a.format, "") in a.files for a in entry.artifacts):
+        raise BundleError(f"{where} has no artifact with a text model (a gguf 'model' or an onnx 'decoder')")
     for i, art in enumerate(entry.artifacts):
         if art.vision_quant is not None and (art.format != "onnx" or "vision" not in art.files):
             raise BundleError(f"{where}.artifacts[{i}].vision_quant is set but it has no onnx vision graph")

@@ -17,13 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import artifact_id, backend_module, choose_artifact, load_model
+from runtime.backends import (
+    artifact_id,
+    backend_module,
+    choose_artifact,
+    load_model,
+    separate_vision,
+    vision_artifact,
+)
 from runtime.backends.base import BackendOptions, LanguageModel, TokenizerLike, VisionEncoder
 from runtime.bundle import Bundle
 from runtime.control_tokens import ControlTokens, control_tokens
 from runtime.errors import BundleError
 from runtime.generation import Session
-from runtime.manifest import Artifact, Budgets, ModelEntry
+from runtime.manifest import TEXT_PART, Artifact, Budgets, ModelEntry
 from runtime.memory import ModelNeed, model_need, release_free_heap
 from runtime.nowait import nowait_token_ids
 from runtime.tokenizer import BundleTokenizer
@@ -204,12 +211,22 @@ def bundle_slot(bundle: Bundle, role: str, backend: str, quant: str | None, opti
     sizes = {rel: fe.size for rel, fe in bundle.manifest.files.items()}
     kv_bytes = 4 if kv_cache_type == "f32" else 2
 
+    vart = vision_artifact(bundle, role, options.vision_backend) if separate_vision(bundle, role, name, options) \
+        else None
+
     def need(a: Artifact) -> ModelNeed:
+        if vart is not None and "mmproj" in a.files:  # the vision graph loads instead of the mmproj
+            files = {part: rel for part, rel in a.files.items() if part != "mmproj"}
+            n = model_need(role, replace(a, files=files), sizes, entry.text, ctx, kv_bytes)
+            graph = model_need(role, Artifact(format=vart.format, quant=vart.quant,
+                                              files={"vision": vart.files["vision"]}), sizes, None, 0, 0)
+            return replace(n, weights_bytes=n.weights_bytes + graph.weights_bytes)
         return model_need(role, a, sizes, entry.text, ctx, kv_bytes if a.format == "gguf" else 4)  # ONNX: fp32 cache
 
     slot = ModelSlot(role, name, art, opts, tokenizers[entry.tokenizer], entry, bundle, None,
-                     artifact_id(bundle, role, art), nowait_keywords)
-    return slot, need(art), [need(a) for a in entry.artifacts if a.format == art.format]
+                     artifact_id(bundle, role, art, vart), nowait_keywords)
+    return slot, need(art), [need(a) for a in entry.artifacts
+                             if a.format == art.format and TEXT_PART[a.format] in a.files]
 
 
 def stock_reasoner_slot(path: Path, options: BackendOptions, context_length: int | None,

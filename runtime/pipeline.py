@@ -133,6 +133,7 @@ class ExtractThink:
         input_mode: str | None = None,
         max_image_tokens: int | None = None,
         lookup: int = 0,
+        vision_backend: str | None = None,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident.
 
@@ -148,6 +149,10 @@ class ExtractThink:
         `lookup`: prompt-lookup decoding (`runtime.lookup`), draft tokens per step, 0 = off
         (the default); greedy outputs are unchanged and sampling keeps its distribution.
 
+        `vision_backend`: "onnx" runs the perception model's ONNX vision graph beside its
+        llama.cpp text model (the bundle needs both artifacts; on x86 CPUs ONNX Runtime
+        encodes a SigLIP-so400m image faster than llama.cpp's clip: docs/runtime.md).
+
         `speed_cache`: remember measured speeds per machine and model for later processes'
         deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
         """
@@ -157,8 +162,10 @@ class ExtractThink:
         if threads is None:
             threads = default_threads()  # once, so every load of this pipeline uses the same count
             log.info("threads: %d (physical cores less those other processes keep busy)", threads)
+        if vision_backend not in (None, "llamacpp", "onnx"):
+            raise InputError(f"vision_backend must be llamacpp or onnx, not {vision_backend!r}")
         opts = BackendOptions(threads=threads, gpu_layers=gpu_layers, providers=tuple(providers),
-                              kv_cache_type=kv_cache_type)
+                              kv_cache_type=kv_cache_type, vision_backend=vision_backend)
         layout = None
         if "perception" in b.manifest.models:
             layout = resolve_layout(b, b.manifest.models["perception"], image_tokens=image_tokens,

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.bench_config import BenchConfig
-from benchmarks.compare import CompareConfig, run_compare
+from benchmarks.compare import CompareConfig, has_onnx_vision, run_compare
 from benchmarks.compare import to_markdown as compare_markdown
 from benchmarks.hf_baseline import HFModel
 from benchmarks.input_modes import ModesConfig, parse_modes, parse_sizes, run_input_modes
@@ -182,7 +182,12 @@ def _compare(args: argparse.Namespace, bundle: Bundle, name: str | None) -> int:
                         quant=(args.quant or [None])[0])
     variant = Path(args.artifacts) / "compare" / f"{bundle.manifest.name}-mmproj-q8_0"
     with ProgressDisplay("bench compare", enabled=not args.quiet) as progress:
-        comparison = run_compare(bundle, variant, cfg, progress=progress)
+        graph = None
+        if name is not None and WORKLOADS[name].format == "gguf" and not has_onnx_vision(bundle):
+            # the fast pipeline runs vision on ONNX Runtime: the workload's graph, built once
+            graph = WorkloadBuilder(args.artifacts, progress=progress).vision_graph(name)
+            variant = variant.with_name(variant.name + "-onnx-vision")
+        comparison = run_compare(bundle, variant, cfg, progress=progress, vision_graph=graph)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.json", json.dumps({"comparison": comparison}, indent=1))
     atomic_write_text(out / "compare.md", compare_markdown(comparison) + "\n")

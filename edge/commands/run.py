@@ -32,6 +32,7 @@ from edge.arguments import (
     add_options,
     add_prefix_cache,
     add_verify,
+    add_vision_backend,
     check_gpu_layers,
     image_layout_kwargs,
     prefix_cache_mb,
@@ -93,6 +94,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="sampling seed (default 0)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding everywhere")
     add_lookup(p)
+    add_vision_backend(p)
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     p.add_argument("--json", action="store_true", help="print one JSON object (JSON lines with --stream)")
     p.set_defaults(func=main)
@@ -179,7 +181,7 @@ def _profile_defaults(args: argparse.Namespace, bundle: Bundle) -> tuple[dict, d
     load = {"backend": args.backend, "quant": args.quant, "threads": args.threads,
             "max_memory": args.max_memory, "context_length": args.context, "residency": args.residency,
             "gpu_layers": args.gpu_layers or 0, **image_layout_kwargs(args),
-            "lookup": args.lookup}
+            "lookup": args.lookup, "vision_backend": args.vision_backend}
     if args.prefix_cache_mb is not None:
         load["prefix_cache_mb"] = prefix_cache_mb(args.prefix_cache_mb)
     request = {"thinking": not args.no_thinking, "hint_budget": args.hint_budget,

@@ -26,6 +26,9 @@ class BackendOptions:
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () = CPU
     # llama.cpp KV cache type: "f16" (default, ~1e-2 parity) or "f32" (exact parity tests)
     kv_cache_type: str = "f16"
+    # the backend of the vision encoder when it is not the text model's: "onnx" runs the
+    # role's ONNX vision graph beside a llama.cpp text model (None: the text model's own)
+    vision_backend: str | None = None
 
     def __post_init__(self) -> None:
         check_threads(self.threads)  # bounded: absurd counts crash or stall the backends

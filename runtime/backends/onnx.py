@@ -360,10 +360,8 @@ def load(
     decoder = open_session(ort, paths["decoder"], so, providers)
     check_decoder(artifact.files["decoder"], decoder, text)
     vision = None
-    if entry.vision is not None and entry.image is not None:
-        vsess = open_session(ort, paths["vision"], so, providers)
-        check_vision(artifact.files["vision"], vsess, entry.vision, entry.image, text.hidden_size)
-        vision = OnnxVisionEncoder(vsess, entry.vision, entry.image)
+    if entry.vision is not None and entry.image is not None and options.vision_backend in (None, "onnx"):
+        vision = load_vision(bundle, role, artifact, options)
 
     n_ctx = min(options.context_length or text.context_length, text.context_length)
     log.info(
@@ -375,3 +373,19 @@ def load(
     lm = OnnxLanguageModel(ort, decoder, embed, text, n_ctx, owner=owner,
                            batch_invariant=artifact.quant not in PER_CALL_QUANTIZED)
     return lm, vision
+
+
+def load_vision(bundle: Bundle, role: str, artifact: Artifact, options: BackendOptions) -> OnnxVisionEncoder:
+    """Only the vision graph of `role`'s ONNX artifact, checked against the manifest: the
+    encoder of the ONNX backend, or beside a text model on another backend
+    (`BackendOptions.vision_backend`)."""
+    entry = bundle.model(role)
+    if artifact.format != "onnx" or "vision" not in artifact.files:
+        raise BundleError(f"the {role} {artifact.format}/{artifact.quant} artifact has no ONNX vision graph")
+    if entry.vision is None or entry.image is None:
+        raise BundleError(f"the {role} model has a vision graph but no vision/image settings")
+    ort = _import_ort()
+    session = open_session(ort, bundle.path(artifact.files["vision"]), session_options(ort, options),
+                           providers_for(ort, options))
+    check_vision(artifact.files["vision"], session, entry.vision, entry.image, entry.text.hidden_size)
+    return OnnxVisionEncoder(session, entry.vision, entry.image)

@@ -7,7 +7,7 @@ import json
 
 from gguf import GGMLQuantizationType, GGUFReader
 
-from benchmarks.compare import CompareConfig, mmproj_variant, run_compare
+from benchmarks.compare import CompareConfig, has_onnx_vision, mmproj_variant, run_compare
 from benchmarks.inputs import TokenCounts
 from runtime.bundle import open_bundle
 
@@ -42,6 +42,8 @@ def test_compare_reports_plain_fast_and_second_question(bench_bundle_dir, tmp_pa
     assert (mm["plain"], mm["fast"]) == ("f32", "q8_0") and mm["file_mb"]["fast"] < mm["file_mb"]["plain"]
     assert 0 < mm["parity_vs_plain"]["embed_rel_l2"] < 0.05
     assert c["settings"]["residency"] == "sequential" and c["settings"]["tokens"]["extraction"] == 3
+    assert c["settings"]["fast"]["vision"] == ("onnx graph (onnxruntime)" if has_onnx_vision(open_bundle(
+        bench_bundle_dir)) else "mmproj (llama.cpp clip)")
     lookup = c["lookup"]  # the tiny bundle's models are not random-weight workloads
     assert {"acceptance", "reasoning_speedup", "bundle"} <= set(lookup) and lookup["identical"] is True
     assert lookup["bundle"] == c["settings"]["bundle"] and lookup["reasoning_speedup"] > 0
@@ -57,3 +59,33 @@ def test_compare_cli_prints_one_json_object(bench_bundle_dir, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"comparison"} and out["comparison"]["fast_second_question"]["prefix_hits"] == 1
     assert (tmp_path / "o" / "compare.json").is_file() and "| plain |" in (tmp_path / "o" / "compare.md").read_text()
+
+
+def test_a_vision_graph_joins_the_fast_variant_and_runs_beside_llamacpp(bench_bundle_dir, tmp_path):
+    """`vision_graph` (what `--workload` builds for its GGUF-only bundles) becomes a
+    vision-only ONNX artifact of the variant; the fast pipeline's vision runs on it."""
+    from runtime.pipeline import ExtractThink
+
+    bundle = open_bundle(bench_bundle_dir)
+    onnx = next((a for a in bundle.model("perception").artifacts if a.format == "onnx" and "vision" in a.files), None)
+    if onnx is None:
+        import pytest
+
+        pytest.skip("the tiny bundle has no ONNX vision graph to reuse")
+    root = mmproj_variant(bundle, "q8_0", tmp_path / "v", vision_graph=bundle.path(onnx.files["vision"]))
+    variant = open_bundle(root, verify="full")
+    graph = [a for a in variant.model("perception").artifacts if a.files == {"vision": "perception-vision-int8.onnx"}]
+    assert len(graph) == 1 and graph[0].vision_quant == "int8"
+    et = ExtractThink.load(variant, backend="llamacpp", threads=1, vision_backend="onnx")
+    try:
+        r = et.answer(bench_image_for(variant), "What is it?", hint_budget=2, extraction_budget=3,
+                      thinking_budget=3, answer_budget=2, sampling="greedy")
+        assert r.stages["vision"].tokens > 0
+    finally:
+        et.close()
+
+
+def bench_image_for(bundle):
+    from benchmarks.inputs import bench_image
+
+    return bench_image(bundle.model("perception").image.size, seed=1)

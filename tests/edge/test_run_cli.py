@@ -374,3 +374,13 @@ def test_a_bad_later_question_fails_before_any_answer(capsys, bundle, photo):
     rc, out, err = run(capsys, "--bundle", str(bundle), "--image", str(photo), "--question", "How many?",
                        "--question", "   ", *SMALL)
     assert rc == 2 and out == "" and "the question is empty" in err
+
+
+def test_vision_backend_onnx_beside_llamacpp(capsys):
+    """--vision-backend onnx on the shipped bundle (GGUF and ONNX artifacts): an answer and
+    the vision stage's tokens."""
+    rc, out, err = run(capsys, "--json", "--threads", "1", "--greedy", "--backend", "llamacpp",
+                       "--vision-backend", "onnx")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert got["answer"] and got["stages"]["vision"]["tokens"] > 0

@@ -84,6 +84,8 @@ def test_path_traversal_refused(tmp_path, bad):
         (lambda m: m["models"]["reasoner"]["text"].update(hidden_size="64"), "hidden_size"),
         (lambda m: m["models"]["reasoner"].update(surprise=1), "unknown key"),
         (lambda m: m["models"]["reasoner"].update(role="perception"), "says its role"),
+        (lambda m: m["models"]["reasoner"]["artifacts"][0].update(format="onnx", files={"vision": "m.gguf"}),
+         "no artifact with a text model"),
     ],
 )
 def test_bad_manifests(tmp_path, edit, message):

@@ -477,3 +477,47 @@ def test_shipped_q8_0_models_answer_on_this_cpu(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["answer"]
+
+
+# -- the vision encoder on ONNX Runtime beside a llama.cpp text model ------------------------
+
+def test_onnx_vision_beside_a_llamacpp_text_model():
+    """`vision_backend="onnx"`: llama.cpp text model, the same bundle's ONNX vision graph
+    (exactly the ONNX backend's embeddings), no mmproj loaded; the pipeline answers with it."""
+    pytest.importorskip("onnxruntime")
+    from runtime.backends import choose_artifact, load_model
+    from runtime.backends.llamacpp import LlamaCppLanguageModel
+    from runtime.backends.onnx import OnnxVisionEncoder
+    from runtime.defaults import default_bundle_path
+    from runtime.pipeline import ExtractThink
+
+    bundle = open_bundle(default_bundle_path())
+    image = np.random.default_rng(3).integers(0, 256, (bundle.model("perception").image.size,) * 2 + (3,),
+                                               dtype=np.uint8)
+    _, gguf = choose_artifact(bundle, "perception", "llamacpp")
+    _, onnx = choose_artifact(bundle, "perception", "onnx")
+    lm, vision = load_model(bundle, "perception", "llamacpp", gguf,
+                            BackendOptions(threads=1, vision_backend="onnx"))
+    ref_lm, ref_vision = load_model(bundle, "perception", "onnx", onnx, BackendOptions(threads=1))
+    try:
+        assert isinstance(lm, LlamaCppLanguageModel) and isinstance(vision, OnnxVisionEncoder)
+        np.testing.assert_array_equal(vision.encode(image), ref_vision.encode(image))
+    finally:
+        for m in (lm, vision, ref_lm, ref_vision):
+            m.close()
+    et = ExtractThink.load(backend="llamacpp", threads=1, vision_backend="onnx")
+    try:
+        r = et.answer(str(default_bundle_path() / "examples" / "000042.png"), "Which shape is above?",
+                      sampling="greedy")
+        assert r.answer and r.stages["vision"].tokens == bundle.model("perception").vision.tokens_per_image
+    finally:
+        et.close()
+
+
+def test_onnx_vision_needs_a_vision_graph(bundle_dir):
+    from runtime.pipeline import ExtractThink
+
+    with pytest.raises(BundleError, match="no onnx vision graph for the perception model"):
+        ExtractThink.load(bundle_dir, backend="llamacpp", threads=1, vision_backend="onnx")
+    with pytest.raises(InputError, match="vision_backend must be"):
+        ExtractThink.load(bundle_dir, backend="llamacpp", threads=1, vision_backend="mtmd")

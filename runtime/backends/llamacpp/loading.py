@@ -65,7 +65,9 @@ def load(
         raise BundleError(f"the llama.cpp backend loads gguf artifacts, not {artifact.format}")
     if "model" not in artifact.files:
         raise BundleError(f"the {role} gguf artifact has no 'model' file")
-    if entry.vision is not None and "mmproj" not in artifact.files:
+    # another backend runs the vision graph (runtime.backends.load_model): no mmproj here
+    own_vision = entry.vision is not None and options.vision_backend in (None, "llamacpp")
+    if own_vision and "mmproj" not in artifact.files:
         raise BundleError(f"the {role} gguf artifact has no 'mmproj' file for its vision encoder")
     ctx_len = options.context_length or entry.text.context_length
     if ctx_len > entry.text.context_length:
@@ -74,13 +76,13 @@ def load(
         )
     opts = BackendOptions(threads=options.threads, context_length=ctx_len, gpu_layers=options.gpu_layers,
                           providers=options.providers, kv_cache_type=options.kv_cache_type)
-    mmproj = bundle.path(artifact.files["mmproj"]) if entry.vision is not None else None
+    mmproj = bundle.path(artifact.files["mmproj"]) if own_vision else None
     if mmproj is not None:
         # From the header, before native code: the vision encoder sizes its buffers by the
         # image size, so a manifest that disagrees with the mmproj must stop here.
         cv = Keys.ClipVision
         check_mmproj(read_gguf_info(mmproj, arrays={cv.IMAGE_MEAN, cv.IMAGE_STD}), entry, role)
-    image_size = entry.vision.image_size if entry.vision is not None else None
+    image_size = entry.vision.image_size if own_vision else None
     # a composed model's vocabulary is its own GGUF's (nothing to compare)
     tokenizer_size = 0 if entry.tokenizer.endswith(".gguf") else _tokenizer_size(bundle.path(entry.tokenizer))
     lm, vision = load_gguf(bundle.path(artifact.files["model"]), mmproj, opts, image_size=image_size)
