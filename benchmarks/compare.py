@@ -6,7 +6,10 @@
   `export.gguf.mmproj_requant`), the image-prefix cache on, LLaVA-OneVision's 2x2 pooling
   of the image tokens (729 -> 196 at 27 x 27; training-free, its accuracy cost is in
   docs/runtime.md) and contexts sized to the request instead of the 4,096-token default
-  (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096);
+  (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096); the
+  vision encoder on ONNX Runtime (`vision_backend="onnx"`) when the perception model has an
+  ONNX vision graph: the bundle's own, or for a workload an int8 graph of the same shapes
+  that `edge bench` builds once and adds as a vision-only artifact;
 - fast, second question: another question about the same image through the fast
   pipeline (its extraction cache is cleared first, so the perception stage really runs:
   a new focus would miss it too);
@@ -16,7 +19,7 @@
 
 Both pipelines run on llama.cpp with sequential residency (the models take turns), one
 loaded at a time, interleaved per repetition so machine load drifts hit both alike.
-`image_side_s` = vision seconds + extraction prefill seconds, model loads left out (they
+`image_side_s` = vision seconds + extraction prefill seconds, model swaps left out (they
 are reported as `load_s`). Ratios are fast (or second question) over plain, of medians.
 """
 
