@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from benchmarks.machine import load_average
 from benchmarks.rss import RssSampler
 from benchmarks.stats import ratio, summarize
 from benchmarks.variants import bundle_variant
+from export.compose import place
 from export.gguf.mmproj_parity import compare_mmproj
 from export.gguf.mmproj_requant import file_quant, requantize_mmproj
 from runtime.bundle import Bundle, open_bundle
@@ -109,10 +108,7 @@ def mmproj_variant(bundle: Bundle, quant: str, dst: Path, vision_graph: Path | N
         if vision_graph is not None:
             rel = "perception-vision-int8.onnx"
             if not (tmp / rel).is_file():
-                try:
-                    os.link(vision_graph, tmp / rel)
-                except OSError:  # another filesystem
-                    shutil.copyfile(vision_graph, tmp / rel)
+                place(vision_graph, tmp / rel)
             arts.append(Artifact(format="onnx", quant="int8", files={"vision": rel}, vision_quant="int8"))
         models = {**m.models, "perception": dataclasses.replace(entry, artifacts=tuple(arts))}
         used = {rel for e in models.values() for a in e.artifacts for rel in a.files.values()}

@@ -12,8 +12,6 @@ already at the destination that passes a size check is reused, so a rerun starts
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from export.bundle_writer import file_entries
 from export.checkpoint import BUNDLE_NEWLINE
+from export.compose import place
 from runtime import anyres
 from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, Bundle, open_bundle
@@ -47,10 +46,7 @@ def bundle_variant(bundle: Bundle, dst: Path, change: Callable[[Path, Manifest],
     with staged_dir(dst, marker=MANIFEST_NAME) as tmp:
         for rel in m.files:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(bundle.path(rel), tmp / rel)
-            except OSError:  # another filesystem, or no hard links
-                shutil.copyfile(bundle.path(rel), tmp / rel)
+            place(bundle.path(rel), tmp / rel)
         manifest = change(tmp, m)
         save_json(dataclasses.replace(manifest, files=file_entries(tmp)), tmp / MANIFEST_NAME)
         open_bundle(tmp, verify="full")

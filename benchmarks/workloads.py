@@ -35,6 +35,7 @@ from export.bundle_writer import (
     text_shape,
     vision_shape,
 )
+from export.compose import place
 from export.gguf import quantize_gguf_file
 from export.gguf.quantize import QUANT_SPECS
 from export.gguf.random_weights import write_random_mmproj_gguf, write_random_text_gguf
@@ -155,14 +156,14 @@ class WorkloadBuilder:
             write_random_mmproj_gguf(final, vision_size(vision_name), text_hidden, seed=seed)
         return final
 
-    def vision_graph(self, name: str, quant: str = "int8") -> Path:
-        """`models/<vision>-to<width>-vision-<quant>.onnx`: the workload's vision tower +
-        projector as an ONNX graph (random weights; built once in torch with a one-layer
+    def vision_graph(self, name: str) -> Path:
+        """`models/<vision>-to<width>-vision-int8.onnx`: the workload's vision tower +
+        projector as an int8 ONNX graph (random weights; built once in torch with a one-layer
         text model, which only sets the projector's output width), for running vision on
         ONNX Runtime beside the llama.cpp text model (`edge bench --compare`)."""
         w = workload(name)
-        width = text_size(w.perception_text).hidden_size
-        final = self.models / f"{w.vision}-to{width}-vision-{quant}.onnx"
+        ptext = text_size(w.perception_text)
+        final = self.models / f"{w.vision}-to{ptext.hidden_size}-vision-int8.onnx"
         if final.is_file():
             return final
         # heavy optional dependencies (torch, the exporter): only this build step needs them
@@ -173,22 +174,15 @@ class WorkloadBuilder:
         from training.models.tiny import special_ids
 
         self.models.mkdir(parents=True, exist_ok=True)
-        self.progress(f"exporting the {w.vision} vision graph to ONNX ({quant})")
+        self.progress(f"exporting the {w.vision} vision graph to ONNX (int8)")
         ids = special_ids(self.tokenizer_dir())
-        text = dataclasses.replace(text_size(w.perception_text), num_hidden_layers=1,
-                                   vocab_size=max(text_size(w.perception_text).vocab_size, ids["vocab"]))
+        text = dataclasses.replace(ptext, num_hidden_layers=1, vocab_size=max(ptext.vocab_size, ids["vocab"]))
         config = perception_config(vision_size(w.vision), text, image_token_id=ids["image"],
                                    eos_token_id=ids["eos"], pad_token_id=ids["pad"])
         with tempfile.TemporaryDirectory(dir=self.models) as tmp:
-            fp32 = Path(tmp) / "vision-fp32.onnx"
+            fp32, staged = Path(tmp) / "vision-fp32.onnx", Path(tmp) / final.name
             export_vision(model_parts(build_perception(config, seed=0), "perception"), fp32)
-            staged = Path(tmp) / final.name
-            if quant == "int8":
-                quantize_vision(fp32, staged)
-            elif quant == "fp32":
-                staged = fp32
-            else:
-                raise ConfigError(f"vision graph quantization {quant!r}: choose int8 or fp32")
+            quantize_vision(fp32, staged)
             os.replace(staged, final)
         return final
 
@@ -250,18 +244,11 @@ class WorkloadBuilder:
             progress=lambda stage, frac: report(self._progress, f"export to ONNX: {stage}", 0.1 + 0.9 * frac))
 
 
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another filesystem, or no hard links: copy
-        shutil.copyfile(src, dst)
-
-
 def _assemble_bundle(out: Path, w: Workload, files: dict[str, Path], arts: dict[str, list], ptext, rtext, vis,
                      tok_dir: Path) -> Path:
     with staged_dir(out, marker=MANIFEST_NAME) as tmp:
         for rel, src in files.items():
-            _link(src, tmp / rel)
+            place(src, tmp / rel)
         special = special_tokens_of(tok_dir / "tokenizer.json")
         models = {
             "perception": ModelEntry(

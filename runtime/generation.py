@@ -58,12 +58,7 @@ class Session:
         """How many leading positions of `prompt` the KV cache already holds."""
         if self.lm.n_past != len(self._keys):
             return 0
-        common = 0
-        for a, b in zip(self._keys, prompt_keys(prompt, image_key), strict=False):
-            if a != b:
-                break
-            common += 1
-        return common
+        return shared_length(self._keys, prompt_keys(prompt, image_key))
 
     def restore(self, state: PrefixState, prompt: Sequence[int | None], image_key: str | None = None) -> None:
         """Replace the KV cache with `state`, a saved state of the first `state.n_past`

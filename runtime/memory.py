@@ -52,7 +52,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 # Python, numpy, Pillow, tokenizers and a backend library before any model: 43 MiB
 # (llama_cpp) and 54 MiB (onnxruntime) measured; a large tokenizer adds more (the Qwen3
-# one: ~290 MiB), which only `process_bytes` (the RSS at planning time) shows.
+# one: 75 MiB once the parse is trimmed), which only `process_bytes` (the RSS at planning time) shows.
 BASE_PROCESS_BYTES = 64 * MiB
 MODEL_OVERHEAD_BYTES = 32 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}

@@ -188,7 +188,7 @@ def bundle_tokenizer(bundle: Bundle, entry: ModelEntry) -> TokenizerLike:
     if entry.tokenizer.endswith(".gguf"):
         return backend_module("llamacpp").GGUFTokenizer(path)
     tok = BundleTokenizer(path)
-    # Parsing Qwen3's tokenizer.json leaves ~100 MiB of freed heap that glibc keeps; the
+    # Parsing Qwen3's tokenizer.json leaves 123 MiB of freed heap that glibc keeps; the
     # first model would be loaded on top of it (the sequential peak at paper scale)
     release_free_heap()
     return tok

@@ -177,7 +177,7 @@ class ExtractThink:
             kv_cache_type=kv_cache_type, nowait_keywords=nowait_keywords,
             reasoner_gguf=Path(reasoner_gguf) if reasoner_gguf is not None else None,
             image_tokens=layout.max_tokens() if layout is not None else None)
-        # after the tokenizers are loaded (a Qwen3 one holds ~290 MiB): a cap is a whole-process figure
+        # after the tokenizers are loaded (a Qwen3 one holds 75 MiB after the heap trim): a cap is a whole-process figure
         available, source = available_for_models(max_memory, threads=threads, process_bytes=current_rss_bytes())
         plan = plan_memory(needs, available, source=source, residency=residency, alternatives=alternatives)
         log.info("memory plan: %s", plan.describe())

@@ -110,7 +110,7 @@ def separate_vision(bundle, role: str, backend: str, options) -> bool:
     vb = options.vision_backend
     if vb is not None and vb not in VISION_BACKENDS and vb != backend:
         raise InputError(f"the vision encoder runs on {backend} or on {', '.join(VISION_BACKENDS)}, not {vb!r}")
-    return vb is not None and vb != backend and bundle.model(role).vision is not None
+    return not options.runs_vision(backend) and bundle.model(role).vision is not None
 
 
 def vision_artifact(bundle, role: str, vision_backend: str):

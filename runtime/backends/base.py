@@ -33,6 +33,11 @@ class BackendOptions:
     def __post_init__(self) -> None:
         check_threads(self.threads)  # bounded: absurd counts crash or stall the backends
 
+    def runs_vision(self, backend: str) -> bool:
+        """Whether `backend`, loading a model, also loads its vision encoder (not when
+        `vision_backend` names another one: `runtime.backends.load_model` does that)."""
+        return self.vision_backend in (None, backend)
+
 
 @dataclass(frozen=True, eq=False)
 class PrefixState:

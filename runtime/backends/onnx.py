@@ -360,7 +360,7 @@ def load(
     decoder = open_session(ort, paths["decoder"], so, providers)
     check_decoder(artifact.files["decoder"], decoder, text)
     vision = None
-    if entry.vision is not None and entry.image is not None and options.vision_backend in (None, "onnx"):
+    if entry.vision is not None and entry.image is not None and options.runs_vision("onnx"):
         vision = load_vision(bundle, role, artifact, options)
 
     n_ctx = min(options.context_length or text.context_length, text.context_length)

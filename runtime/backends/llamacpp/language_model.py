@@ -122,13 +122,7 @@ class LlamaCppLanguageModel:
             tok[0] = tid
             self._decode(self._tok_batch, pos, logits, 1, last=True)
             return self._last_logits()
-        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if arr.size == 0:
-            raise InputError("feed_tokens needs at least one token id")
-        if arr.min() < 0 or arr.max() >= self._n_vocab:
-            bad = int(arr[(arr < 0) | (arr >= self._n_vocab)][0])
-            raise InputError(f"token id {bad} is outside the vocabulary (0..{self._n_vocab - 1})")
-        self._check_room(arr.size)
+        arr = self._token_array(ids, "feed_tokens", None)
         tok, pos, logits = self._tok_views
         for start in range(0, arr.size, self._n_batch):
             chunk = arr[start : start + self._n_batch]
@@ -141,13 +135,7 @@ class LlamaCppLanguageModel:
         """Feed `ids` in one batch with logits requested for every position: [n, n_vocab]
         (prompt-lookup verification; n is at most the batch size)."""
         self._alive()
-        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if not 0 < arr.size <= self._n_batch:
-            raise InputError(f"feed_tokens_all takes 1..{self._n_batch} token ids, got {arr.size}")
-        if arr.min() < 0 or arr.max() >= self._n_vocab:
-            bad = int(arr[(arr < 0) | (arr >= self._n_vocab)][0])
-            raise InputError(f"token id {bad} is outside the vocabulary (0..{self._n_vocab - 1})")
-        self._check_room(arr.size)
+        arr = self._token_array(ids, "feed_tokens_all", self._n_batch)
         n = arr.size
         tok, pos, logits = self._tok_views
         tok[:n] = arr
@@ -159,6 +147,19 @@ class LlamaCppLanguageModel:
                 raise RuntimeError("llama.cpp returned no logits")
             ctypes.memmove(out[i].ctypes.data, ptr, out[i].nbytes)
         return out
+
+    def _token_array(self, ids: Sequence[int], what: str, most: int | None) -> np.ndarray:
+        """`ids` as int64, checked: 1..`most` of them, inside the vocabulary, room left."""
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if arr.size == 0:
+            raise InputError(f"{what} needs at least one token id")
+        if most is not None and arr.size > most:
+            raise InputError(f"{what} takes 1..{most} token ids, got {arr.size}")
+        if arr.min() < 0 or arr.max() >= self._n_vocab:
+            bad = int(arr[(arr < 0) | (arr >= self._n_vocab)][0])
+            raise InputError(f"token id {bad} is outside the vocabulary (0..{self._n_vocab - 1})")
+        self._check_room(arr.size)
+        return arr
 
     def feed_embeddings(self, embeds: np.ndarray) -> np.ndarray:
         self._alive()

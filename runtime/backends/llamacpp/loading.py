@@ -66,7 +66,7 @@ def load(
     if "model" not in artifact.files:
         raise BundleError(f"the {role} gguf artifact has no 'model' file")
     # another backend runs the vision graph (runtime.backends.load_model): no mmproj here
-    own_vision = entry.vision is not None and options.vision_backend in (None, "llamacpp")
+    own_vision = entry.vision is not None and options.runs_vision("llamacpp")
     if own_vision and "mmproj" not in artifact.files:
         raise BundleError(f"the {role} gguf artifact has no 'mmproj' file for its vision encoder")
     ctx_len = options.context_length or entry.text.context_length
