@@ -5,8 +5,12 @@
 - fast: the same bundle with a Q8_0 mmproj (written from the F16 one,
   `export.gguf.mmproj_requant`), the image-prefix cache on, LLaVA-OneVision's 2x2 pooling
   of the image tokens (729 -> 196 at 27 x 27; training-free, its accuracy cost is in
-  docs/runtime.md) and contexts sized to the request instead of the 4,096-token default
-  (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096); the
+  docs/runtime.md), contexts sized per model to the request instead of the 4,096-token
+  default (each context's KV cache is allocated whole: 448 MiB at Qwen3-1.7B for 4,096),
+  a q8_0 KV cache (half of F16's memory; llama.cpp runs it inside flash attention), the
+  reasoner's prompt-start states kept on disk (`runtime.prompt_store`, beside the variant's
+  folder like a user's cache: a later run, or the warm-up, finds them; the report says
+  whether the timed runs did: `settings.fast.prompt_cache_primed`); the
   vision encoder on ONNX Runtime (`vision_backend="onnx"`) when the perception model has an
   ONNX vision graph: the bundle's own, or for a workload an int8 graph of the same shapes
   that `edge bench` builds once and adds as a vision-only artifact;
@@ -18,7 +22,8 @@
   part of `fast`: it is off by default (it does not pay on the measured bundles).
 
 Both pipelines run on llama.cpp with sequential residency (the models take turns), one
-loaded at a time, interleaved per repetition so machine load drifts hit both alike.
+loaded at a time, interleaved per repetition so machine load drifts hit both alike; each
+measured run is a fresh process, so a pipeline's peak RSS is its own.
 `image_side_s` = vision seconds + extraction prefill seconds, model swaps left out (they
 are reported as `load_s`). Ratios are fast (or second question) over plain, of medians.
 """
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +54,12 @@ from runtime.manifest import Artifact, Budgets, Manifest
 from runtime.model_slot import context_need
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
+from runtime.tokenizer import BundleTokenizer
 
 PLAIN = {"mmproj": "as exported", "prefix_cache_mb": 0}
-FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256, "pool": 2, "context": "sized to the request"}
+FAST = {"mmproj": "q8_0", "prefix_cache_mb": 256, "pool": 2, "context": "sized to the request, per model",
+        "prompt_cache": "on disk, kept across runs", "kv_cache_type": "q8_0"}
+PROMPT_CACHE_SUFFIX = "-prompt-cache"  # beside the fast variant's folder: kept like a user's cache between runs
 
 
 def pooled_tokens(tokens_per_image: int, stride: int) -> int:
@@ -57,14 +67,24 @@ def pooled_tokens(tokens_per_image: int, stride: int) -> int:
     return pooled_side(math.isqrt(tokens_per_image), stride) ** 2
 
 
-def request_context(bundle: Bundle, image_tokens: int | None, counts: TokenCounts) -> int:
-    """A context (both models) that holds one request with these token counts, rounded up
-    to 256, at least 1,024: the runtime's own need per role (`context_need`) without its
-    4,096-token floor."""
+def question_tokens(bundle: Bundle, questions: tuple[str, ...] = QUESTIONS[:2]) -> int:
+    """The most tokens any of the benchmark's questions takes with its options, in the
+    reasoner's tokenizer."""
+    tok = BundleTokenizer(bundle.path(bundle.model("reasoner").tokenizer))
+    options = sum(len(tok.encode_plain(f"{chr(65 + i)}. {o}\n")) for i, o in enumerate(OPTIONS))
+    return max(len(tok.encode_plain(q)) for q in questions) + options
+
+
+def request_context(bundle: Bundle, image_tokens: int | None, counts: TokenCounts) -> dict[str, int]:
+    """Per model, a context that holds one benchmark request with these token counts,
+    rounded up to 256 (llama.cpp's KV cache granularity): the runtime's own need per role
+    (`context_need`, the reasoner's with the benchmark's questions instead of its 768-token
+    allowance) without the 4,096-token floor."""
     budgets = Budgets(hint=counts.hint, extraction=counts.extraction, thinking=counts.thinking, answer=counts.answer)
-    need = max(context_need(role, bundle.model(role), budgets, image_tokens if role == "perception" else None)
-               for role in bundle.manifest.models)
-    return -(-max(need, 1024) // 256) * 256
+    qtok = question_tokens(bundle) if "reasoner" in bundle.manifest.models else None
+    return {role: -(-context_need(role, bundle.model(role), budgets, image_tokens if role == "perception" else None,
+                                  question_tokens=qtok) // 256) * 256
+            for role in bundle.manifest.models}
 
 
 @dataclass(frozen=True)
@@ -139,7 +159,34 @@ def _request(et: ExtractThink, image, question: str, counts: TokenCounts, seed: 
     return {"request_s": r.seconds, "image_side_s": image_side_s(r.stages),
             "load_s": sum(s.load_s for s in r.stages.values()),
             "peak_rss_mb": sampler.max_between(t0), "prefix_hit": r.cache_hits.get("prefix"),
+            "reasoner_prefix_hit": r.cache_hits.get("reasoner_prefix"),
             "vision_s": r.stages["vision"].seconds - r.stages["vision"].load_s if "vision" in r.stages else None}
+
+
+def _measure(job: dict[str, Any]) -> tuple[dict, dict | None]:
+    """One pipeline's request (and, for the fast one, a second question on the same image),
+    loaded and measured in the process that calls it."""
+    counts = TokenCounts(**job["counts"])
+    img = bench_image(job["size"], seed=2000 + job["seed"])
+    sampler = RssSampler().start()
+    et = ExtractThink.load(job["root"], backend="llamacpp", residency="sequential", verify="size", **job["load"])
+    try:
+        first = _request(et, img, QUESTIONS[0], counts, job["seed"], sampler)
+        second = None
+        if job["second"]:
+            et.extraction_cache.clear()  # another focus would miss it: measure the prefix path
+            second = _request(et, img, QUESTIONS[1], counts, job["seed"], sampler)
+    finally:
+        et.close()
+        sampler.stop()
+    return first, second
+
+
+def _in_own_process(job: dict[str, Any]) -> tuple[dict, dict | None]:
+    """`_measure` in a fresh process: a pipeline's peak RSS is its own, not what the other
+    pipeline left in a shared process (~50 MiB of heap and library state at paper scale)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_measure, job).result()
 
 
 def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress: Progress | None = None,
@@ -159,26 +206,19 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
     total = cfg.warmup + cfg.repeat
     vision = bundle.model("perception").vision
     fast_tokens = pooled_tokens(vision.tokens_per_image, FAST["pool"]) if vision is not None else None
+    prompt_cache = variant_dir.with_name(variant_dir.name + PROMPT_CACHE_SUFFIX)
+    primed = any(prompt_cache.glob("*.npz"))
     fast_load = {"prefix_cache_mb": FAST["prefix_cache_mb"], "image_tokens": fast_tokens,
                  "context_length": request_context(bundle, fast_tokens, cfg.counts),
-                 "vision_backend": "onnx" if has_onnx_vision(fast_bundle) else None}
+                 "vision_backend": "onnx" if has_onnx_vision(fast_bundle) else None, "prompt_cache": prompt_cache,
+                 "kv_cache_type": FAST["kv_cache_type"]}
     for i in range(total):
         for name, b, load_kw in (("plain", bundle, {"prefix_cache_mb": PLAIN["prefix_cache_mb"]}),
                                  ("fast", fast_bundle, fast_load)):
             report(progress, f"compare: {name} {i + 1}/{total}", (i + (name == "fast") / 2) / total)
-            img = bench_image(size, seed=2000 + i)
-            sampler = RssSampler().start()
-            et = ExtractThink.load(b, backend="llamacpp", quant=quant, threads=cfg.threads,
-                                   residency="sequential", **load_kw)
-            try:
-                first = _request(et, img, QUESTIONS[0], cfg.counts, i, sampler)
-                second = None
-                if name == "fast":
-                    et.extraction_cache.clear()  # another focus would miss it: measure the prefix path
-                    second = _request(et, img, QUESTIONS[1], cfg.counts, i, sampler)
-            finally:
-                et.close()
-                sampler.stop()
+            job = {"root": str(b.root), "load": {**load_kw, "quant": quant, "threads": cfg.threads}, "size": size,
+                   "seed": i, "counts": dataclasses.asdict(cfg.counts), "second": name == "fast"}
+            first, second = _in_own_process(job)
             if i >= cfg.warmup:
                 runs[name].append(first)
                 if second is not None:
@@ -190,6 +230,7 @@ def run_compare(bundle: Bundle, variant_dir: Path, cfg: CompareConfig, progress:
             progress)
     report(progress, "compare", 1.0)
     out["settings"]["fast"].update(image_tokens=fast_tokens, context_length=fast_load["context_length"],
+                                   prompt_cache_primed=primed or cfg.warmup > 0,
                                    vision=("onnx graph (onnxruntime)" if fast_load["vision_backend"]
                                            else "mmproj (llama.cpp clip)"))
     out["settings"]["plain"].update(image_tokens=vision.tokens_per_image if vision is not None else None)

@@ -171,3 +171,28 @@ def sweep_plot(points: list[dict], path: Path, title: str = "") -> Path:
     ax2.set_ylabel("median seconds per question", color="#d62728")
     ax.set_title(title or "Accuracy and latency vs thinking budget", fontsize=9)
     return _save(fig, path)
+
+
+def compare_plot(comparison: dict, path: Path) -> Path:
+    """`edge bench --compare`: request and image-side seconds, and the sequential peak RSS,
+    of the plain pipeline, the fast one and a second question on the same image (medians)."""
+    plt = _plt()
+    rows = [("plain", comparison.get("plain") or {}), ("fast", comparison.get("fast") or {}),
+            ("fast, 2nd question", comparison.get("fast_second_question") or {})]
+    colors = ["#7f7f7f", "#1f77b4", "#2ca02c"]
+    panels = [("request_s", "request (s)"), ("image_side_s", "image side: vision + image prefill (s)"),
+              ("sequential_peak_rss_mb", "sequential peak RSS (MiB)")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        shown = [(name, d.get(key)) for name, d in rows if d.get(key) is not None]
+        bars = ax.bar([n for n, _ in shown], [v for _, v in shown], color=colors[:len(shown)])
+        for bar, (_, v) in zip(bars, shown, strict=True):
+            ax.annotate(f"{v:,.0f}" if v >= 100 else f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    s = comparison.get("settings") or {}
+    fig.suptitle(f"{s.get('bundle', '')}: plain vs fast, {s.get('threads', '?')} threads, "
+                 f"medians of {s.get('repeat', '?')}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

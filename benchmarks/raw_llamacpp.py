@@ -54,9 +54,11 @@ class RawLlamaCpp:
         self.n_batch = min(MAX_BATCH, n_ctx)
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, self.n_batch, self.n_batch, 1
         cp.n_threads = cp.n_threads_batch = threads
-        cp.type_k = cp.type_v = {"f32": 0, "f16": 1}[kv_cache_type]
-        cp.flash_attn_type = (llama.LLAMA_FLASH_ATTN_TYPE_DISABLED if kv_cache_type == "f32"
-                              else llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
+        cp.type_k = cp.type_v = {"f32": 0, "f16": 1, "q8_0": 8}[kv_cache_type]  # ggml type ids
+        # as the runtime: exact attention for f32, flash attention required for a quantized V
+        cp.flash_attn_type = {"f32": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                              "q8_0": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED}.get(kv_cache_type,
+                                                                            llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
         self._ctx = llama.llama_init_from_model(self._model, cp)
         if not self._ctx:
             llama.llama_model_free(self._model)

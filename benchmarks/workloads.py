@@ -39,6 +39,7 @@ from export.compose import place
 from export.gguf import quantize_gguf_file
 from export.gguf.quantize import QUANT_SPECS
 from export.gguf.random_weights import write_random_mmproj_gguf, write_random_text_gguf
+from export.onnx.quantize import VISION_LAYOUTS
 from runtime.atomic import staged_dir
 from runtime.bundle import MANIFEST_NAME, open_bundle
 from runtime.config_io import save_json
@@ -157,13 +158,14 @@ class WorkloadBuilder:
         return final
 
     def vision_graph(self, name: str) -> Path:
-        """`models/<vision>-to<width>-vision-int8.onnx`: the workload's vision tower +
+        """`models/<vision>-to<width>-vision-int8-<layout>.onnx`: the workload's vision tower +
         projector as an int8 ONNX graph (random weights; built once in torch with a one-layer
         text model, which only sets the projector's output width), for running vision on
         ONNX Runtime beside the llama.cpp text model (`edge bench --compare`)."""
         w = workload(name)
         ptext = text_size(w.perception_text)
-        final = self.models / f"{w.vision}-to{ptext.hidden_size}-vision-int8.onnx"
+        # the weight layout in the name: a graph of an older layout is not reused
+        final = self.models / f"{w.vision}-to{ptext.hidden_size}-vision-int8-{next(iter(VISION_LAYOUTS))}.onnx"
         if final.is_file():
             return final
         # heavy optional dependencies (torch, the exporter): only this build step needs them

@@ -116,10 +116,12 @@ def make_plan(
 
 
 def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full",
-                  prefix_cache_mb: int | None = None, lookup: int = 0) -> ExtractThink:
+                  prefix_cache_mb: int | None = None, lookup: int = 0,
+                  prompt_cache: Path | None = None) -> ExtractThink:
     """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context
     (`prefix_cache_mb`: None keeps the runtime's default; `lookup`: the requests' default
-    prompt-lookup draft length, 0 = off)."""
+    prompt-lookup draft length, 0 = off; `prompt_cache`: a folder for the reasoner's
+    prompt-start states)."""
     extra = {} if prefix_cache_mb is None else {"prefix_cache_mb": prefix_cache_mb}
     return ExtractThink.load(
         bundle,
@@ -133,6 +135,7 @@ def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str 
         cache_mb=plan.profile.image.cache_mb,
         verify=verify,
         lookup=lookup,
+        prompt_cache=prompt_cache,
         **extra,
     )
 

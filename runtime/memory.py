@@ -105,8 +105,12 @@ def format_size(n: int | float) -> str:
     return f"{n / MiB:.0f} MiB"
 
 
-def kv_cache_bytes(shape: TextShape, context: int, bytes_per_value: int) -> int:
-    return 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * context * bytes_per_value
+# bytes per cached key or value of each KV cache type (q8_0: blocks of 32 values in 34 bytes)
+KV_VALUE_BYTES: dict[str, float] = {"f32": 4, "f16": 2, "q8_0": 34 / 32}
+
+
+def kv_cache_bytes(shape: TextShape, context: int, bytes_per_value: float) -> int:
+    return int(2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * context * bytes_per_value)
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,7 @@ def model_need(
     file_sizes: Mapping[str, int],
     shape: TextShape | None,
     context: int,
-    kv_bytes_per_value: int,
+    kv_bytes_per_value: float,
 ) -> ModelNeed:
     """Estimate one model's memory. `shape` None (a stock GGUF) charges 20% for the KV cache."""
     raw = sum(file_sizes[rel] for rel in artifact.files.values())

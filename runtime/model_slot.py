@@ -28,10 +28,10 @@ from runtime.backends import (
 from runtime.backends.base import BackendOptions, LanguageModel, TokenizerLike, VisionEncoder
 from runtime.bundle import Bundle
 from runtime.control_tokens import ControlTokens, control_tokens
-from runtime.errors import BundleError
+from runtime.errors import BundleError, ConfigError
 from runtime.generation import Session
 from runtime.manifest import TEXT_PART, Artifact, Budgets, ModelEntry
-from runtime.memory import ModelNeed, model_need, release_free_heap
+from runtime.memory import KV_VALUE_BYTES, ModelNeed, model_need, release_free_heap
 from runtime.nowait import nowait_token_ids
 from runtime.tokenizer import BundleTokenizer
 
@@ -164,15 +164,23 @@ def _round_up(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
-def context_need(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
+PROMPT_ALLOWANCE = 768  # the reasoner's prompt text besides the extraction, when not known
+TEMPLATE_ALLOWANCE = 128  # its chat template, instruction and hint lines around a known question
+
+
+def context_need(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None,
+                 question_tokens: int | None = None) -> int:
     """The positions one request with `budgets` can fill in the role's model: its prompt
     text (and image) plus what it generates. `image_tokens`: the most image tokens a
-    request can take (the image layout's; default the vision shape's)."""
+    request can take (the image layout's; default the vision shape's). `question_tokens`:
+    the tokens of the question and its options, when the requests are known (a benchmark);
+    else the reasoner allows 768 for its prompt text."""
     if role == "perception":
         tpi = entry.vision.tokens_per_image if entry.vision is not None else 0
         tpi = tpi if image_tokens is None else image_tokens
         return tpi + 256 + max(budgets.extraction, budgets.non_thinking_answer) + 64
-    return 768 + budgets.extraction + budgets.thinking + budgets.answer + 64
+    text = PROMPT_ALLOWANCE if question_tokens is None else TEMPLATE_ALLOWANCE + question_tokens + budgets.hint
+    return text + budgets.extraction + budgets.thinking + budgets.answer + 64
 
 
 def default_context(role: str, entry: ModelEntry, budgets: Budgets, image_tokens: int | None = None) -> int:
@@ -209,7 +217,12 @@ def bundle_slot(bundle: Bundle, role: str, backend: str, quant: str | None, opti
     if entry.tokenizer not in tokenizers:
         tokenizers[entry.tokenizer] = bundle_tokenizer(bundle, entry)
     sizes = {rel: fe.size for rel, fe in bundle.manifest.files.items()}
-    kv_bytes = 4 if kv_cache_type == "f32" else 2
+    if kv_cache_type not in KV_VALUE_BYTES:
+        raise ConfigError(f"kv_cache_type must be one of {', '.join(KV_VALUE_BYTES)}, not {kv_cache_type!r}")
+    if kv_cache_type == "q8_0" and art.format != "gguf":
+        raise ConfigError(f"a q8_0 KV cache is llama.cpp's: the {role} model runs on {name} "
+                          "(whose cache is float32)")
+    kv_bytes = KV_VALUE_BYTES[kv_cache_type]
 
     vart = vision_artifact(bundle, role, options.vision_backend) if separate_vision(bundle, role, name, options) \
         else None
@@ -246,12 +259,13 @@ def stock_reasoner_slot(path: Path, options: BackendOptions, context_length: int
 
 
 def build_slots(bundle: Bundle, *, backend: str, quant: str | Mapping[str, str] | None, options: BackendOptions,
-                context_length: int | None, kv_cache_type: str, nowait_keywords: Sequence[str],
+                context_length: int | Mapping[str, int] | None, kv_cache_type: str, nowait_keywords: Sequence[str],
                 reasoner_gguf: Path | None = None, image_tokens: int | None = None,
                 ) -> tuple[dict[str, ModelSlot], dict[str, ModelNeed], dict[str, list[ModelNeed]]]:
     """The bundle's models as slots (a stock GGUF as the reasoner when given), with the
     memory each needs and the alternatives the planner may suggest. `image_tokens`: the
-    most image tokens a perception request can take (sizes its context and KV memory)."""
+    most image tokens a perception request can take (sizes its context and KV memory);
+    `context_length`: one for both roles, or per role (a role left out: its default)."""
     roles = [r for r in ("perception", "reasoner") if r in bundle.manifest.models]
     if reasoner_gguf is not None and "reasoner" not in roles:
         roles.append("reasoner")
@@ -262,11 +276,12 @@ def build_slots(bundle: Bundle, *, backend: str, quant: str | Mapping[str, str] 
     alternatives: dict[str, list[ModelNeed]] = {}
     tokenizers: dict[str, Any] = {}
     for role in roles:
+        role_context = context_length.get(role) if isinstance(context_length, Mapping) else context_length
         if role == "reasoner" and reasoner_gguf is not None:
-            slots[role], needs[role] = stock_reasoner_slot(reasoner_gguf, options, context_length, nowait_keywords)
+            slots[role], needs[role] = stock_reasoner_slot(reasoner_gguf, options, role_context, nowait_keywords)
             continue
         role_quant = quant.get(role) if isinstance(quant, Mapping) else quant
         slots[role], needs[role], alternatives[role] = bundle_slot(
-            bundle, role, backend, role_quant, options, context_length, kv_cache_type, nowait_keywords, tokenizers,
+            bundle, role, backend, role_quant, options, role_context, kv_cache_type, nowait_keywords, tokenizers,
             image_tokens=image_tokens if role == "perception" else None)
     return slots, needs, alternatives

@@ -48,6 +48,7 @@ from runtime.memory import MemoryPlan, available_for_models, current_rss_bytes, 
 from runtime.model_slot import ModelSlot, ModelSlots, build_slots
 from runtime.nowait import NOWAIT_KEYWORDS
 from runtime.prefix_cache import PrefixCache
+from runtime.prompt_store import PromptStore
 from runtime.request import MODE_ROLES, MODES, Mode, Request, RequestSettings, make_request
 from runtime.result import Done, Event, Result
 from runtime.speeds import SpeedBook, SpeedStore
@@ -65,8 +66,12 @@ def _check_load_args(threads: object, context_length: object, residency: object,
                      prefix_cache_mb: object = 0, lookup: object = 0) -> None:
     check_threads(threads)
     check_lookup(lookup)
-    if context_length is not None and (not isinstance(context_length, int) or context_length < 16):
-        raise InputError(f"context length must be an integer >= 16, got {context_length!r}")
+    lengths = context_length.items() if isinstance(context_length, Mapping) else [("", context_length)]
+    for role, n in lengths:
+        if role not in ("", "perception", "reasoner"):
+            raise InputError(f"context lengths are per role (perception, reasoner), not {role!r}")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 16):
+            raise InputError(f"context length must be an integer >= 16, got {n!r}")
     if residency not in ("auto", "resident", "sequential"):
         raise InputError(f"residency must be auto, resident or sequential, not {residency!r}")
     if not isinstance(cache_mb, int) or cache_mb < 0:
@@ -86,7 +91,7 @@ class ExtractThink:
     def __init__(self, bundle: Bundle | None, slots: Mapping[str, ModelSlot], plan: MemoryPlan,
                  *, cache_bytes: int, prior: Mapping[str, Throughput] | None,
                  speed_store: SpeedStore | None = None, image_layout: LayoutSpec | None = None,
-                 prefix_cache_bytes: int = 0, lookup: int = 0) -> None:
+                 prefix_cache_bytes: int = 0, lookup: int = 0, prompt_store: PromptStore | None = None) -> None:
         self.bundle = bundle
         self.lookup = check_lookup(lookup)  # the requests' default (`stream(lookup=...)` overrides it)
         self.image_layout = image_layout  # how the perception model's image tokens are laid out
@@ -94,7 +99,7 @@ class ExtractThink:
         self.memory_plan = plan
         self.embedding_cache = EmbeddingCache(cache_bytes // 2)
         self.extraction_cache = ExtractionCache(cache_bytes // 2)
-        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes, store=prompt_store)
         self._speeds = SpeedBook(prior, store=speed_store,
                                  keys={role: slot.speed_key for role, slot in slots.items()})
         self._turn = threading.Lock()  # one request at a time
@@ -118,7 +123,7 @@ class ExtractThink:
         max_memory: str | int | None = None,
         reasoner_gguf: str | os.PathLike[str] | None = None,
         *,
-        context_length: int | None = None,
+        context_length: int | Mapping[str, int] | None = None,
         residency: Literal["auto", "resident", "sequential"] = "auto",
         verify: Literal["full", "size", "none"] = "full",
         kv_cache_type: str = "f16",
@@ -134,6 +139,7 @@ class ExtractThink:
         max_image_tokens: int | None = None,
         lookup: int = 0,
         vision_backend: str | None = None,
+        prompt_cache: str | os.PathLike[str] | None = None,
     ) -> ExtractThink:
         """Open and check a bundle, plan memory, and load the models the plan keeps resident.
 
@@ -152,6 +158,12 @@ class ExtractThink:
         `vision_backend`: "onnx" runs the perception model's ONNX vision graph beside its
         llama.cpp text model (the bundle needs both artifacts; on x86 CPUs ONNX Runtime
         encodes a SigLIP-so400m image faster than llama.cpp's clip: docs/runtime.md).
+
+        `context_length`: positions per model, one number for both or per role
+        ({"reasoner": 768}; a role left out gets the default: enough for the budgets).
+
+        `prompt_cache`: a folder where the reasoner's prompt-start states are kept for later
+        processes (`runtime.prompt_store`; needs the prefix cache on). Off by default.
 
         `speed_cache`: remember measured speeds per machine and model for later processes'
         deadline plans, in `runtime.speeds.cache_dir()` (True), in this file, or not (False).
@@ -185,7 +197,8 @@ class ExtractThink:
         if speed_cache is not False:
             store = SpeedStore(None if speed_cache is True else Path(speed_cache))
         et = cls(b, slots, plan, cache_bytes=cache_mb << 20, prior=prior, speed_store=store, image_layout=layout,
-                 prefix_cache_bytes=prefix_cache_mb << 20, lookup=lookup)
+                 prefix_cache_bytes=prefix_cache_mb << 20, lookup=lookup,
+                 prompt_store=PromptStore(prompt_cache) if prompt_cache is not None else None)
         try:
             et._slots.load_initial()
         except BaseException:

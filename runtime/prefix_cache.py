@@ -15,7 +15,8 @@ image), the ONNX backend keeps float32 arrays (twice that).
 The same cache keeps the reasoner's state after the fixed start of its prompts (user
 header, role or instruction line: `prompts.shared_start`), keyed by the model and those
 token ids, so later requests restore it instead of prefilling it (`stages.reuse_shared_start`);
-such an entry is small (tens of positions).
+such an entry is small (tens of positions). With a prompt cache folder those text states are
+also kept on disk for later processes (`runtime.prompt_store`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from runtime.backends.base import PrefixState
 from runtime.cache import LRUCache
+from runtime.prompt_store import PromptStore
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,39 @@ class PrefixKey:
 
 
 class PrefixCache(LRUCache[PrefixState]):
-    """`PrefixState`s per `PrefixKey`, least recently used dropped first."""
+    """`PrefixState`s per `PrefixKey`, least recently used dropped first. With a `store`
+    (`runtime.prompt_store`), text-only states (the reasoner's prompt starts) are also kept
+    on disk and read from there when memory does not hold them."""
+
+    def __init__(self, max_bytes: int, store: PromptStore | None = None) -> None:
+        super().__init__(max_bytes)
+        self.store = store
 
     @property
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
+    def _on_disk(self, key: PrefixKey) -> bool:
+        return self.store is not None and key.image_hash == ""
+
     def put_state(self, key: PrefixKey, state: PrefixState) -> None:
         self.put(key, state, state.nbytes)
+        if self._on_disk(key):
+            self.store.put(key, state)
 
     def get_state(self, key: PrefixKey) -> PrefixState | None:
-        return self.get(key)
+        state = self.get(key)
+        if state is None and self._on_disk(key):
+            state = self.store.get(key)
+            if state is not None:
+                self.put(key, state, state.nbytes)
+        return state
 
     def drop(self, key: PrefixKey) -> None:
-        """Forget `key` (a state that could not be restored)."""
+        """Forget `key` (a state that could not be restored), on disk too."""
         with self._lock:
             item = self._items.pop(key, None)
             if item is not None:
                 self._bytes -= item[1]
+        if self._on_disk(key):
+            self.store.drop(key)

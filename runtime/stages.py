@@ -169,16 +169,36 @@ def prefix_key(run: RequestRun, slot: ModelSlot, prefix: Sequence[int | None]) -
                      variant=repr(run.layout))
 
 
+def image_prefix_span(run: RequestRun, slot: ModelSlot, ids: Sequence[int | None],
+                      shared: Sequence[Segment] | None = None) -> int:
+    """How many of the prompt's first positions the image-prefix cache keys and keeps: the
+    image prefix (system turn, user header, image rows), through `shared` when the prompt
+    starts with it: the fixed text after the image that every prompt of this kind has (the
+    extraction instruction), so a second question prefills only its own words."""
+    length = image_prefix_length(ids)
+    if shared is not None:
+        start = encode_segments(slot.tok, shared, image_tokens=run.image_tokens())
+        if length <= len(start) < len(ids) and shared_length(ids, start) >= len(start):
+            return len(start)
+    return length
+
+
+def extraction_shared_start(slot: ModelSlot) -> list[Segment]:
+    """The extraction prompt up to its focus: system turn, image, instruction (`shared_start`)."""
+    return prompts.shared_start(lambda f: prompts.extraction_prompt(f, system=slot.entry.system_prompt))
+
+
 def image_generate_stage(run: RequestRun, slot: ModelSlot, segs: Sequence[Segment], limits: StageLimits,
-                         cfg: SamplingConfig, seed_stage: str,
+                         cfg: SamplingConfig, seed_stage: str, shared: Sequence[Segment] | None = None,
                          ) -> Generator[Event, None, tuple[Generation, BudgetController]]:
     """The vision stage, then a generation over a prompt with the image.
 
     With the prefix cache on, the KV state after the image prefix (system turn, user header,
-    image rows) is restored when this image was seen before (the vision stage then only
-    restores it: no encoder, no image prefill), or saved during this prefill."""
+    image rows, and `shared`'s fixed text after them: `image_prefix_span`) is restored when
+    this image was seen before (the vision stage then only restores it: no encoder, no image
+    prefill), or saved during this prefill."""
     ids = encode_segments(slot.tok, segs, image_tokens=run.image_tokens())
-    length = image_prefix_length(ids)
+    length = image_prefix_span(run, slot, ids, shared)
     key = run.req.image_hash
     save = None
     if run.prefixes.enabled and 0 < length < len(ids):
@@ -248,7 +268,9 @@ def extraction_stage(run: RequestRun, focus: str | None) -> Generator[Event, Non
         yield StageFinished(stage, stats, text)
         return text
     run.result.cache_hits["extraction"] = False
-    gen, _ = yield from image_generate_stage(run, slot, segs, StageLimits(stage, budget), cfg, "extraction")
+    shared = extraction_shared_start(slot) if req.mode == "extract-think" else None
+    gen, _ = yield from image_generate_stage(run, slot, segs, StageLimits(stage, budget), cfg, "extraction",
+                                             shared=shared)
     observe(run, "perception", gen)
     text = gen.texts.get(stage, "").strip()
     run.extractions.put_text(ckey, text, gen.stats[stage].tokens)
@@ -435,7 +457,8 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
                               image_tokens=run.image_tokens())
         n = len(ids)
         length = image_prefix_length(ids)
-        if run.prefixes.enabled and prefix_key(run, perception, ids[:length]) in run.prefixes:
+        start = encode_segments(perception.tok, extraction_shared_start(perception), image_tokens=run.image_tokens())
+        if run.prefixes.enabled and any(prefix_key(run, perception, p) in run.prefixes for p in (ids[:length], start)):
             cached, n = True, n - length  # a saved image prefix: no vision, no image prefill
         out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached,
                              views=run.image_views()))

@@ -31,6 +31,7 @@ from benchmarks.input_modes import to_markdown as modes_markdown
 from benchmarks.inputs import TokenCounts
 from benchmarks.latency import run_bench
 from benchmarks.loops import HFSource
+from benchmarks.plots import compare_plot
 from benchmarks.report import to_markdown, write_outputs
 from benchmarks.serve_overhead import ServeBenchConfig, run_serve_overhead
 from benchmarks.serve_overhead import to_markdown as serve_markdown
@@ -76,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-loops", action="store_true", help="skip the per-stage comparison with the baselines")
     p.add_argument("--no-pipeline", action="store_true", help="skip whole requests")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    p.add_argument("--kv-cache", choices=("f16", "f32"), default="f16", help="llama.cpp KV cache type")
+    p.add_argument("--kv-cache", choices=("f16", "f32", "q8_0"), default="f16", help="llama.cpp KV cache type")
     p.add_argument("--compare", action="store_true",
                    help="only compare the plain pipeline (f16 mmproj, no image-prefix cache) with the fast one "
                    "(q8_0 mmproj, prefix cache) and a second question on the same image, interleaved "
@@ -191,6 +192,8 @@ def _compare(args: argparse.Namespace, bundle: Bundle, name: str | None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.json", json.dumps({"comparison": comparison}, indent=1))
     atomic_write_text(out / "compare.md", compare_markdown(comparison) + "\n")
+    if not args.no_plots:
+        compare_plot(comparison, out / "compare.png")
     print(json.dumps({"comparison": comparison}) if args.json else compare_markdown(comparison))
     return 0
 

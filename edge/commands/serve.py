@@ -26,6 +26,7 @@ from edge.arguments import (
     add_verify,
     check_gpu_layers,
     prefix_cache_mb,
+    prompt_cache_dir,
 )
 from edge.extras import require
 from edge.plan import RunPlan, load_pipeline, make_plan, resolve_profile
@@ -96,6 +97,7 @@ def _check(args: argparse.Namespace) -> None:
         check_threads(args.threads)
     check_gpu_layers(args.gpu_layers)
     prefix_cache_mb(args.prefix_cache_mb)
+    prompt_cache_dir(args.prompt_cache)
     check_lookup(args.lookup)
 
 
@@ -153,7 +155,8 @@ def run_server(args: argparse.Namespace, *, demo: bool) -> int:
         previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             pipeline = load_pipeline(bundle, plan, verify=args.verify,
-                                     prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb), lookup=args.lookup)
+                                     prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb), lookup=args.lookup,
+                                     prompt_cache=prompt_cache_dir(args.prompt_cache))
         finally:
             signal.signal(signal.SIGTERM, previous)
         # from here on a signal only starts the shutdown: the cleanup below must not be cut

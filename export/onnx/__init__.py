@@ -6,7 +6,8 @@
   vision   `{role}-vision-{fp32|int8}.onnx` pixel_values -> image_embeds (perception only)
 Graphs are exported in float32 with torch.onnx (dynamo), then the decoder is quantized
 for int8/int4, and the vision graph for `vision_quant="int8"` (checked against the float32
-one before it is published: `export.onnx.vision_parity`). Everything is staged in a
+one before it is published: `export.onnx.vision_parity`; signed 7-bit weights first, uint8
+when those are outside the bounds: `export.onnx.quantize`). Everything is staged in a
 scratch folder inside `out_dir` and each finished file is checked, then renamed into place.
 """
 
@@ -28,12 +29,13 @@ from export.onnx.common import (
 )
 from export.onnx.decoder import export_decoder
 from export.onnx.embed import embed_quant_for, export_embed
-from export.onnx.quantize import quantize_decoder, quantize_vision
+from export.onnx.quantize import VISION_LAYOUTS, quantize_decoder, quantize_vision
 from export.onnx.verify import verify_onnx
 from export.onnx.vision import export_vision
 from export.onnx.vision_parity import (
     VISION_QUANTS,
     VisionGraphs,
+    VisionParityError,
     check_vision_parity,
     compare_vision,
 )
@@ -95,10 +97,9 @@ def export_onnx(
             check_file(path)
         if vquant != "fp32":
             report(progress, f"checking the {vquant} vision graph against float32", 0.92)
-            metrics = _vision_parity(model, tokenizer_dir, tmp, staged)
+            metrics = _checked_vision(model, tokenizer_dir, tmp, staged, f"the {vquant} vision graph of the {role} model")
             if report_to is not None:
                 report_to[names["vision"]] = dict(metrics)
-            check_vision_parity(metrics, f"the {vquant} vision graph of the {role} model")
         for part, path in staged.items():
             onnx_name, *data = publish(path, out_dir)
             files[part] = onnx_name
@@ -136,6 +137,25 @@ def _write_graphs(parts: Any, tmp: Path, names: dict[str, str], quant: str, equa
         report(progress, f"quantizing the decoder to {quant}", 0.6)
         quantize_decoder(fp32_dir / "decoder.onnx", staged["decoder"], quant)
     return staged
+
+
+def _checked_vision(model: Any, tokenizer_dir: Path, tmp: Path, staged: dict[str, Path], what: str) -> dict[str, Any]:
+    """Check the staged int8 vision graph (the first layout of `VISION_LAYOUTS`) against
+    float32; outside the bounds, quantize again with the next layout and check that. The
+    metrics of the graph kept, with its `weights` layout; raises when none is within."""
+    layouts = list(VISION_LAYOUTS)
+    for i, layout in enumerate(layouts):
+        if i:
+            quantize_vision(_vision_fp32(tmp), staged["vision"], layout)
+        metrics = {**_vision_parity(model, tokenizer_dir, tmp, staged), "weights": layout}
+        try:
+            check_vision_parity(metrics, f"{what} ({layout} weights)")
+            return metrics
+        except VisionParityError as exc:
+            if i + 1 == len(layouts):
+                raise
+            log.warning("%s; trying %s weights", exc, layouts[i + 1])
+    raise AssertionError("unreachable")
 
 
 def _vision_fp32(tmp: Path) -> Path:

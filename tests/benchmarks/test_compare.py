@@ -89,3 +89,16 @@ def bench_image_for(bundle):
     from benchmarks.inputs import bench_image
 
     return bench_image(bundle.model("perception").image.size, seed=1)
+
+
+def test_fast_sizes_each_context_and_keeps_prompt_starts_for_the_next_run(bench_bundle_dir, tmp_path):
+    cfg = CompareConfig(threads=1, counts=TokenCounts.parse(COUNTS), repeat=1, warmup=0)
+    first = run_compare(open_bundle(bench_bundle_dir), tmp_path / "v", cfg)
+    ctx = first["settings"]["fast"]["context_length"]
+    assert set(ctx) == {"perception", "reasoner"} and all(n % 256 == 0 and n < 4096 for n in ctx.values())
+    assert first["settings"]["fast"]["prompt_cache_primed"] is False
+    assert len(list((tmp_path / "v-prompt-cache").glob("*.npz"))) == 2  # the hint's and the reasoning prompt's starts
+    again = run_compare(open_bundle(bench_bundle_dir), tmp_path / "v", cfg)
+    assert again["settings"]["fast"]["prompt_cache_primed"] is True
+    assert again["runs"]["fast"][0]["reasoner_prefix_hit"] is True
+    assert first["runs"]["fast"][0]["reasoner_prefix_hit"] is False and first["runs"]["plain"][0]["reasoner_prefix_hit"] is None

@@ -196,6 +196,48 @@ def test_f16_kv_cache_default_is_close(bundle):
         lm16.close()
 
 
+def test_q8_0_kv_cache_is_close_and_its_state_restores_exactly(bundle):
+    """A q8_0 KV cache (flash attention on): logits near the f32 cache's, and a saved
+    sequence state of it restores bit-identically (the prefix cache's contract)."""
+    ids = list(range(3, 60))
+    lm32, _ = load(bundle, "reasoner", bundle.artifact("reasoner"), F32)
+    lm8, _ = load(bundle, "reasoner", bundle.artifact("reasoner"), BackendOptions(threads=1, kv_cache_type="q8_0"))
+    try:
+        assert lm8.kv_cache_type == "q8_0"
+        ref, got = lm32.feed_tokens(ids), lm8.feed_tokens(ids)
+        assert np.abs(ref - got).max() < 0.1 * np.abs(ref).max() and np.argmax(ref) == np.argmax(got)
+        lm8.reset()
+        lm8.feed_tokens(ids[:20])
+        state = lm8.save_state()
+        cold = lm8.feed_tokens(ids[20:])
+        lm8.feed_tokens([5, 6])
+        lm8.load_state(state)
+        assert np.array_equal(lm8.feed_tokens(ids[20:]), cold)
+    finally:
+        lm32.close()
+        lm8.close()
+
+
+def test_q8_0_kv_cache_takes_about_half_the_f16_memory_in_the_plan(rt_bundle):
+    from runtime.pipeline import ExtractThink
+
+    needs = {}
+    for kv in ("f16", "q8_0"):
+        with ExtractThink.load(rt_bundle, backend="llamacpp", threads=1, kv_cache_type=kv, speed_cache=False) as et:
+            needs[kv] = {role: n.kv_bytes for role, n in et.memory_plan.needs.items()}
+            assert et.answer(image(), "What is it?", ["a", "b"], hint=False, extraction_budget=3, thinking_budget=3,
+                             answer_budget=2, sampling="greedy").answer in ("A", "B")
+    for role, f16 in needs["f16"].items():
+        assert abs(needs["q8_0"][role] - f16 * 34 / 64) <= 1 << 12  # 34 bytes per 32 values against 64
+
+
+def test_q8_0_kv_cache_is_refused_on_onnx(rt_bundle):
+    from runtime.pipeline import ExtractThink
+
+    with pytest.raises(ConfigError, match="q8_0 KV cache is llama.cpp's"):
+        ExtractThink.load(rt_bundle, backend="onnx", threads=1, kv_cache_type="q8_0", speed_cache=False)
+
+
 def test_two_threads(bundle):
     lm, _ = load(bundle, "reasoner", bundle.artifact("reasoner"), BackendOptions(threads=2, kv_cache_type="f32"))
     ref, _ = load(bundle, "reasoner", bundle.artifact("reasoner"), F32)

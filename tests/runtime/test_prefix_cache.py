@@ -146,6 +146,36 @@ def test_warm_second_question_equals_a_cold_run(rt_bundle, backend, residency):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_the_saved_prefix_runs_through_the_extraction_instruction(rt_bundle, backend):
+    """The state is kept after the fixed instruction that follows the image, so a second
+    focus prefills only its own words; a request without a focus (no hint) shares only the
+    image rows and keys its own prefix."""
+    from runtime import prompts
+    from runtime.tokenizer import BundleTokenizer, encode_segments
+
+    entry = rt_bundle.model("perception")
+    tok = BundleTokenizer(rt_bundle.path(entry.tokenizer))
+    start = encode_segments(tok, prompts.shared_start(lambda f: prompts.extraction_prompt(
+        f, system=entry.system_prompt)), image_tokens=16)
+    a = _image(13)
+    with ExtractThink.load(rt_bundle, backend=backend, threads=1) as et:
+        _extraction_ids(et, a, "the shapes")
+        _, warm = _extraction_ids(et, a, "the colours of every shape")
+        image_keys = [k for k in et.prefix_cache._items if k.variant != "text"]
+        assert [len(k.prefix) for k in image_keys] == [len(start)] and len(start) > 16 + 20
+        ex = warm.stages["extraction"]
+        # (one more when the previous focus began with the same word: the session still holds it)
+        assert warm.cache_hits["prefix"] is True and ex.reused_prompt_tokens >= len(start)
+        own = len(encode_segments(tok, prompts.extraction_prompt("the colours of every shape",
+                                                                 system=entry.system_prompt), image_tokens=16))
+        assert ex.prompt_tokens == own and ex.prompt_tokens - ex.reused_prompt_tokens <= own - len(start)
+        result = et.answer(a, "What is shown?", OPTIONS, hint=False, extraction_budget=4, thinking_budget=4,
+                           answer_budget=2)
+        assert result.cache_hits["prefix"] is False  # no focus: another prompt after the image
+        assert len([k for k in et.prefix_cache._items if k.variant != "text"]) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_pooled_layout_prefix_restores_the_pooled_rows(rt_bundle, backend):
     """With LLaVA-OV pooling (4 image tokens per view) the saved prefix holds the pooled rows."""
     a, b = _image(21), _image(22)

@@ -19,7 +19,7 @@ from runtime.errors import ConfigError, ContextOverflowError, InputError, Memory
 from runtime.gguf_constants import GGMLType
 
 MAX_BATCH = 512
-_KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16}
+_KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}
 
 
 class LlamaCppLanguageModel:
@@ -44,9 +44,11 @@ class LlamaCppLanguageModel:
         cp.type_k = cp.type_v = _KV_TYPES[kv_cache_type]
         cp.embeddings = False
         # CPU flash attention rounds through f16 even with an f32 cache (~1e-3 logit error):
-        # an f32 cache asks for exact attention, so it gets the plain path.
-        cp.flash_attn_type = (llama.LLAMA_FLASH_ATTN_TYPE_DISABLED if kv_cache_type == "f32"
-                              else llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
+        # an f32 cache asks for exact attention, so it gets the plain path. A quantized V
+        # cache works only inside flash attention (llama.cpp refuses the context otherwise).
+        cp.flash_attn_type = {"f32": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                              "q8_0": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED}.get(kv_cache_type,
+                                                                            llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
         recent_native.clear()
         ctx = llama.llama_init_from_model(model.ptr, cp)
         if not ctx:

@@ -11,6 +11,7 @@ from pathlib import Path
 from runtime.backends.gguf_file import MAGIC
 from runtime.backends.llamacpp.library import llama_lib, native_reason, recent_native
 from runtime.errors import BundleError
+from runtime.memory import release_free_heap
 from runtime.procfs import cpu_flags
 
 # "1" or "0" forces llama.cpp's extra CPU weight layouts (AMX, repacked 4-bit) on or off
@@ -60,6 +61,9 @@ class NativeModel:
         ptr = llama.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not ptr:
             raise BundleError(f"{path}: llama.cpp could not load this GGUF ({native_reason()})")
+        # The loader's parsed metadata (a Qwen3 vocabulary and merges: ~60 MiB) is freed by
+        # now but kept by glibc; the context's KV cache would be allocated on top of it.
+        release_free_heap()
         self.path = path
         self.ptr = ptr
         self.vocab = llama.llama_model_get_vocab(ptr)
