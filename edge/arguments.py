@@ -66,9 +66,7 @@ def add_prefix_cache(parser: argparse.ArgumentParser) -> None:
                         help="MiB of host memory for the perception model's KV state after each image (and the "
                         "reasoner's after the fixed start of its prompts), so a second question on the same "
                         "image skips the vision encoder and the image prefill; 0 turns it off (default 256)")
-    parser.add_argument("--prompt-cache", metavar="DIR",
-                        help="keep the reasoner's prompt-start states in this folder, so later runs skip "
-                        "their prefill (about 1 s per request with a 1.7B reasoner on 2 cores; off by default)")
+    parser.add_argument("--prompt-cache", metavar="DIR", help="keep the reasoner's prompt starts in DIR for later runs")
 
 
 def prompt_cache_dir(value: str | None) -> Path | None:

@@ -79,9 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--kv-cache", choices=("f16", "f32", "q8_0"), default="f16", help="llama.cpp KV cache type")
     p.add_argument("--compare", action="store_true",
-                   help="only compare the plain pipeline (f16 mmproj, no image-prefix cache) with the fast one "
-                   "(q8_0 mmproj, prefix cache) and a second question on the same image, interleaved "
-                   "(llama.cpp, sequential residency; docs/benchmarks.md)")
+                   help="only compare the plain pipeline with the fast settings and a second question on the "
+                   "same image, interleaved, each run its own process (llama.cpp, sequential; docs/benchmarks.md)")
     p.add_argument("--input-modes", metavar="LIST",
                    help="only measure these image input modes (e.g. single,anyres): views, image tokens, vision "
                    "and extraction-prefill seconds per mode and image size, interleaved; a workload gets the "
