@@ -55,6 +55,10 @@ GiB = 1 << 30
 # one: 75 MiB once the parse is trimmed), which only `process_bytes` (the RSS at planning time) shows.
 BASE_PROCESS_BYTES = 64 * MiB
 MODEL_OVERHEAD_BYTES = 32 * MiB
+# A suggested context leaves this much room: the next load plans again with what the process
+# holds then, which has grown a little (a 2,560-token suggestion for 147 MiB was refused at
+# 146 MiB on the second load of a test, needing 146 MiB and some bytes)
+SUGGESTION_MARGIN_BYTES = 4 * MiB
 FORMAT_WEIGHT_FACTOR = {"gguf": 1.05, "onnx": 1.3}
 # 4-bit tensors go to llama.cpp's CPU_REPACK buffer. Mapped, the file stayed resident
 # beside that copy (x1.65 measured); read into memory (the runtime's CPU load mode,
@@ -294,7 +298,7 @@ def _refusal(needs: dict[str, ModelNeed], available: int, source: str,
         if fitting:
             best = fitting[0]
             tips.append(f"quantization {best.quant} ({format_size(best.total)})")
-        ctx = min(need.context_that_fits(available), need.context - 256)
+        ctx = min(need.context_that_fits(available - SUGGESTION_MARGIN_BYTES), need.context - 256)
         if ctx >= MIN_CONTEXT:
             tips.append(f"a context of {ctx} tokens")
         hint = f"; try {' or '.join(tips)}" if tips else "; no smaller option in this bundle fits"
