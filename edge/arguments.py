@@ -93,6 +93,11 @@ def prefix_cache_mb(value: str | None) -> int | None:
     return mb
 
 
+def add_kv_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kv-cache", choices=("f16", "f32", "q8_0"), default="f16",
+                        help="KV cache type: q8_0 takes about half of f16's memory (llama.cpp only; default f16)")
+
+
 def add_lookup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookup", type=int, default=0, metavar="K",
                         help="prompt-lookup decoding: draft up to K tokens per step from n-gram matches in the "

@@ -117,11 +117,11 @@ def make_plan(
 
 def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str = "full",
                   prefix_cache_mb: int | None = None, lookup: int = 0,
-                  prompt_cache: Path | None = None) -> ExtractThink:
+                  prompt_cache: Path | None = None, kv_cache_type: str = "f16") -> ExtractThink:
     """`ExtractThink.load` with the plan's backend, quantizations, threads, memory and context
     (`prefix_cache_mb`: None keeps the runtime's default; `lookup`: the requests' default
     prompt-lookup draft length, 0 = off; `prompt_cache`: a folder for the reasoner's
-    prompt-start states)."""
+    prompt-start states; `kv_cache_type`: f16, f32 or q8_0)."""
     extra = {} if prefix_cache_mb is None else {"prefix_cache_mb": prefix_cache_mb}
     return ExtractThink.load(
         bundle,
@@ -136,6 +136,7 @@ def load_pipeline(bundle: str | os.PathLike[str], plan: RunPlan, *, verify: str 
         verify=verify,
         lookup=lookup,
         prompt_cache=prompt_cache,
+        kv_cache_type=kv_cache_type,
         **extra,
     )
 

@@ -28,6 +28,7 @@ from typing import Any
 from edge.arguments import (
     add_gpu_layers,
     add_image_layout,
+    add_kv_cache,
     add_lookup,
     add_options,
     add_prefix_cache,
@@ -83,8 +84,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--residency", choices=("auto", "resident", "sequential"), default="auto",
                    help="keep both models loaded, or load them one after the other")
     p.add_argument("--context", type=int, metavar="N", help="context length per model")
-    p.add_argument("--kv-cache", choices=("f16", "f32", "q8_0"), default="f16",
-                   help="KV cache type: q8_0 takes about half of f16's memory (llama.cpp only; default f16)")
+    add_kv_cache(p)
     add_image_layout(p)
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     add_gpu_layers(p)

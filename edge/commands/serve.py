@@ -21,6 +21,7 @@ from pathlib import Path
 from edge.arguments import (
     add_bundle_options,
     add_gpu_layers,
+    add_kv_cache,
     add_lookup,
     add_prefix_cache,
     add_verify,
@@ -77,6 +78,7 @@ def add_server_arguments(p: argparse.ArgumentParser, *, default_port: int = 8080
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: the profile's)")
     add_gpu_layers(p)
     add_prefix_cache(p)
+    add_kv_cache(p)
     add_lookup(p)
     add_verify(p)
 
@@ -156,7 +158,7 @@ def run_server(args: argparse.Namespace, *, demo: bool) -> int:
         try:
             pipeline = load_pipeline(bundle, plan, verify=args.verify,
                                      prefix_cache_mb=prefix_cache_mb(args.prefix_cache_mb), lookup=args.lookup,
-                                     prompt_cache=prompt_cache_dir(args.prompt_cache))
+                                     prompt_cache=prompt_cache_dir(args.prompt_cache), kv_cache_type=args.kv_cache)
         finally:
             signal.signal(signal.SIGTERM, previous)
         # from here on a signal only starts the shutdown: the cleanup below must not be cut

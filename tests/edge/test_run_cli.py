@@ -363,6 +363,26 @@ def test_several_questions_reuse_the_image_prefix(capsys, bundle, photo):
     assert rc == 0 and out.count("Question:   ") == 2 and out.count("Answer:     ") == 2
 
 
+def test_prompt_cache_and_kv_cache_options(capsys, bundle, photo, tmp_path):
+    """`--prompt-cache DIR`: the second run (a new pipeline) restores the reasoner's prompt
+    starts from DIR and answers as the first did; `--kv-cache q8_0` runs on llama.cpp and
+    is a one-line error on ONNX Runtime."""
+    common = ["--bundle", str(bundle), "--image", str(photo), "--question", "How many?", "--options", "one", "two",
+              "--greedy", "--json", "--backend", "llamacpp", "--prompt-cache", str(tmp_path / "p"), *SMALL]
+    outs = []
+    for _ in range(2):
+        rc, out, err = run(capsys, *common)
+        assert rc == 0, err
+        outs.append(json.loads(out))
+    assert outs[0]["cache_hits"]["reasoner_prefix"] is False and outs[1]["cache_hits"]["reasoner_prefix"] is True
+    assert outs[1]["answer_text"] == outs[0]["answer_text"] and outs[1]["thinking"] == outs[0]["thinking"]
+    assert list((tmp_path / "p").glob("*.npz"))
+    rc, out, err = run(capsys, *common, "--kv-cache", "q8_0")
+    assert rc == 0, err
+    expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q?", "--backend", "onnx",
+                          "--kv-cache", "q8_0"], 2, "q8_0 KV cache is llama.cpp's")
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "1.5", ""])
 def test_bad_prefix_cache_size(capsys, bundle, photo, value):
     expect_error(capsys, ["--bundle", str(bundle), "--image", str(photo), "--question", "q?",
