@@ -54,6 +54,7 @@ from runtime.manifest import Artifact, Budgets, Manifest
 from runtime.model_slot import context_need
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress, report
+from runtime.prompts import question_block
 from runtime.tokenizer import BundleTokenizer
 
 PLAIN = {"mmproj": "as exported", "prefix_cache_mb": 0}
@@ -71,8 +72,7 @@ def question_tokens(bundle: Bundle, questions: tuple[str, ...] = QUESTIONS[:2]) 
     """The most tokens any of the benchmark's questions takes with its options, in the
     reasoner's tokenizer."""
     tok = BundleTokenizer(bundle.path(bundle.model("reasoner").tokenizer))
-    options = sum(len(tok.encode_plain(f"{chr(65 + i)}. {o}\n")) for i, o in enumerate(OPTIONS))
-    return max(len(tok.encode_plain(q)) for q in questions) + options
+    return max(len(tok.encode_plain(question_block(q, OPTIONS))) for q in questions)
 
 
 def request_context(bundle: Bundle, image_tokens: int | None, counts: TokenCounts) -> dict[str, int]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.inputs import prompt_runs
+from runtime.backends.llamacpp.language_model import KV_TYPES, flash_attn_type
 from runtime.backends.llamacpp.native_model import use_extra_buffer_types
 from runtime.errors import BackendUnavailableError
 
@@ -54,11 +55,8 @@ class RawLlamaCpp:
         self.n_batch = min(MAX_BATCH, n_ctx)
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, self.n_batch, self.n_batch, 1
         cp.n_threads = cp.n_threads_batch = threads
-        cp.type_k = cp.type_v = {"f32": 0, "f16": 1, "q8_0": 8}[kv_cache_type]  # ggml type ids
-        # as the runtime: exact attention for f32, flash attention required for a quantized V
-        cp.flash_attn_type = {"f32": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-                              "q8_0": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED}.get(kv_cache_type,
-                                                                            llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
+        cp.type_k = cp.type_v = KV_TYPES[kv_cache_type]  # the runtime's cache settings: same work
+        cp.flash_attn_type = flash_attn_type(llama, kv_cache_type)
         self._ctx = llama.llama_init_from_model(self._model, cp)
         if not self._ctx:
             llama.llama_model_free(self._model)

@@ -19,7 +19,16 @@ from runtime.errors import ConfigError, ContextOverflowError, InputError, Memory
 from runtime.gguf_constants import GGMLType
 
 MAX_BATCH = 512
-_KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}
+KV_TYPES = {"f32": GGMLType.F32, "f16": GGMLType.F16, "q8_0": GGMLType.Q8_0}
+
+
+def flash_attn_type(llama: Any, kv_cache_type: str) -> int:
+    """llama.cpp's flash attention setting for a KV cache type. CPU flash attention rounds
+    through f16 even with an f32 cache (~1e-3 logit error): an f32 cache asks for exact
+    attention, so it gets the plain path. A quantized V cache works only inside flash
+    attention (llama.cpp refuses the context otherwise)."""
+    return {"f32": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            "q8_0": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED}.get(kv_cache_type, llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
 
 
 class LlamaCppLanguageModel:
@@ -27,8 +36,8 @@ class LlamaCppLanguageModel:
 
     def __init__(self, model: NativeModel, *, n_ctx: int, threads: int, kv_cache_type: str = "f16") -> None:
         llama, _ = llama_lib()
-        if kv_cache_type not in _KV_TYPES:
-            raise ConfigError(f"kv_cache_type must be one of {', '.join(_KV_TYPES)}, not {kv_cache_type!r}")
+        if kv_cache_type not in KV_TYPES:
+            raise ConfigError(f"kv_cache_type must be one of {', '.join(KV_TYPES)}, not {kv_cache_type!r}")
         if n_ctx < 1:
             raise ConfigError(f"context length must be positive, not {n_ctx}")
         self._llama = llama
@@ -41,14 +50,9 @@ class LlamaCppLanguageModel:
         cp.n_seq_max = 1
         cp.n_threads = threads
         cp.n_threads_batch = threads
-        cp.type_k = cp.type_v = _KV_TYPES[kv_cache_type]
+        cp.type_k = cp.type_v = KV_TYPES[kv_cache_type]
         cp.embeddings = False
-        # CPU flash attention rounds through f16 even with an f32 cache (~1e-3 logit error):
-        # an f32 cache asks for exact attention, so it gets the plain path. A quantized V
-        # cache works only inside flash attention (llama.cpp refuses the context otherwise).
-        cp.flash_attn_type = {"f32": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-                              "q8_0": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED}.get(kv_cache_type,
-                                                                            llama.LLAMA_FLASH_ATTN_TYPE_AUTO)
+        cp.flash_attn_type = flash_attn_type(llama, kv_cache_type)
         recent_native.clear()
         ctx = llama.llama_init_from_model(model.ptr, cp)
         if not ctx:
