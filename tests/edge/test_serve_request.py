@@ -203,11 +203,12 @@ def test_lookup_is_a_request_control():
 
 def test_a_parsed_request_runs_with_lookup_on_the_shipped_bundle():
     """The request's keywords are the pipeline's: lookup drafts tokens, greedy text unchanged."""
+    from runtime.bundle import open_bundle
     from runtime.defaults import default_bundle_path
     from runtime.pipeline import ExtractThink
 
     pytest.importorskip("llama_cpp")
-    image = default_bundle_path() / "examples" / "000042.png"
+    image = default_bundle_path() / open_bundle(default_bundle_path()).manifest.examples[0]["image"]
     et = ExtractThink.load(default_bundle_path(), backend="llamacpp", threads=1)
     try:
         results = {}

@@ -549,7 +549,8 @@ def test_onnx_vision_beside_a_llamacpp_text_model():
             m.close()
     et = ExtractThink.load(backend="llamacpp", threads=1, vision_backend="onnx")
     try:
-        r = et.answer(str(default_bundle_path() / "examples" / "000042.png"), "Which shape is above?",
+        example = bundle.manifest.examples[0]["image"]  # the shipped bundle's own example picture
+        r = et.answer(str(default_bundle_path() / example), "Which shape is above?",
                       sampling="greedy")
         assert r.answer and r.stages["vision"].tokens == bundle.model("perception").vision.tokens_per_image
     finally:

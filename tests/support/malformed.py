@@ -269,7 +269,7 @@ EXPECTED: dict[str, tuple[int, str]] = {  # path -> (exit code or HTTP status, p
     "bundles/image-size-huge/manifest.json": (3, r"image\.size 1000000 is outside 1\.\.\d+"),
     "bundles/image-size-zero/manifest.json": (3, r"image\.size 0 is outside 1\.\.\d+"),
     "bundles/image-std-zero/manifest.json": (3, r"image\.std\[1\] 0\.0 is outside"),
-    "bundles/files-missing/manifest.json": (3, r"missing file examples/\d+\.png"),
+    "bundles/files-missing/manifest.json": (3, r"missing file examples/\d+\.(png|jpg)"),
     "gguf/empty.gguf": (3, r"empty\.gguf: not a GGUF file"),
     "gguf/bad-magic.gguf": (3, r"bad-magic\.gguf: not a GGUF file"),
     "gguf/truncated.gguf": (3, r"truncated\.gguf: llama\.cpp could not load this GGUF \(.*exceeds remaining file size"),

@@ -41,8 +41,8 @@ def render(scene: Scene, image_size: int = 128, supersample: int = 2) -> Image.I
     if scene.kind == "chart":
         _draw_chart(draw, scene, size)
     else:
-        for s in scene.shapes:
-            _draw_shape(draw, s, scene, size)
+        for i, s in enumerate(scene.shapes):
+            _draw_shape(draw, s, scene, size, i)
         for t in scene.texts:
             _draw_text(draw, t, scene, size)
     img = img.reduce(ss) if ss > 1 else img
@@ -155,7 +155,10 @@ def _regular(n: int, start: float) -> list[tuple[float, float]]:
     return [(math.cos(start + 2 * math.pi * i / n), math.sin(start + 2 * math.pi * i / n)) for i in range(n)]
 
 
-def _outline(shape: str, aspect: float) -> list[tuple[float, float]]:  # noqa: C901 - one branch per shape
+def _outline(shape: str, aspect: float, style: tuple[float, ...] = (0.0, 0.0, 0.0)) -> list[tuple[float, float]]:  # noqa: C901 - one branch per shape
+    """The shape's polygon. `style` (three numbers in [-1, 1], all 0 for the standard drawing)
+    moves its proportions within what a person still calls by that name."""
+    u, v, w = style
     if shape == "circle":
         return _regular(48, 0.0)
     if shape == "ellipse":
@@ -167,40 +170,52 @@ def _outline(shape: str, aspect: float) -> list[tuple[float, float]]:  # noqa: C
         w = 0.92
         h = w * (aspect or 0.5)
         return [(-w, -h), (w, -h), (w, h), (-w, h)]
-    if shape == "triangle":  # shifted down so its centroid sits at the centre
-        return [(x, y + 0.15) for x, y in _regular(3, -math.pi / 2)]
+    if shape == "triangle":  # shifted down so its centroid sits at the centre; taller or flatter
+        return [(x * (1 + 0.12 * v), (y + 0.15) * (1 + 0.15 * u)) for x, y in _regular(3, -math.pi / 2)]
     if shape == "diamond":
-        return [(0.0, -1.0), (0.7, 0.0), (0.0, 1.0), (-0.7, 0.0)]
+        return [(0.0, -1.0), (0.7 + 0.1 * u, 0.0), (0.0, 1.0), (-0.7 - 0.1 * u, 0.0)]
     if shape == "pentagon":
         return [(x, y + 0.05) for x, y in _regular(5, -math.pi / 2)]
-    if shape == "hexagon":
-        return _regular(6, 0.0)
+    if shape == "hexagon":  # pointy or flat top
+        return _regular(6, (math.pi / 6) * (u > 0))
     if shape == "star":
-        return [((1.0 if i % 2 == 0 else 0.45) * math.cos(-math.pi / 2 + math.pi * i / 5),
-                 (1.0 if i % 2 == 0 else 0.45) * math.sin(-math.pi / 2 + math.pi * i / 5)) for i in range(10)]
+        inner = 0.45 + 0.12 * u
+        return [((1.0 if i % 2 == 0 else inner) * math.cos(-math.pi / 2 + math.pi * i / 5),
+                 (1.0 if i % 2 == 0 else inner) * math.sin(-math.pi / 2 + math.pi * i / 5)) for i in range(10)]
     if shape == "cross":
-        w = 0.34
+        w = 0.34 + 0.09 * u
         return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w),
                 (-1, -w), (-w, -w)]
     if shape == "heart":
         pts = []
+        sx, sy = 1 + 0.1 * u, 1 + 0.1 * v
         for i in range(60):
             t = 2 * math.pi * i / 60
             x = 16 * math.sin(t) ** 3
             y = -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t))
-            pts.append((x / 17.0, (y + 2.5) / 17.0))
+            pts.append((x / 17.0 * sx / max(sx, sy), (y + 2.5) / 17.0 * sy / max(sx, sy)))
         return pts
-    if shape == "arrow":  # pointing right; the angle turns it
-        s, hd = 0.2, 0.55
-        return [(-1.0, -s), (0.15, -s), (0.15, -hd), (1.0, 0.0), (0.15, hd), (0.15, s), (-1.0, s)]
+    if shape == "arrow":  # pointing right; the angle turns it. Shaft width, head length and width vary.
+        s, hd, neck = 0.2 + 0.07 * u, 0.55 + 0.12 * v, 0.15 + 0.2 * w
+        return [(-1.0, -s), (neck, -s), (neck, -hd), (1.0, 0.0), (neck, hd), (neck, s), (-1.0, s)]
     raise ConfigError(f"unknown shape {shape!r}")  # validate_scene rejects these; hand-built graphs
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, s: Shape, scene: Scene, size: int) -> None:
+def _style(scene: Scene, index: int) -> tuple[float, float, float]:
+    """Three numbers in [-variety, variety] for the scene's `index`-th shape, from its own seed
+    (no draw from the sampler: a scene's graph and words do not depend on its variety)."""
+    if not scene.variety:
+        return (0.0, 0.0, 0.0)
+    u = np.random.default_rng((scene.clutter_seed, index, 0x5EED)).uniform(-1.0, 1.0, 3) * scene.variety
+    return (float(u[0]), float(u[1]), float(u[2]))
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, s: Shape, scene: Scene, size: int, index: int = 0) -> None:
     cx, cy, r = shape_geometry(s, size, scene.grid)
     a = math.radians(-s.angle)  # counter-clockwise on screen (y grows downwards)
     ca, sa = math.cos(a), math.sin(a)
-    pts = [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in _outline(s.shape, s.aspect)]
+    outline = _outline(s.shape, s.aspect, _style(scene, index))
+    pts = [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in outline]
     draw.polygon(pts, fill=shape_rgb(s))
 
 

@@ -52,6 +52,8 @@ SINGLE_RADIUS = (0.15, 0.44)
 MIN_RADIUS_PX = {"pentagon": 12, "hexagon": 12, "star": 10, "heart": 10, "arrow": 10}
 MIN_RADIUS_PX_DEFAULT = 8
 UNROTATED = ("circle",)  # rotating a circle changes nothing; arrows pick a direction instead
+# Still called the same however far they are turned (SceneConfig.max_turn).
+TURNABLE = ("triangle", "pentagon", "hexagon", "star", "heart", "cross")
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,11 @@ def _look(rng: random.Random, config: SceneConfig, layout: str, *, patterns: tup
     noise = round(rng.uniform(3, 14), 1) if rng.random() < config.noise_prob else 0.0
     jpeg = rng.randint(35, 90) if rng.random() < config.jpeg_prob else 0
     aa = 1 if rng.random() < config.hard_edge_prob else 0
-    return {"size": size, "background": background, "pattern": pattern, "bg_rgb": bg_rgb, "bg_rgb2": bg_rgb2,
+    look = {"size": size, "background": background, "pattern": pattern, "bg_rgb": bg_rgb, "bg_rgb2": bg_rgb2,
             "noise": noise, "jpeg": jpeg, "aa": aa, "clutter_seed": rng.randrange(2**31)}
+    if config.shape_variety:  # no draw from rng: the renderer derives each outline from clutter_seed
+        look["variety"] = config.shape_variety
+    return look
 
 
 def _tints(look: dict) -> list[tuple[int, int, int]]:
@@ -158,7 +163,9 @@ def _angle(rng: random.Random, shape: str, config: SceneConfig) -> float:
         return float(rng.choice((0, 90, 180, 270))) + round(rng.uniform(-config.max_rotation, config.max_rotation), 1)
     if shape in UNROTATED or config.max_rotation == 0:
         return 0.0
-    return round(rng.uniform(-config.max_rotation, config.max_rotation), 1)
+    # one draw either way: a wider turn changes angles only, never the rest of the scene
+    limit = config.max_turn if shape in TURNABLE and config.max_turn else config.max_rotation
+    return round(rng.uniform(-limit, limit), 1)
 
 
 def _aspect(rng: random.Random, shape: str) -> float:

@@ -99,9 +99,13 @@ class Scene:
     noise: float = 0.0  # per-pixel noise (standard deviation, 0-255 scale)
     jpeg: int = 0  # saved as JPEG at this quality (0: PNG)
     aa: int = 0  # supersampling factor (1: hard edges; 0: the dataset's)
+    variety: float = 0.0  # how far outlines stray from the standard drawing, 0..1 (`render._outline`)
 
     def to_dict(self) -> dict:
-        return to_dict(self)
+        data = to_dict(self)
+        if not self.variety:  # scenes without it read and hash as before the field existed
+            del data["variety"]
+        return data
 
     @staticmethod
     def from_dict(data: dict) -> Scene:
@@ -126,7 +130,7 @@ _FIELD_TYPES: dict[type, dict[str, tuple[type, ...]]] = {
 }
 _SCENE_SCALARS = {"kind": (str,), "background": (str,), "pattern": (str,), "grid": (int,), "clutter": (int,),
                   "clutter_seed": (int,), "layout": (str,), "size": (int,), "bg_rgb": (str,), "bg_rgb2": (str,),
-                  "noise": _F, "jpeg": (int,), "aa": (int,)}
+                  "noise": _F, "jpeg": (int,), "aa": (int,), "variety": _F}
 _SCENE_LISTS = {"shapes": Shape, "texts": TextMark, "bars": Bar}
 
 
@@ -193,6 +197,13 @@ class SceneConfig:
     max_size: int = 0
     shade_prob: float = 0.85  # a shape drawn in one of its colour's shades (else the canonical RGB)
     max_rotation: float = 12.0  # degrees
+    # Degrees for the shapes whose name does not depend on how they are turned (triangle,
+    # pentagon, hexagon, star, heart, cross); 0: max_rotation. Squares, diamonds, rectangles
+    # and ellipses keep max_rotation: turned 45 degrees a square is a diamond.
+    max_turn: float = 0.0
+    # How far each outline's proportions stray from the standard drawing (a star's inner
+    # radius, a cross's arm width, an arrow's head...), 0..1; every one still plainly that shape.
+    shape_variety: float = 0.0
     dark_prob: float = 0.15  # a dark background tint
     jpeg_prob: float = 0.3
     noise_prob: float = 0.3
@@ -228,6 +239,10 @@ class SceneConfig:
                               f"got {self.min_size}..{self.max_size}")
         if not 0.0 <= self.max_rotation <= 45.0:
             raise ConfigError(f"max_rotation must be in [0, 45] degrees, got {self.max_rotation}")
+        if not 0.0 <= self.max_turn <= 180.0:
+            raise ConfigError(f"max_turn must be in [0, 180] degrees, got {self.max_turn}")
+        if not 0.0 <= self.shape_variety <= 1.0:
+            raise ConfigError(f"shape_variety must be in [0, 1], got {self.shape_variety}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -112,6 +112,18 @@ def siglip_edge_s() -> VisionSize:
                       image_size=96, patch_size=32)
 
 
+def siglip_edge_m() -> VisionSize:
+    """The default bundle's tower since 2026-12-07: 96 px images in 16 px patches = 36 image tokens.
+
+    Same width and depth as `siglip-edge-s`, four patches per grid cell. With one 32 px patch
+    per cell, a shape's outline reaches the tower through a single linear map of 3,072 pixels,
+    and the shipped bundle named the colour and shape of single large shapes drawn by another
+    renderer no better than chance (docs/training.md); 16 px patches let attention see where
+    the edges are. The tower's own cost stays small next to the language model's."""
+    return VisionSize(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3,
+                      image_size=96, patch_size=16)
+
+
 TEXT_SIZES: dict[str, Callable[[], TextSize]] = {
     "qwen3-0.6b": qwen3_0_6b,
     "qwen3-1.7b": qwen3_1_7b,
@@ -127,6 +139,7 @@ VISION_SIZES: dict[str, Callable[[], VisionSize]] = {
     "siglip-so400m-patch14-384": siglip_so400m_patch14_384,
     "siglip-tiny": siglip_tiny,
     "siglip-edge-s": siglip_edge_s,
+    "siglip-edge-m": siglip_edge_m,
 }
 
 # Hub ids of the published checkpoints for each named size.

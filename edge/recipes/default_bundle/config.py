@@ -39,7 +39,7 @@ class DataPlan:
     pictures drawn at 32-512 px that the model's preprocessing resizes to 96)."""
 
     seed: int = 0
-    image_size: int = 96  # = siglip-edge-s: one 32 px patch per grid cell
+    image_size: int = 96  # = siglip-edge-m: 2x2 patches of 16 px per grid cell
     min_size: int = 32  # each picture's own size, log-uniform in this range
     max_size: int = 512
     chart_prob: float = 0.1
@@ -49,6 +49,13 @@ class DataPlan:
     test: int = 300
     test_iid: int = 100
     questions_per_image: int = 3
+    # Shapes turned further and drawn in varied proportions (SceneConfig.max_turn,
+    # shape_variety; neither draws from the scene sampler, so the words of the data, the
+    # tokenizer and the reasoner stay the same). Off in the shipped bundle: tried with 30
+    # degrees and 1.0 (docs/training.md, "Perception experiments"), shapes were named no
+    # better on the held-out world.
+    max_turn: float = 0.0
+    shape_variety: float = 0.0
 
 
 @dataclass(frozen=True)

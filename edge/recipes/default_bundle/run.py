@@ -40,7 +40,8 @@ T = TypeVar("T")
 def make_data(out: Path, plan: DataPlan) -> tuple[Path, bool]:
     """The synthetic dataset in `out`; (path, skipped). Other settings already there: an error."""
     scene = SceneConfig(image_size=plan.image_size, min_size=plan.min_size, max_size=plan.max_size,
-                        chart_prob=plan.chart_prob, free_prob=plan.free_prob)
+                        chart_prob=plan.chart_prob, free_prob=plan.free_prob, max_turn=plan.max_turn,
+                        shape_variety=plan.shape_variety)
     config = SynthConfig(seed=plan.seed, scene=scene, train=plan.train, val=plan.val, test=plan.test,
                          test_iid=plan.test_iid, questions_per_image=plan.questions_per_image)
     if (out / "dataset.json").is_file():
