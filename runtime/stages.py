@@ -457,9 +457,12 @@ def remaining_specs(run: RequestRun, stages: list[str]) -> list[StageSpec]:
                               image_tokens=run.image_tokens())
         n = len(ids)
         length = image_prefix_length(ids)
-        start = encode_segments(perception.tok, extraction_shared_start(perception), image_tokens=run.image_tokens())
-        if run.prefixes.enabled and any(prefix_key(run, perception, p) in run.prefixes for p in (ids[:length], start)):
-            cached, n = True, n - length  # a saved image prefix: no vision, no image prefill
+        if run.prefixes.enabled:
+            # the extraction stage keys its prefix through the shared instruction (`image_prefix_span`)
+            shared = extraction_shared_start(perception) if req.mode == "extract-think" else None
+            spans = {length, image_prefix_span(run, perception, ids, shared)}
+            if any(prefix_key(run, perception, ids[:k]) in run.prefixes for k in spans):
+                cached, n = True, n - length  # a saved image prefix: no vision, no image prefill
         out.append(StageSpec("extraction", "perception", n, b.extraction, min(b.extraction, 16), vision=not cached,
                              views=run.image_views()))
     desc = b.extraction if req.mode != "blind" else 0

@@ -37,6 +37,7 @@ from benchmarks.serve_overhead import ServeBenchConfig, run_serve_overhead
 from benchmarks.serve_overhead import to_markdown as serve_markdown
 from benchmarks.variants import anyres_variant, has_anyres_layout
 from benchmarks.workloads import WORKLOADS, WorkloadBuilder, hf_source, workload
+from edge.arguments import add_kv_cache
 from edge.extras import require
 from edge.progress import ProgressDisplay
 from runtime.atomic import atomic_write_text
@@ -77,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-loops", action="store_true", help="skip the per-stage comparison with the baselines")
     p.add_argument("--no-pipeline", action="store_true", help="skip whole requests")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    p.add_argument("--kv-cache", choices=("f16", "f32", "q8_0"), default="f16", help="llama.cpp KV cache type")
+    add_kv_cache(p)
     p.add_argument("--compare", action="store_true",
                    help="only compare the plain pipeline with the fast settings and a second question on the "
                    "same image, interleaved, each run its own process (llama.cpp, sequential; docs/benchmarks.md)")

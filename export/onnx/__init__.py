@@ -143,19 +143,19 @@ def _checked_vision(model: Any, tokenizer_dir: Path, tmp: Path, staged: dict[str
     """Check the staged int8 vision graph (the first layout of `VISION_LAYOUTS`) against
     float32; outside the bounds, quantize again with the next layout and check that. The
     metrics of the graph kept, with its `weights` layout; raises when none is within."""
-    layout, *fallbacks = VISION_LAYOUTS
-    metrics = {**_vision_parity(model, tokenizer_dir, tmp, staged), "weights": layout}
-    for fallback in fallbacks:
+    layouts = list(VISION_LAYOUTS)
+    for i, layout in enumerate(layouts):
+        if i > 0:
+            quantize_vision(_vision_fp32(tmp), staged["vision"], layout)
+        metrics = {**_vision_parity(model, tokenizer_dir, tmp, staged), "weights": layout}
         try:
             check_vision_parity(metrics, f"{what} ({layout} weights)")
             return metrics
         except VisionParityError as exc:
-            log.warning("%s; trying %s weights", exc, fallback)
-        layout = fallback
-        quantize_vision(_vision_fp32(tmp), staged["vision"], layout)
-        metrics = {**_vision_parity(model, tokenizer_dir, tmp, staged), "weights": layout}
-    check_vision_parity(metrics, f"{what} ({layout} weights)")  # the last layout: raises when outside
-    return metrics
+            if i == len(layouts) - 1:
+                raise
+            log.warning("%s; trying %s weights", exc, layouts[i + 1])
+    raise AssertionError("VISION_LAYOUTS is empty")
 
 
 def _vision_fp32(tmp: Path) -> Path:

@@ -158,7 +158,7 @@ def _regular(n: int, start: float) -> list[tuple[float, float]]:
 def _outline(shape: str, aspect: float, style: tuple[float, ...] = (0.0, 0.0, 0.0)) -> list[tuple[float, float]]:  # noqa: C901 - one branch per shape
     """The shape's polygon. `style` (three numbers in [-1, 1], all 0 for the standard drawing)
     moves its proportions within what a person still calls by that name."""
-    u, v, w = style
+    s1, s2, s3 = style
     if shape == "circle":
         return _regular(48, 0.0)
     if shape == "ellipse":
@@ -171,24 +171,24 @@ def _outline(shape: str, aspect: float, style: tuple[float, ...] = (0.0, 0.0, 0.
         h = w * (aspect or 0.5)
         return [(-w, -h), (w, -h), (w, h), (-w, h)]
     if shape == "triangle":  # shifted down so its centroid sits at the centre; taller or flatter
-        return [(x * (1 + 0.12 * v), (y + 0.15) * (1 + 0.15 * u)) for x, y in _regular(3, -math.pi / 2)]
+        return [(x * (1 + 0.12 * s2), (y + 0.15) * (1 + 0.15 * s1)) for x, y in _regular(3, -math.pi / 2)]
     if shape == "diamond":
-        return [(0.0, -1.0), (0.7 + 0.1 * u, 0.0), (0.0, 1.0), (-0.7 - 0.1 * u, 0.0)]
+        return [(0.0, -1.0), (0.7 + 0.1 * s1, 0.0), (0.0, 1.0), (-0.7 - 0.1 * s1, 0.0)]
     if shape == "pentagon":
         return [(x, y + 0.05) for x, y in _regular(5, -math.pi / 2)]
     if shape == "hexagon":  # pointy or flat top
-        return _regular(6, (math.pi / 6) * (u > 0))
+        return _regular(6, (math.pi / 6) * (s1 > 0))
     if shape == "star":
-        inner = 0.45 + 0.12 * u
+        inner = 0.45 + 0.12 * s1
         return [((1.0 if i % 2 == 0 else inner) * math.cos(-math.pi / 2 + math.pi * i / 5),
                  (1.0 if i % 2 == 0 else inner) * math.sin(-math.pi / 2 + math.pi * i / 5)) for i in range(10)]
     if shape == "cross":
-        w = 0.34 + 0.09 * u
+        w = 0.34 + 0.09 * s1
         return [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w),
                 (-1, -w), (-w, -w)]
     if shape == "heart":
         pts = []
-        sx, sy = 1 + 0.1 * u, 1 + 0.1 * v
+        sx, sy = 1 + 0.1 * s1, 1 + 0.1 * s2
         for i in range(60):
             t = 2 * math.pi * i / 60
             x = 16 * math.sin(t) ** 3
@@ -196,7 +196,7 @@ def _outline(shape: str, aspect: float, style: tuple[float, ...] = (0.0, 0.0, 0.
             pts.append((x / 17.0 * sx / max(sx, sy), (y + 2.5) / 17.0 * sy / max(sx, sy)))
         return pts
     if shape == "arrow":  # pointing right; the angle turns it. Shaft width, head length and width vary.
-        s, hd, neck = 0.2 + 0.07 * u, 0.55 + 0.12 * v, 0.15 + 0.2 * w
+        s, hd, neck = 0.2 + 0.07 * s1, 0.55 + 0.12 * s2, 0.15 + 0.2 * s3
         return [(-1.0, -s), (neck, -s), (neck, -hd), (1.0, 0.0), (neck, hd), (neck, s), (-1.0, s)]
     raise ConfigError(f"unknown shape {shape!r}")  # validate_scene rejects these; hand-built graphs
 
