@@ -12,6 +12,12 @@ the heads is `training.losses.CellLoss`.
 
 Labels are factorised (colour and shape are separate heads), which helps the tower
 describe colour-shape pairs it never saw together (the held-out test split).
+
+A freely placed shape labels every cell its body covers, not only the cell of its centre:
+labelled only there, the rest of a large shape read "empty", so the tower learned to
+describe its middle (a colour) and to call its outline nothing -- on the training world's
+own pictures the heads named a single large shape in 25% of cells (docs/training.md,
+"Perception experiments").
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import numpy as np
 
 from runtime.image import load_image, preprocess
 from runtime.manifest import ImagePreprocess
+from training.data.scene import Scene, Shape
 from training.data.vocabulary import BACKGROUNDS, COLORS, PATTERNS, SHAPES, SIZES, WORDS
 
 log = logging.getLogger(__name__)
 
 MAX_BARS = 6
+COVER = 1.0  # a cell whose centre lies within COVER x a free shape's radius of its centre is that shape's
 
 
 def _vocab() -> dict[str, tuple[str, ...]]:
@@ -56,6 +64,23 @@ def head_sizes() -> dict[str, int]:
     return {k: len(x) + (0 if k in ("kind", "background", "pattern", "clutter") else 1) for k, x in v.items()}
 
 
+def covered_cells(scene: Scene) -> dict[int, Shape]:
+    """Cell index -> the freely placed shape whose body covers that cell's centre (the
+    nearest one, relative to its radius, where bodies overlap). Grid shapes fit their cell."""
+    owner: dict[int, tuple[float, Shape]] = {}
+    for s in scene.shapes:
+        if s.r <= 0:
+            continue
+        for row in range(scene.grid):
+            for col in range(scene.grid):
+                cx, cy = (col + 0.5) / scene.grid, (row + 0.5) / scene.grid
+                d = ((cx - s.x) ** 2 + (cy - s.y) ** 2) ** 0.5 / s.r
+                i = row * scene.grid + col
+                if d < COVER and (i not in owner or d < owner[i][0]):
+                    owner[i] = (d, s)
+    return {i: s for i, (_, s) in owner.items()}
+
+
 def scene_labels(scene: Any) -> list[int]:
     """Class ids in a fixed order: cells (row-major) x CELL_HEADS, bars x BAR_HEADS, globals."""
     v = _vocab()
@@ -65,9 +90,14 @@ def scene_labels(scene: Any) -> list[int]:
     if scene.kind == "chart":
         for c in cells:
             c[0] = 3
-    for s in scene.shapes:
-        cells[s.row * scene.grid + s.col] = [1, v["color"].index(s.color), v["shape"].index(s.shape),
-                                             v["size"].index(s.size), none["text"]]
+
+    def shape_cell(s: Shape) -> list[int]:
+        return [1, v["color"].index(s.color), v["shape"].index(s.shape), v["size"].index(s.size), none["text"]]
+
+    for i, s in covered_cells(scene).items():
+        cells[i] = shape_cell(s)
+    for s in scene.shapes:  # a shape's own cell is its own, whatever covers it
+        cells[s.row * scene.grid + s.col] = shape_cell(s)
     for t in scene.texts:
         cells[t.row * scene.grid + t.col] = [2, v["color"].index(t.color), none["shape"], none["size"],
                                              v["text"].index(t.word) if t.word in v["text"] else none["text"]]

@@ -12,7 +12,7 @@ from runtime.errors import InputError
 from runtime.pipeline import ExtractThink
 from runtime.prefix_cache import PrefixCache, PrefixKey
 from runtime.result import TokenEvent
-from runtime.sampling import SamplingConfig
+from runtime.sampling import Sampler, SamplingConfig
 
 BACKENDS = ("llamacpp", "onnx")
 OPTIONS = ["one", "two", "three", "four"]
@@ -267,20 +267,53 @@ def test_a_wrong_restored_start_changes_the_tokens(rt_bundle, backend):
     assert bad_ids != cold_ids
 
 
+# How far a restored start may move the chosen token's logit. A restored start prefills the
+# rest of the prompt in another batch than a cold run: llama.cpp's kernels then sum in another
+# order (measured: 0.01-0.03 on the default bundle), and ONNX's int8 layers quantize their
+# activations with a scale taken over the batch (0.02-0.12).
+LOGIT_TOLERANCE = {"llamacpp": 0.05, "onnx": 0.3}
+
+
+def _record_picks(monkeypatch) -> list[tuple[int, float, float]]:
+    """(token, its logit, its lead over the second best) of every greedy pick from now on."""
+    seen: list[tuple[int, float, float]] = []
+    pick = Sampler.__call__
+
+    def record(self, logits):
+        row = np.asarray(logits, dtype=np.float64)
+        second, best = np.sort(row)[-2:]
+        seen.append((int(np.argmax(row)), best, best - second))
+        return pick(self, logits)
+
+    monkeypatch.setattr(Sampler, "__call__", record)
+    return seen
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_default_bundle_greedy_tokens_equal_with_the_start_restored(backend):
-    """The shipped (trained) bundle: greedy tokens of a request whose reasoner starts are
-    restored equal a cold run's."""
+def test_default_bundle_greedy_tokens_match_with_the_start_restored(backend, monkeypatch):
+    """The shipped (trained) bundle: a request whose reasoner starts are restored picks a
+    cold run's greedy tokens, their logits within the backend's batch-order noise, up to a
+    near-tie (two tokens closer than that noise), where the two runs may part."""
     from runtime.defaults import default_bundle_path
 
     image = _image(41)
     kw = dict(backend=backend, threads=1, verify="size")
+    seen = _record_picks(monkeypatch)
     with ExtractThink.load(default_bundle_path(), prefix_cache_mb=0, **kw) as cold_et:
         cold_ids, cold = _reasoner_run(cold_et, image, "Which shape is the largest?")
+    cold_picks = list(seen)
     with ExtractThink.load(default_bundle_path(), **kw) as et:
         _reasoner_run(et, _image(42), "How many shapes are there?")
+        seen.clear()
         warm_ids, warm = _reasoner_run(et, image, "Which shape is the largest?")
     assert warm.cache_hits["reasoner_prefix"] is True
+    tol = LOGIT_TOLERANCE[backend]
+    assert len(cold_picks) >= len(cold_ids) and seen
+    for (c_tok, c_best, c_lead), (w_tok, w_best, w_lead) in zip(cold_picks, seen, strict=False):
+        if c_tok != w_tok:  # the runs parted: only where two tokens were near-tied
+            assert min(c_lead, w_lead) < 2 * tol, (c_lead, w_lead)
+            return
+        assert abs(c_best - w_best) < tol, (c_best, w_best)
     assert warm_ids == cold_ids and warm.thinking == cold.thinking and warm.answer == cold.answer
 
 

@@ -34,7 +34,9 @@ from edge.recipes.default_bundle.scoring import (
     majority_answers,
     paired_difference,
     right_form,
+    split_by_wording,
     summarize,
+    wording_key,
 )
 from runtime.pipeline import ExtractThink
 from runtime.progress import Progress
@@ -158,9 +160,10 @@ def evaluate_all(recipe: Recipe, run: DefaultBundleRun, bundle: Path, heldout: d
         sc["chance"] = summarize([{"category": r["category"], "chance": chance_of(r, majority)} for r in records],
                                  "chance")
         scores["n_multiple_choice"][split] = sum(1 for r in records if r.get("options"))
+    trained = {wording_key(r["question"]) for r in ds.records("train")}
     for form in references:
         scores["heldout"][form] = heldout_scores(splits[form][0], {m: rows[(form, m)] for m in modes},
-                                                 references[form])
+                                                 references[form], trained)
     return scores, reused
 
 
@@ -182,10 +185,15 @@ def _run_jobs(todo: list[tuple[str, str]], splits: dict, bundles: dict, run: Def
                 progress(f"evaluated {futures[f][0]} {futures[f][1]}", done_n / n_jobs)
 
 
-def heldout_scores(items: list[dict], rows: dict[str, list[dict]], reference: list[dict]) -> dict:
+def heldout_scores(items: list[dict], rows: dict[str, list[dict]], reference: list[dict],
+                   trained_wordings: set[str] | None = None) -> dict:
     """Per system: accuracy and right-form rate per question type (Wilson 95%), the yes/no
-    right-form rate; the majority baseline; Extract+Think minus each other system, paired."""
+    right-form rate; the majority baseline; Extract+Think minus each other system, paired;
+    with `trained_wordings` (`scoring.wording_key`s of the training questions), accuracy on
+    the items worded as some training question and on the rest."""
     out: dict = {"systems": {}, "yesno_form": {}, "paired": {}}
+    if trained_wordings is not None:
+        out["wording"] = {m: split_by_wording(mrows, items, trained_wordings) for m, mrows in rows.items()}
     for mode, mrows in rows.items():
         preds = [{"id": r["id"], "prediction": r["answer"]} for r in mrows]
         summary = score_records(items, preds, reference=reference)

@@ -56,6 +56,13 @@ def heldout_markdown(scores: dict) -> str:
         yn = ", ".join(f"{TITLES[m]} {h['yesno_form'][m]['rate']:.1f}%" for m in modes)
         lines.append(f"Yes/no questions ({', '.join(YES_NO_TYPES)}; n = {h['yesno_form'][modes[0]]['n']}) "
                      f"answered `yes` or `no`: {yn}.")
+        if h.get("wording"):
+            w = h["wording"]
+            parts = "; ".join(f"{TITLES[m]} {w[m]['seen']['accuracy']:.1f} / {w[m]['unseen']['accuracy']:.1f}"
+                              for m in modes if m in w)
+            lines.append(f"Items worded as some training question (colour, shape and number words masked; "
+                         f"n = {w[modes[0]]['seen']['n']}) / the rest (n = {w[modes[0]]['unseen']['n']}), "
+                         f"accuracy %: {parts}.")
         for m, d in h.get("paired", {}).items():
             lines.append(f"Extract+Think minus {TITLES[m]}, paired on the same items: {d['diff']:+.1f} points "
                          f"(95% CI {d['ci95'][0]:+.1f} to {d['ci95'][1]:+.1f}; {d['discordant']} of {d['n']} "

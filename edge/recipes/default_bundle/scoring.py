@@ -11,11 +11,16 @@ world the baseline is `open_answer.majority_baseline` (counted on the split's re
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 from benchmarks.open_answer import form_ok, normalise, score
 from benchmarks.stats import wilson_interval
+from training.data.vocabulary import COLOR_ALIASES, COLORS, SHAPE_ALIASES, SHAPES
+
+_VALUE_WORDS = {*COLORS, *SHAPES, *(a for v in (*COLOR_ALIASES.values(), *SHAPE_ALIASES.values()) for a in v)}
+_MASKED = {w + tail for w in _VALUE_WORDS for tail in ("", "s", "es")}
 
 
 def is_correct(rec: dict, answer: str | None) -> bool:
@@ -78,3 +83,21 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool], *, resamples: int = 
     lo, hi = stats[int(0.025 * resamples)], stats[min(resamples - 1, int(0.975 * resamples))]
     return {"diff": 100.0 * sum(diffs) / n, "ci95": [100.0 * lo, 100.0 * hi], "n": n,
             "discordant": sum(1 for d in diffs if d)}
+
+
+def wording_key(question: str) -> str:
+    """A question's wording with its colour, shape and number words masked, lower case, no
+    final mark: "Is there a red star?" and "is there a blue circle" share one key."""
+    words = re.findall(r"[a-z0-9']+", question.lower())
+    return " ".join("X" if w in _MASKED else "N" if w.isdigit() else "a" if w == "an" else w for w in words)
+
+
+def split_by_wording(rows: list[dict], items: Sequence[dict], trained: set[str]) -> dict[str, dict]:
+    """Accuracy (Wilson 95%) on the items whose `wording_key` occurs among the training
+    questions (`trained`, a set of keys) and on the rest."""
+    seen = {it["id"]: wording_key(it["question"]) in trained for it in items}
+    out = {}
+    for part, flag in (("seen", True), ("unseen", False)):
+        part_rows = [{"category": "all", "correct": r["correct"]} for r in rows if seen.get(r["id"]) is flag]
+        out[part] = summarize(part_rows, "correct")["overall"] if part_rows else {"accuracy": 0.0, "n": 0}
+    return out

@@ -17,6 +17,7 @@ from edge.recipes.default_bundle.scoring import (
     paired_difference,
     right_form,
     summarize,
+    wording_key,
 )
 from tests.training.helpers import tiny_recipe_data
 from training.config import recipe_from_data
@@ -76,6 +77,25 @@ def test_heldout_scores_and_table():
     assert h["paired"]["end-to-end"]["diff"] == pytest.approx(25.0)
     table = heldout_markdown({"heldout": {"heldout-open": h}})
     assert "| color | 2 | 50.0" in table and "majority baseline" in table and "answered `yes` or `no`" in table
+    assert "training question" not in table
+
+
+def test_heldout_accuracy_is_split_by_whether_training_asked_it_that_way():
+    questions = ["Is there a red star?", "any circles here", "what colour is the heart", "What color is it?"]
+    items = [{"id": f"h{i}", "answer": ans, "aliases": [], "options": None, "category": cat, "question": q}
+             for i, ((cat, ans), q) in enumerate(zip([("exists", "yes"), ("exists", "no"), ("color", "red"),
+                                                      ("color", "blue")], questions, strict=True))]
+    reference = [{"id": "r0", "answer": "no", "category": "exists"}, {"id": "r1", "answer": "red", "category": "color"}]
+    rows = {"extract-think": [{"id": it["id"], "category": it["category"], "answer": a, "correct": is_correct(it, a),
+                               "form_ok": right_form(it, a)} for it, a in zip(items, ["yes", "yes", "red", "red"],
+                                                                              strict=True)]}
+    assert wording_key("Is there a blue circle") == wording_key("is there an orange OVAL?") == "is there a X X"
+    trained = {wording_key("Is there a blue hexagon?"), wording_key("What colour is the star?")}
+    w = heldout_scores(items, rows, reference, trained)["wording"]["extract-think"]
+    assert (w["seen"]["n"], w["seen"]["accuracy"]) == (2, 100.0)
+    assert (w["unseen"]["n"], w["unseen"]["accuracy"]) == (2, 0.0)
+    table = heldout_markdown({"heldout": {"heldout-open": heldout_scores(items, rows, reference, trained)}})
+    assert "n = 2) / the rest (n = 2), accuracy %: Extract+Think 100.0 / 0.0" in table
 
 
 def test_table_and_chart(tmp_path):

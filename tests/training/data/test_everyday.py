@@ -135,3 +135,24 @@ def test_look_alike_shapes_are_never_the_wrong_answer(all_records, scene_json):
             shapes = {s["shape"] for s in scene_json[rec["scene_id"]]["shapes"]}
             if q["filter"]["shape"] not in shapes:
                 assert not any((q["filter"]["shape"], s) in CONFUSABLE_SHAPES for s in shapes), rec["question"]
+
+
+def test_a_lone_shape_is_asked_about_without_naming_it(everyday_records):
+    """"what colour is it": the focus is the object's colour, not a written number's."""
+    alone = [r for r in everyday_records if r["qtype"] == "name_color" and not r["query"]["target"]]
+    unnamed = [r for r in alone if re.search(r"\b(it|this|shown|drawn|see|here)\b", r["question"], re.I)]
+    assert unnamed and len(unnamed) < len(alone)
+    assert {r["focus"] for r in unnamed} == {"the colour of the object"}
+
+
+def test_negations_come_in_many_wordings_and_keep_their_answer(everyday_records):
+    absent = [r for r in everyday_records if r["qtype"] == "absent"]
+    frames = {r["question"].lower().split(" that ")[0] for r in absent if " that " in r["question"]}
+    assert len(frames) >= 6
+    for r in absent:  # "no" exactly when the asked thing is there
+        assert (r["answer_text"] == "no") == ("So there is" in r["thinking"]), r["question"]
+
+
+def test_plural_synonyms_are_spelled_right(all_records):
+    texts = " ".join(r["question"] for r in all_records)
+    assert "rhombuss" not in texts and "ovalss" not in texts

@@ -61,7 +61,8 @@ def _synonyms(ctx: GenContext, text: str) -> str:
     """Now and then the other word people use: gray for grey, oval for ellipse, rhombus."""
     for word, others in _SYNONYMS.items():
         if re.search(rf"\b{word}", text) and ctx.rng.random() < 0.35:
-            text = re.sub(rf"\b{word}", ctx.rng.choice(others), text)
+            other = ctx.rng.choice(others)  # "diamonds" -> "rhombuses", not "rhombuss"
+            text = re.sub(rf"\b{word}(s?)\b", lambda m, o=other: plural(o) if m.group(1) else o, text)
     return text
 
 
@@ -146,7 +147,20 @@ def g_is_there(ctx: GenContext) -> Question | None:
         "Does the picture show {a} {t}?", "Does this picture have {a} {t} in it?", "Is {a} {t} visible?",
         "Is there {a} {t} anywhere in the image?", "Is {a} {t} present in the picture?",
         "Does the image include {a} {t}?", "Are there any {ts}?", "Is {a} {t} shown?",
+        "Any {ts} in the image?", "Any {ts} here?", "Are any {ts} visible?", "Is there at least one {t}?",
+        "Can {a} {t} be seen in the picture?", "Does the picture have {a} {t}?", "Do you notice {a} {t}?",
+        "Is {a} {t} in the image?", "Is there {a} {t} or not?", "Does this image contain any {ts}?",
+        "Is {a} {t} drawn in the picture?", "Can you find {a} {t}?",
     ), "exists")
+
+
+# "is it true that" + "the picture does not contain a red star": negations are asked through
+# many frames and clauses, and a reasoner that keys on one of them drops the "not".
+ABSENT_FRAMES = ("Is it true that ", "Is it correct that ", "Is it right that ", "True or false: ",
+                 "Would you agree that ", "Can you confirm that ", "Am I correct that ")
+ABSENT_CLAUSES = ("there is no {t}?", "the image has no {t}?", "the picture does not contain {a} {t}?",
+                  "no {t} can be seen?", "the image shows no {ts}?", "there isn't {a} {t} here?",
+                  "no {t} is in the picture?", "the picture lacks {a} {t}?", "the image does not have {a} {t}?")
 
 
 @QUESTION_TYPES.add("absent", "logical_reasoning", scene="shapes")
@@ -157,16 +171,19 @@ def g_absent(ctx: GenContext) -> Question | None:
         "Is it right that the image contains no {t}?", "Is it true that the image does not show {a} {t}?",
         "Am I right that there is no {t}?", "Is the picture without {a} {t}?", "Is {a} {t} missing from the image?",
         "Is it the case that no {t} appears in the picture?", "Does the image have no {t}?",
+        *(frame + clause for frame in ABSENT_FRAMES for clause in ABSENT_CLAUSES),
     ), "absent")
 
 
 VERIFY_TEMPLATES = {
     "color": ("Is the {r} {v}?", "Is the {r} coloured {v}?", "Is the <colour> of the {r} {v}?",
               "Is the {r} {v} in <colour>?", "Does the {r} look {v}?", "Would you say the {r} is {v}?",
-              "Is this {r} {v}?", "Is the {r} painted {v}?"),
+              "Is this {r} {v}?", "Is the {r} painted {v}?", "Is the {r} {v} or not?", "Is the {r} a {v} one?",
+              "Is it true that the {r} is {v}?", "Is the {r} drawn in {v}?", "Does the {r} have a {v} <colour>?"),
     "shape": ("Is the {r} {a} {v}?", "Is the {r} shaped like {a} {v}?", "Is the shape of the {r} {a} {v}?",
               "Does the {r} look like {a} {v}?", "Would you call the {r} {a} {v}?", "Is the {r} {a} {v} shape?",
-              "Is this {r} {a} {v}?"),
+              "Is this {r} {a} {v}?", "Is the {r} {a} {v} or not?", "Is it true that the {r} is {a} {v}?",
+              "Is the {r} drawn as {a} {v}?", "Does the {r} have the shape of {a} {v}?"),
 }
 
 
@@ -199,16 +216,35 @@ COLOR_TEMPLATES = (
     "Name the <colour> of the {r}.", "The {r} is what <colour>?", "What <colour> does the {r} have?",
     "Tell me the <colour> of the {r}.", "What <colour> is this {r}?", "What's the <colour> of the {r}?",
     "What <colour> is the {r} in the picture?", "Which <colour> was the {r} painted?",
+    "<colour> of the {r}?", "Which <colour> does the {r} have?", "What <colour> is the {r} drawn in?",
+    "In what <colour> is the {r} drawn?", "What <colour> has the {r}?", "Say the <colour> of the {r}.",
+    "What is the {r}'s <colour>?", "The <colour> of the {r}?",
+)
+# A lone shape asked about without naming it ("what colour is it"): without these the
+# reasoner read "it" as a text mark and looked for "the colour of the number 1".
+ALONE_COLOR_TEMPLATES = (
+    "What <colour> is it?", "What <colour> is this?", "What <colour> is shown?", "What <colour> is shown here?",
+    "What <colour> do you see?", "Which <colour> is it?", "Name the <colour>.", "What <colour> is drawn?",
+    "What <colour> is in the picture?", "Tell me the <colour>.", "What is the <colour> here?",
+    "Which <colour> can you see?",
 )
 SHAPE_TEMPLATES = (
     "What shape is the {r}?", "What is the {r}?", "Which shape is the {r}?", "What kind of shape is the {r}?",
     "What is the shape of the {r}?", "The {r} is what shape?", "What shape does the {r} have?",
     "Name the shape of the {r}.", "What sort of shape is the {r}?",
+    "Shape of the {r}?", "What shape is the {r} drawn as?", "What does the {r} look like?",
+    "What form does the {r} have?", "What is the {r}'s shape?", "The shape of the {r}?",
+)
+# When the shape is pointed at by its colour alone: "which shape is red".
+COLOR_REF_SHAPE_TEMPLATES = (
+    "Which shape is {c}?", "What shape is {c}?", "Which of the shapes is {c}?", "What is the {c} one?",
+    "Which shape is drawn in {c}?", "Which shape has the <colour> {c}?",
 )
 ALONE_SHAPE_TEMPLATES = (
     "What shape is this?", "What shape is shown?", "What shape do you see?", "Name the shape.",
     "What shape is in the picture?", "What is drawn in the image?", "What kind of shape is shown here?",
     "Which shape can you see?", "What shape is drawn?", "What is the shape in the image?",
+    "What shape is it?", "Which shape is it?", "What is this shape?", "What shape is here?",
 )
 
 
@@ -218,7 +254,10 @@ def g_name_color(ctx: GenContext) -> Question | None:
     if picked is None:
         return None
     s, ref = picked
-    text = _ask(ctx, COLOR_TEMPLATES, r=ref_phrase(ref, noun=_noun(ctx)))
+    if not ref and ctx.rng.random() < 0.5:
+        text = _ask(ctx, ALONE_COLOR_TEMPLATES)
+    else:
+        text = _ask(ctx, COLOR_TEMPLATES, r=ref_phrase(ref, noun=_noun(ctx)))
     return ctx.finish(text, {"type": "attr", "attr": "color", "target": ref}, s.color, "color", list(COLORS),
                       aliases=_aliases(s.color))
 
@@ -231,6 +270,8 @@ def g_name_shape(ctx: GenContext) -> Question | None:
     s, ref = picked
     if not ref and ctx.rng.random() < 0.6:
         text = _ask(ctx, ALONE_SHAPE_TEMPLATES)
+    elif set(ref) == {"color"} and ctx.rng.random() < 0.4:
+        text = _ask(ctx, COLOR_REF_SHAPE_TEMPLATES, c=ref["color"])
     else:  # never "what shape is the shape"
         noun = _noun(ctx) if ref else ctx.rng.choice([n for n in SHAPE_NOUNS if n != "shape"])
         text = _ask(ctx, SHAPE_TEMPLATES, r=ref_phrase(ref, noun=noun))
@@ -255,6 +296,9 @@ def g_how_many(ctx: GenContext) -> Question | None:
         "How many {ts} do you see?", "Count the {ts}.", "What is the number of {ts}?", "How many {ts}?",
         "How many {ts} does the image show?", "How many {ts} are visible?", "How many {ts} can be seen?",
         "Count how many {ts} there are.", "How many {ts} are in this image?",
+        "Number of {ts} in the image?", "How many {ts} are shown?", "How many {ts} appear in the picture?",
+        "What is the count of {ts}?", "How many {ts} are drawn?", "Total number of {ts}?",
+        "How many {ts} does the picture have?", "Give the number of {ts}.",
     ), ts=ts)
     n = len(select(ctx.scene, flt))
     return ctx.finish(text, {"type": "count", "filter": flt}, str(n), "number", near_numbers(ctx.rng, n, hi=9))
