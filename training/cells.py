@@ -81,7 +81,7 @@ def covered_cells(scene: Scene) -> dict[int, Shape]:
     return {i: s for i, (_, s) in owner.items()}
 
 
-def scene_labels(scene: Any) -> list[int]:
+def scene_labels(scene: Scene) -> list[int]:
     """Class ids in a fixed order: cells (row-major) x CELL_HEADS, bars x BAR_HEADS, globals."""
     v = _vocab()
     none = {k: len(x) for k, x in v.items()}

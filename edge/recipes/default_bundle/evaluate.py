@@ -153,14 +153,15 @@ def evaluate_all(recipe: Recipe, run: DefaultBundleRun, bundle: Path, heldout: d
             rows[(s, m)] = _read_rows(run.eval_dir / f"{s}-{m}.jsonl")
     scores: dict = {"splits": {}, "systems": {m: SYSTEMS[m][0] for m in modes}, "n_multiple_choice": {},
                     "heldout": {}}
-    majority = majority_answers(ds.records("train"))
+    train = list(ds.records("train"))
+    majority = majority_answers(train)
     for split in (s for s in SPLITS if s in splits):
         records = splits[split][0]
         sc = scores["splits"][split] = {m: summarize(rows[(split, m)], "correct") for m in modes}
         sc["chance"] = summarize([{"category": r["category"], "chance": chance_of(r, majority)} for r in records],
                                  "chance")
         scores["n_multiple_choice"][split] = sum(1 for r in records if r.get("options"))
-    trained = {wording_key(r["question"]) for r in ds.records("train")}
+    trained = {wording_key(r["question"]) for r in train}
     for form in references:
         scores["heldout"][form] = heldout_scores(splits[form][0], {m: rows[(form, m)] for m in modes},
                                                  references[form], trained)

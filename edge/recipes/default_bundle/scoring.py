@@ -98,6 +98,8 @@ def split_by_wording(rows: list[dict], items: Sequence[dict], trained: set[str])
     seen = {it["id"]: wording_key(it["question"]) in trained for it in items}
     out = {}
     for part, flag in (("seen", True), ("unseen", False)):
-        part_rows = [{"category": "all", "correct": r["correct"]} for r in rows if seen.get(r["id"]) is flag]
-        out[part] = summarize(part_rows, "correct")["overall"] if part_rows else {"accuracy": 0.0, "n": 0}
+        hits = [bool(r["correct"]) for r in rows if seen.get(r["id"]) is flag]
+        lo, hi = wilson_interval(sum(hits), len(hits))
+        out[part] = {"accuracy": 100.0 * sum(hits) / len(hits) if hits else 0.0, "n": len(hits),
+                     "ci95": [100.0 * lo, 100.0 * hi]}
     return out
