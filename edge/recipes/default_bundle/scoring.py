@@ -17,10 +17,11 @@ from collections.abc import Iterable, Sequence
 
 from benchmarks.open_answer import form_ok, normalise, score
 from benchmarks.stats import wilson_interval
+from training.data.language import plural
 from training.data.vocabulary import COLOR_ALIASES, COLORS, SHAPE_ALIASES, SHAPES
 
 _VALUE_WORDS = {*COLORS, *SHAPES, *(a for v in (*COLOR_ALIASES.values(), *SHAPE_ALIASES.values()) for a in v)}
-_MASKED = {w + tail for w in _VALUE_WORDS for tail in ("", "s", "es")}
+_MASKED = _VALUE_WORDS | {plural(w) for w in _VALUE_WORDS}
 
 
 def is_correct(rec: dict, answer: str | None) -> bool:
