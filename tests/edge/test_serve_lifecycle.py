@@ -164,7 +164,7 @@ def test_sigterm_mid_request_drains_then_exits_cleanly(tmp_path, edge_bundle_dir
     assert events[-1] == "[DONE]"
     final = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
     assert len(final) == 1 and final[0]["extract_think"]["stages"]["extraction"]["tokens"] == LONG
-    _clean_exit(srv, srv.stop())
+    _clean_exit(srv, srv.wait())  # the one SIGTERM above stops it
 
 
 def test_sigterm_past_the_drain_time_stops_the_request_and_exits_cleanly(tmp_path, edge_bundle_dir, images):
@@ -178,4 +178,4 @@ def test_sigterm_past_the_drain_time_stops_the_request_and_exits_cleanly(tmp_pat
     # the stream is ended properly: an in-band error saying why, then [DONE]; no answer
     assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "shutdown"
     assert not any(e.get("choices") and e["choices"][0]["finish_reason"] for e in events[:-1])
-    _clean_exit(srv, srv.stop())
+    _clean_exit(srv, srv.wait())  # the one SIGTERM above stops it
